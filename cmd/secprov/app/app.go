@@ -1,0 +1,129 @@
+// Package app wires secprov's commands. Each command lives in its own file
+// with a private flag struct; RunE only maps flags onto library options.
+package app
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes shared by every command.
+const (
+	ExitOK       = 0
+	ExitFindings = 1 // the command ran and found something at or above the threshold
+	ExitUsage    = 2 // bad flags, unreadable or invalid input
+)
+
+// ExitError carries an exit code. A nil Err means the command already printed
+// what the user needs (a report with findings) and only the code matters.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return ""
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// usageErr marks err as a usage/input problem (exit 2).
+func usageErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &ExitError{Code: ExitUsage, Err: err}
+}
+
+// ExitCode maps an error returned by Main to a process exit code.
+func ExitCode(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	return 1
+}
+
+// Streams are the process's standard streams, passed explicitly so commands
+// are testable in-process.
+type Streams struct {
+	In  io.Reader
+	Out io.Writer
+	Err io.Writer
+}
+
+// Main runs secprov with the given arguments (args[0] is the program name).
+// When invoked as pulumi-resource-secprov it serves the Pulumi provider
+// protocol instead of the CLI.
+func Main(ctx context.Context, args []string, in io.Reader, out, errOut io.Writer) error {
+	if len(args) > 0 && filepath.Base(args[0]) == pluginBinaryName {
+		return servePlugin(ctx, args[1:])
+	}
+	return Run(ctx, Streams{In: in, Out: out, Err: errOut}, args[1:])
+}
+
+// Run executes the CLI with args (without the program name).
+func Run(ctx context.Context, s Streams, args []string) error {
+	root := newRootCommand(s)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	var ee *ExitError
+	if err != nil && !errors.As(err, &ee) {
+		// cobra's own errors (unknown flag, bad args) are usage errors.
+		err = usageErr(err)
+	}
+	if err != nil && ee != nil && ee.Err == nil {
+		return err // already reported; print nothing more
+	}
+	return err
+}
+
+type rootFlags struct {
+	verbose int
+}
+
+func newRootCommand(s Streams) *cobra.Command {
+	flags := &rootFlags{}
+	cmd := &cobra.Command{
+		Use:   "secprov",
+		Short: "Provision and harden Kubernetes clusters from declarative blueprints",
+		Long: `secprov creates separate, hardened Kubernetes clusters (one per environment)
+from declarative blueprints, proves the result with a post-install check suite,
+and reviews blueprints statically in code review.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	cmd.SetIn(s.In)
+	cmd.SetOut(s.Out)
+	cmd.SetErr(s.Err)
+	cmd.PersistentFlags().CountVarP(&flags.verbose, "verbose", "v", "more output (repeat for debug logs)")
+	cmd.AddCommand(
+		newVersionCommand(s),
+	)
+	return cmd
+}
+
+// logger returns a logger writing to stderr at a level chosen by -v.
+func (f *rootFlags) logger(w io.Writer) *slog.Logger {
+	level := slog.LevelWarn
+	switch {
+	case f.verbose >= 2:
+		level = slog.LevelDebug
+	case f.verbose == 1:
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
