@@ -1,0 +1,309 @@
+package blueprints
+
+import (
+	"fmt"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"secprov.dev/secprov/blueprints/v1alpha1"
+)
+
+// SupportedKubernetesVersions are the versions secprov can provision.
+var SupportedKubernetesVersions = []string{v1alpha1.KubernetesVersion}
+
+// ExceptionDateLayout is the format of exceptions[].expires.
+const ExceptionDateLayout = "2006-01-02"
+
+var (
+	dnsLabel     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	labelValue   = regexp.MustCompile(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`)
+	dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+	labelName    = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+	controlID    = regexp.MustCompile(`^SP-[A-Z]+-[0-9]{3}$`)
+	vaultMount   = regexp.MustCompile(`^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$`)
+	vaultKVPath  = regexp.MustCompile(`^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*(/\*|\*)?$`)
+	resourceName = regexp.MustCompile(`^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)(\.(\*|[a-z0-9]([-a-z0-9.]*[a-z0-9])?))?$`)
+	subjectRef   = regexp.MustCompile(`^(group|user):[^\s]+$|^serviceaccount:[a-z0-9]([-a-z0-9]*[a-z0-9])?:[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+)
+
+type validator struct {
+	bp   *Blueprint
+	errs ErrorList
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	v.errs = append(v.errs, &Error{File: v.bp.Source.File, Pos: v.bp.PosOf(path), Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) oneOf(path, got string, allowed ...string) {
+	if !slices.Contains(allowed, got) {
+		v.errorf(path, "unsupported value %q; use one of: %s", got, strings.Join(allowed, ", "))
+	}
+}
+
+func (v *validator) dnsLabel(path, s, what string) {
+	switch {
+	case s == "":
+		v.errorf(path, "%s is required", what)
+	case len(s) > 63 || !dnsLabel.MatchString(s):
+		v.errorf(path, "%s %q must be a DNS label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit", what, truncate(s))
+	}
+}
+
+func (v *validator) intRange(path string, p *int, lo, hi int) {
+	if p != nil && (*p < lo || *p > hi) {
+		v.errorf(path, "%d is out of range; use %d to %d", *p, lo, hi)
+	}
+}
+
+func (v *validator) labels(path string, m map[string]string) {
+	for k, val := range m {
+		kp := mapPath(path, k)
+		name := k
+		if prefix, n, ok := strings.Cut(k, "/"); ok {
+			name = n
+			if len(prefix) > 253 || !dnsSubdomain.MatchString(prefix) {
+				v.errorf(kp, "label key prefix %q must be a DNS subdomain", truncate(prefix))
+			}
+		}
+		if len(name) > 63 || !labelName.MatchString(name) {
+			v.errorf(kp, "label key %q is not a valid Kubernetes label name", truncate(k))
+		}
+		if len(val) > 63 || !labelValue.MatchString(val) {
+			v.errorf(kp, "label value %q is not a valid Kubernetes label value", truncate(val))
+		}
+	}
+}
+
+// prefix parses an IPv4/IPv6 CIDR and insists on the canonical form.
+func (v *validator) prefix(path, s string) (netip.Prefix, bool) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		v.errorf(path, "%q is not a CIDR like 10.0.0.0/16", truncate(s))
+		return p, false
+	}
+	if p.Masked() != p {
+		v.errorf(path, "%q has host bits set; did you mean %s?", s, p.Masked())
+		return p, false
+	}
+	return p, true
+}
+
+func validate(bp *Blueprint) ErrorList {
+	v := &validator{bp: bp}
+	s := &bp.Spec
+
+	v.dnsLabel("metadata.name", bp.Metadata.Name, "cluster name")
+	v.labels("metadata.labels", bp.Metadata.Labels)
+	v.dnsLabel("spec.environment", s.Environment, "environment")
+
+	v.oneOf("spec.provider.type", s.Provider.Type, v1alpha1.ProviderLocal, v1alpha1.ProviderKind)
+	if k := s.Provider.Kind; k != nil {
+		if s.Provider.Type != v1alpha1.ProviderKind {
+			v.errorf("spec.provider.kind", "kind options are set but provider type is %q; set type: kind or remove them", s.Provider.Type)
+		}
+		v.intRange("spec.provider.kind.workers", k.Workers, 0, 20)
+		if strings.ContainsAny(k.NodeImage, " \t\n") {
+			v.errorf("spec.provider.kind.nodeImage", "image reference %q contains whitespace", truncate(k.NodeImage))
+		}
+	}
+	if !slices.Contains(SupportedKubernetesVersions, s.Kubernetes.Version) {
+		v.errorf("spec.kubernetes.version", "unsupported version %q; supported: %s", truncate(s.Kubernetes.Version), strings.Join(SupportedKubernetesVersions, ", "))
+	}
+
+	v.oneOf("spec.apiServer.endpoint", s.APIServer.Endpoint, v1alpha1.EndpointPrivate, v1alpha1.EndpointPublic)
+	for i, c := range s.APIServer.AllowedCIDRs {
+		v.prefix(fmt.Sprintf("spec.apiServer.allowedCIDRs[%d]", i), c)
+	}
+
+	validateNetwork(v, s)
+	validateNamespaces(v, s)
+
+	v.oneOf("spec.encryptionAtRest.provider", s.EncryptionAtRest.Provider,
+		v1alpha1.EncryptionVaultKMS, v1alpha1.EncryptionSecretbox, v1alpha1.EncryptionAESGCM, v1alpha1.EncryptionAESCBC, v1alpha1.EncryptionNone)
+	seenRes := map[string]bool{}
+	for i, r := range s.EncryptionAtRest.Resources {
+		p := fmt.Sprintf("spec.encryptionAtRest.resources[%d]", i)
+		switch {
+		case !resourceName.MatchString(r):
+			v.errorf(p, "%q is not a resource name like secrets or configmaps or deployments.apps", truncate(r))
+		case seenRes[r]:
+			v.errorf(p, "resource %q is listed twice", r)
+		}
+		seenRes[r] = true
+	}
+
+	validateVault(v, s)
+
+	v.oneOf("spec.audit.policy", s.Audit.Policy, v1alpha1.AuditPolicyDefault)
+	v.intRange("spec.audit.maxAgeDays", s.Audit.MaxAgeDays, 0, 3650)
+	v.intRange("spec.audit.maxBackups", s.Audit.MaxBackups, 0, 1000)
+	v.intRange("spec.audit.maxSizeMB", s.Audit.MaxSizeMB, 1, 100_000)
+
+	levels := []string{v1alpha1.PSSRestricted, v1alpha1.PSSBaseline, v1alpha1.PSSPrivileged}
+	v.oneOf("spec.podSecurity.enforce", s.PodSecurity.Enforce, levels...)
+	v.oneOf("spec.podSecurity.audit", s.PodSecurity.Audit, levels...)
+	v.oneOf("spec.podSecurity.warn", s.PodSecurity.Warn, levels...)
+	uniqueLabels(v, "spec.podSecurity.exemptNamespaces", s.PodSecurity.ExemptNamespaces, "namespace")
+
+	for i, a := range s.RBAC.Admins {
+		if !subjectRef.MatchString(a) {
+			v.errorf(fmt.Sprintf("spec.rbac.admins[%d]", i), "%q must be group:NAME, user:NAME or serviceaccount:NAMESPACE:NAME", truncate(a))
+		}
+	}
+
+	seenCtl := map[string]bool{}
+	for i, e := range s.Exceptions {
+		p := fmt.Sprintf("spec.exceptions[%d]", i)
+		switch {
+		case e.Control == "":
+			v.errorf(p+".control", "control is required: the review rule ID this exception weakens, e.g. SP-API-001")
+		case !controlID.MatchString(e.Control):
+			v.errorf(p+".control", "%q is not a control ID like SP-API-001", truncate(e.Control))
+		case seenCtl[e.Control]:
+			v.errorf(p+".control", "a second exception for %s; merge them into one", e.Control)
+		}
+		seenCtl[e.Control] = true
+		if e.Expires == "" {
+			v.errorf(p+".expires", "expires is required (YYYY-MM-DD): exceptions must end")
+		} else if _, err := time.Parse(ExceptionDateLayout, e.Expires); err != nil {
+			v.errorf(p+".expires", "%q is not a date like 2027-03-01", truncate(e.Expires))
+		}
+	}
+	return v.errs
+}
+
+func validateNetwork(v *validator, s *v1alpha1.Spec) {
+	n := &s.Network
+	v.oneOf("spec.network.cni", n.CNI, v1alpha1.CNICilium, v1alpha1.CNINone)
+	pod, podOK := v.prefix("spec.network.podCIDR", n.PodCIDR)
+	svc, svcOK := v.prefix("spec.network.serviceCIDR", n.ServiceCIDR)
+	if podOK && pod.Addr().Is4() && (pod.Bits() < 8 || pod.Bits() > 24) {
+		v.errorf("spec.network.podCIDR", "prefix length /%d is out of range; use /8 to /24", pod.Bits())
+	}
+	if svcOK && svc.Addr().Is4() && (svc.Bits() < 12 || svc.Bits() > 28) {
+		v.errorf("spec.network.serviceCIDR", "prefix length /%d is out of range; use /12 to /28 (the API server allows at most 2^20 service IPs)", svc.Bits())
+	}
+	if podOK && svcOK && pod.Overlaps(svc) {
+		v.errorf("spec.network.serviceCIDR", "%s overlaps podCIDR %s; pick disjoint ranges", svc, pod)
+	}
+	for i, r := range n.Allow {
+		p := fmt.Sprintf("spec.network.allow[%d]", i)
+		switch {
+		case r.From.Namespace == "" && r.From.CIDR == "":
+			v.errorf(p+".from", "set from.namespace or from.cidr")
+		case r.From.Namespace != "" && r.From.CIDR != "":
+			v.errorf(p+".from", "set either from.namespace or from.cidr, not both")
+		case r.From.CIDR != "":
+			v.prefix(p+".from.cidr", r.From.CIDR)
+			if r.From.PodSelector != nil {
+				v.errorf(p+".from.podSelector", "podSelector applies to from.namespace, not to from.cidr")
+			}
+		case r.From.Namespace != "*":
+			v.dnsLabel(p+".from.namespace", r.From.Namespace, "namespace")
+		}
+		v.labels(p+".from.podSelector", r.From.PodSelector)
+		if r.To.Namespace != "*" {
+			v.dnsLabel(p+".to.namespace", r.To.Namespace, "namespace")
+		}
+		v.labels(p+".to.podSelector", r.To.PodSelector)
+		seen := map[int]bool{}
+		for j, port := range r.To.Ports {
+			pp := fmt.Sprintf("%s.to.ports[%d]", p, j)
+			if port < 1 || port > 65535 {
+				v.errorf(pp, "port %d is out of range; use 1 to 65535", port)
+			} else if seen[port] {
+				v.errorf(pp, "port %d is listed twice", port)
+			}
+			seen[port] = true
+		}
+		if r.To.Protocol != "" {
+			if len(r.To.Ports) == 0 {
+				v.errorf(p+".to.protocol", "protocol needs ports; without ports every port and protocol is allowed")
+			}
+			v.oneOf(p+".to.protocol", r.To.Protocol, "TCP", "UDP", "SCTP")
+		}
+	}
+}
+
+func validateNamespaces(v *validator, s *v1alpha1.Spec) {
+	seen := map[string]bool{}
+	for i, ns := range s.Namespaces {
+		p := fmt.Sprintf("spec.namespaces[%d]", i)
+		v.dnsLabel(p+".name", ns.Name, "namespace name")
+		switch {
+		case strings.HasPrefix(ns.Name, "kube-"):
+			v.errorf(p+".name", "namespaces starting with kube- are reserved for Kubernetes")
+		case seen[ns.Name]:
+			v.errorf(p+".name", "namespace %q is listed twice", ns.Name)
+		}
+		seen[ns.Name] = true
+		v.labels(p+".labels", ns.Labels)
+	}
+}
+
+func validateVault(v *validator, s *v1alpha1.Spec) {
+	vt := &s.Vault
+	if vt.Address != "" {
+		u, err := url.Parse(vt.Address)
+		switch {
+		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+			v.errorf("spec.vault.address", "%q is not a URL like https://vault.example.com:8200", truncate(vt.Address))
+		case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+			v.errorf("spec.vault.address", "plain http is only allowed to a loopback Vault; use https")
+		case u.User != nil:
+			v.errorf("spec.vault.address", "credentials must not be written into the Vault address")
+		}
+	}
+	for _, f := range []struct{ path, val string }{
+		{"spec.vault.transitMount", vt.TransitMount},
+		{"spec.vault.transitKey", vt.TransitKey},
+		{"spec.vault.kvMount", vt.KVMount},
+		{"spec.vault.authPath", vt.AuthPath},
+	} {
+		if !vaultMount.MatchString(f.val) {
+			v.errorf(f.path, "%q is not a Vault path (letters, digits, '_', '-', separated by '/')", truncate(f.val))
+		}
+	}
+	seen := map[string]bool{}
+	for i, ns := range vt.Namespaces {
+		p := fmt.Sprintf("spec.vault.namespaces[%d]", i)
+		v.dnsLabel(p+".namespace", ns.Namespace, "namespace")
+		if seen[ns.Namespace] {
+			v.errorf(p+".namespace", "namespace %q is listed twice", ns.Namespace)
+		}
+		seen[ns.Namespace] = true
+		if len(ns.Paths) == 0 {
+			v.errorf(p+".paths", "list at least one KV path the namespace may read, e.g. %s/*", ns.Namespace)
+		}
+		for j, kp := range ns.Paths {
+			if !vaultKVPath.MatchString(kp) {
+				v.errorf(fmt.Sprintf("%s.paths[%d]", p, j), "%q is not a KV path like payments/* (no '..', no leading '/')", truncate(kp))
+			}
+		}
+	}
+}
+
+func uniqueLabels(v *validator, path string, names []string, what string) {
+	seen := map[string]bool{}
+	for i, n := range names {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		v.dnsLabel(p, n, what)
+		if seen[n] {
+			v.errorf(p, "%s %q is listed twice", what, n)
+		}
+		seen[n] = true
+	}
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.IsLoopback()
+}
