@@ -107,9 +107,6 @@ func (l Loader) Load(paths ...string) ([]*Blueprint, error) {
 			errs = append(errs, &Error{File: f, Message: err.Error()})
 		}
 	}
-	if err := checkDuplicateNames(out); err != nil {
-		errs = append(errs, err...)
-	}
 	return out, errs.orNil()
 }
 
@@ -294,10 +291,11 @@ func expandPaths(paths []string) ([]string, ErrorList) {
 	return slices.Compact(files), errs
 }
 
-// checkDuplicateNames rejects two blueprints for the same cluster: each
+// CheckUniqueNames rejects two blueprints for the same cluster: each
 // blueprint is one cluster, so a repeated name would make one overwrite the
-// other.
-func checkDuplicateNames(bps []*Blueprint) ErrorList {
+// other. Loading allows duplicates so that review can report them as a
+// finding (SP-ISO-001); commands that create clusters call this.
+func CheckUniqueNames(bps []*Blueprint) error {
 	var errs ErrorList
 	seen := map[string]*Blueprint{}
 	for _, b := range bps {
@@ -309,7 +307,7 @@ func checkDuplicateNames(bps []*Blueprint) ErrorList {
 		}
 		seen[b.Name()] = b
 	}
-	return errs
+	return errs.orNil()
 }
 
 func parentPath(p string) string {

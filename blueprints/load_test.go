@@ -209,11 +209,12 @@ func TestLoadPathsErrors(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, ".hidden.yaml"), []byte("garbage: ["), 0o644)
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("ignored"), 0o644)
 	bps, err := Load(dir)
-	if err == nil || !strings.Contains(err.Error(), `cluster name "same" is already used`) {
-		t.Errorf("duplicate names: err = %v", err)
+	if err != nil || len(bps) != 2 {
+		t.Fatalf("Load = %d blueprints, %v; want both (review reports duplicates)", len(bps), err)
 	}
-	if len(bps) != 2 {
-		t.Errorf("got %d blueprints, want both returned with the error", len(bps))
+	err = CheckUniqueNames(bps)
+	if err == nil || !strings.Contains(err.Error(), `b.yml:3:18: metadata.name: cluster name "same" is already used by the blueprint at `) {
+		t.Errorf("CheckUniqueNames: err = %v", err)
 	}
 }
 
