@@ -1,0 +1,226 @@
+package hardening
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/blueprints/v1alpha1"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(want, got) {
+		t.Errorf("%s differs from golden file (go test -update if intended):\n--- want\n%s\n--- got\n%s", path, want, got)
+	}
+}
+
+func loadExample(t *testing.T, name string) v1alpha1.Blueprint {
+	t.Helper()
+	bps, err := blueprints.Load(filepath.Join("..", "blueprints", "examples", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bps[0].Blueprint
+}
+
+func testControlPlane(t *testing.T) *ControlPlane {
+	bp := loadExample(t, "prod.yaml")
+	d := "/state/clusters/shop-prod"
+	return &ControlPlane{
+		Name: bp.Metadata.Name, Spec: bp.Spec, EncryptionProvider: v1alpha1.EncryptionSecretbox,
+		Ports: Ports{APIServer: 6443, EtcdClient: 2379, EtcdPeer: 2380, ControllerManager: 10257, Scheduler: 10259},
+		Files: Files{
+			CACert: d + "/pki/ca.crt", CAKey: d + "/pki/ca.key", EtcdCACert: d + "/pki/etcd-ca.crt",
+			EtcdServerCert: d + "/pki/etcd-server.crt", EtcdServerKey: d + "/pki/etcd-server.key",
+			EtcdPeerCert: d + "/pki/etcd-peer.crt", EtcdPeerKey: d + "/pki/etcd-peer.key",
+			APIServerEtcdCert: d + "/pki/apiserver-etcd-client.crt", APIServerEtcdKey: d + "/pki/apiserver-etcd-client.key",
+			APIServerCert: d + "/pki/apiserver.crt", APIServerKey: d + "/pki/apiserver.key",
+			KubeletClientCert: d + "/pki/apiserver-kubelet-client.crt", KubeletClientKey: d + "/pki/apiserver-kubelet-client.key",
+			FrontProxyCACert: d + "/pki/front-proxy-ca.crt", FrontProxyClientCert: d + "/pki/front-proxy-client.crt", FrontProxyClientKey: d + "/pki/front-proxy-client.key",
+			ServiceAccountKey: d + "/pki/sa.key", ServiceAccountPub: d + "/pki/sa.pub",
+			ControllerManagerKubeconfig: d + "/controller-manager.kubeconfig", SchedulerKubeconfig: d + "/scheduler.kubeconfig",
+			EncryptionConfig: d + "/config/encryption.yaml", AuditPolicy: d + "/config/audit-policy.yaml",
+			AuditLog: d + "/logs/audit.log", AdmissionConfig: d + "/config/admission.yaml", EtcdDataDir: d + "/etcd",
+		},
+	}
+}
+
+func TestRenderedFlagsGolden(t *testing.T) {
+	cp := testControlPlane(t)
+	for name, fl := range map[string]Flags{
+		"etcd":                    cp.EtcdFlags(),
+		"kube-apiserver":          cp.APIServerFlags(),
+		"kube-controller-manager": cp.ControllerManagerFlags(),
+		"kube-scheduler":          cp.SchedulerFlags(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			golden(t, "prod-"+name+".args", []byte(strings.Join(fl.Args(), "\n")+"\n"))
+			for _, f := range fl {
+				for _, id := range f.Controls {
+					if _, ok := blueprints.ControlByID(id); !ok {
+						t.Errorf("flag %s names unknown control %s", f.Name, id)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestConfigsGolden(t *testing.T) {
+	cp := testControlPlane(t)
+	key := Secret(bytes.Repeat([]byte{7}, 32))
+	enc, err := EncryptionConfig(cp.Spec, v1alpha1.EncryptionSecretbox, []EncryptionKey{{Name: "key-1", Secret: key}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "prod-encryption.yaml", enc)
+	audit, err := AuditPolicy(cp.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "prod-audit-policy.yaml", audit)
+	adm, err := AdmissionConfig(cp.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "prod-admission.yaml", adm)
+
+	objs, err := Objects(cp.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	for _, o := range objs {
+		y, err := yaml.Marshal(o.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&buf, "# controls: %s\n%s---\n", strings.Join(o.Controls, ","), y)
+	}
+	golden(t, "prod-objects.yaml", buf.Bytes())
+}
+
+func TestEncryptionProviders(t *testing.T) {
+	spec := testControlPlane(t).Spec
+	key := []EncryptionKey{{Name: "k", Secret: Secret(bytes.Repeat([]byte{1}, 32))}}
+	tests := []struct {
+		provider string
+		keys     []EncryptionKey
+		kms      *KMS
+		want     string // substring of the config, or of the error
+		wantErr  bool
+	}{
+		{v1alpha1.EncryptionSecretbox, key, nil, "secretbox:", false},
+		{v1alpha1.EncryptionAESGCM, key, nil, "aesgcm:", false},
+		{v1alpha1.EncryptionAESCBC, key, nil, "aescbc:", false},
+		{v1alpha1.EncryptionVaultKMS, nil, &KMS{Name: "vault", Endpoint: "unix:///run/kms.sock"}, "apiVersion: v2", false},
+		{v1alpha1.EncryptionSecretbox, nil, nil, "needs at least one key", true},
+		{v1alpha1.EncryptionSecretbox, []EncryptionKey{{Name: "short", Secret: Secret("x")}}, nil, "want 32", true},
+		{v1alpha1.EncryptionVaultKMS, nil, nil, "KMS plugin endpoint", true},
+		{v1alpha1.EncryptionNone, nil, nil, "needs no", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.provider+"/"+tt.want, func(t *testing.T) {
+			got, err := EncryptionConfig(spec, tt.provider, tt.keys, tt.kms)
+			if tt.wantErr {
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("err = %v, want %q", err, tt.want)
+				}
+				return
+			}
+			if err != nil || !strings.Contains(string(got), tt.want) || !strings.Contains(string(got), "identity: {}") {
+				t.Fatalf("config = %s, err = %v; want %q and identity last", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestAPIServerFlagsFollowBlueprint(t *testing.T) {
+	cp := testControlPlane(t)
+	if _, ok := cp.APIServerFlags().Get("encryption-provider-config"); !ok {
+		t.Error("encryption flag missing")
+	}
+	if v, _ := cp.APIServerFlags().Get("bind-address"); v != "127.0.0.1" {
+		t.Errorf("private endpoint binds %s", v)
+	}
+	off := false
+	cp.Spec.Audit.Enabled = &off
+	cp.EncryptionProvider = v1alpha1.EncryptionNone
+	cp.Spec.APIServer.Endpoint = v1alpha1.EndpointPublic
+	fl := cp.APIServerFlags()
+	for _, name := range []string{"encryption-provider-config", "audit-log-path", "audit-policy-file"} {
+		if _, ok := fl.Get(name); ok {
+			t.Errorf("%s set although the blueprint turns it off", name)
+		}
+	}
+	if v, _ := fl.Get("bind-address"); v != "0.0.0.0" {
+		t.Errorf("public endpoint binds %s", v)
+	}
+	if got := fl.Without("profiling"); len(got) != len(fl)-1 {
+		t.Error("Without did not drop exactly one flag")
+	}
+	if v, _ := fl.With("profiling", "true").Get("profiling"); v != "true" {
+		t.Error("With did not replace")
+	}
+	if len(fl.ForControl("SP-APISRV-006")) != 5 {
+		t.Errorf("SP-APISRV-006 flags = %v", fl.ForControl("SP-APISRV-006"))
+	}
+}
+
+func TestSecretRedacts(t *testing.T) {
+	s := Secret("super-secret-key-material")
+	var logs bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("key", "k", s)
+	js, _ := json.Marshal(struct{ K Secret }{s})
+	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%v %+v %#v %s", s, s, s, s), string(js), logs.String()} {
+		if strings.Contains(out, "super-secret") {
+			t.Errorf("secret leaked: %s", out)
+		}
+	}
+	if string(s.Reveal()) != "super-secret-key-material" {
+		t.Error("Reveal lost the bytes")
+	}
+}
+
+func TestAdminSubjects(t *testing.T) {
+	got, err := AdminSubjects([]string{"group:ops", "user:alice", "serviceaccount:ci:deployer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 || got[0].Name != AdminsGroup || got[3].Namespace != "ci" || got[3].Name != "deployer" {
+		t.Errorf("subjects = %+v", got)
+	}
+	if _, err := AdminSubjects([]string{"robot:x"}); err == nil {
+		t.Error("unknown kind accepted")
+	}
+}
+
+func TestServiceIP(t *testing.T) {
+	ip, err := ServiceIP("10.128.0.0/16")
+	if err != nil || ip.String() != "10.128.0.1" {
+		t.Errorf("ServiceIP = %v, %v", ip, err)
+	}
+}
