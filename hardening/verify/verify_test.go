@@ -1,0 +1,177 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"secprov.dev/secprov/blueprints"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(want, got) {
+		t.Errorf("%s differs (go test -update if intended):\n--- want\n%s\n--- got\n%s", path, want, got)
+	}
+}
+
+// infoTarget is a Target that only answers Info; runner tests need no more.
+type infoTarget struct{ Target }
+
+func (infoTarget) Info() Info { return Info{Name: "c1", Environment: "test", Provider: "local"} }
+
+func TestRunnerOutcomes(t *testing.T) {
+	var running, maxRunning atomic.Int32
+	slow := func(ctx context.Context, _ Target) Outcome {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for {
+			m := maxRunning.Load()
+			if n <= m || maxRunning.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+		return Pass("ok")
+	}
+	exclusiveSawOthers := false
+	checks := []Check{
+		{ID: "SP-APISRV-001", Run: slow},
+		{ID: "SP-APISRV-002", Run: slow},
+		{ID: "SP-APISRV-003", Run: slow},
+		{ID: "SP-AUDIT-001", Exclusive: true, Run: func(ctx context.Context, _ Target) Outcome {
+			exclusiveSawOthers = running.Load() != 0
+			return Fail("canary missing", Evidence{Object: "audit.log", Want: "canary", Got: ""})
+		}},
+		{ID: "SP-ENC-001", Run: func(context.Context, Target) Outcome { panic("boom") }},
+		{ID: "SP-PSS-001", Run: func(context.Context, Target) Outcome { return Skip("") }},
+		{ID: "SP-NET-002", Run: func(context.Context, Target) Outcome { return Skip("provider local has no nodes") }},
+		{ID: "SP-CERT-001", Run: func(ctx context.Context, _ Target) Outcome { <-ctx.Done(); return Warn("slow") }},
+	}
+	rep := Run(context.Background(), infoTarget{}, checks, Options{Timeout: 200 * time.Millisecond})
+	want := map[string]Status{
+		"SP-APISRV-001": StatusPass, "SP-APISRV-002": StatusPass, "SP-APISRV-003": StatusPass,
+		"SP-AUDIT-001": StatusFail, "SP-ENC-001": StatusError, "SP-PSS-001": StatusError,
+		"SP-NET-002": StatusSkip, "SP-CERT-001": StatusError,
+	}
+	for i, r := range rep.Results {
+		if r.ID != checks[i].ID {
+			t.Errorf("result %d is %s, want check order", i, r.ID)
+		}
+		if r.Status != want[r.ID] {
+			t.Errorf("%s: status %s (%s), want %s", r.ID, r.Status, r.Reason, want[r.ID])
+		}
+		ctl, _ := blueprints.ControlByID(r.ID)
+		if r.Title != ctl.Title || r.Severity != ctl.Severity {
+			t.Errorf("%s: declaration not copied from the catalog", r.ID)
+		}
+	}
+	if maxRunning.Load() < 2 {
+		t.Error("non-exclusive checks did not run concurrently")
+	}
+	if exclusiveSawOthers {
+		t.Error("exclusive check ran alongside others")
+	}
+	if s := rep.Summary; s.Total != 8 || s.Passed != 3 || s.Failed != 1 || s.Skipped != 1 || s.Errored != 3 {
+		t.Errorf("summary = %+v", s)
+	}
+	if !rep.Failed(blueprints.SeverityHigh) {
+		t.Error("Failed(high) = false with a failing high check")
+	}
+	if !strings.Contains(rep.Results[4].Reason, "panicked: boom") {
+		t.Errorf("panic reason = %q", rep.Results[4].Reason)
+	}
+	filtered := Run(context.Background(), infoTarget{}, checks, Options{Filter: regexp.MustCompile(`^SP-APISRV-00[12]$`)})
+	if len(filtered.Results) != 2 {
+		t.Errorf("filter kept %d results", len(filtered.Results))
+	}
+}
+
+func fixedReports() []*Report {
+	rep := &Report{Cluster: "shop-test", Environment: "test", Provider: "local", Duration: 1500 * time.Millisecond,
+		Results: []Result{
+			{ID: "SP-APISRV-001", Title: "Anonymous requests to the API server are refused", Status: StatusPass, Severity: blueprints.SeverityHigh,
+				Reason: "anonymous GET /version got 401", Evidence: []Evidence{}, Refs: []string{"CIS 1.2.1"}},
+			{ID: "SP-ENC-001", Title: "Secrets are encrypted at rest", Status: StatusFail, Severity: blueprints.SeverityCritical,
+				Reason: "canary secret stored in plaintext", Remediation: "Set spec.encryptionAtRest.provider: vault-kms (or secretbox).",
+				Evidence: []Evidence{{Object: "etcd /registry/secrets/default/canary", Field: "prefix", Want: "k8s:enc:secretbox:v1:", Got: "k8s\\x00"}}},
+			{ID: "SP-NET-002", Title: "Managed namespaces deny traffic by default", Status: StatusSkip, Severity: blueprints.SeverityHigh,
+				Reason: "provider local has no nodes", Evidence: []Evidence{}},
+		}}
+	rep.Summary = summarize(rep.Results)
+	return []*Report{rep}
+}
+
+func TestEncodersGolden(t *testing.T) {
+	for _, f := range Formats {
+		t.Run(f, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := WriteReports(&buf, f, fixedReports(), false); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, "report."+f, buf.Bytes())
+			switch f {
+			case "json":
+				var v struct {
+					Cluster string `json:"cluster"`
+					Results []struct {
+						ID, Title, Status, Severity, Reason string
+						Evidence                            []Evidence
+					} `json:"results"`
+					Summary Summary `json:"summary"`
+				}
+				if err := json.Unmarshal(buf.Bytes(), &v); err != nil || v.Cluster != "shop-test" || len(v.Results) != 3 || v.Results[1].Severity != "critical" || v.Summary.Failed != 1 {
+					t.Errorf("json shape: %+v, %v", v, err)
+				}
+			case "junit", "sarif":
+				var anyv any
+				if f == "junit" {
+					err := xml.Unmarshal(buf.Bytes(), new(junitSuites))
+					if err != nil {
+						t.Error(err)
+					}
+				} else if err := json.Unmarshal(buf.Bytes(), &anyv); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	if err := WriteReports(&bytes.Buffer{}, "yaml", fixedReports(), false); err == nil {
+		t.Error("unknown format accepted")
+	}
+}
+
+func TestArgs(t *testing.T) {
+	got := Args([]string{"--a=1", "--b", "2", "--c", "-d=x", "--a=3", "positional"})
+	want := map[string]string{"a": "3", "b": "2", "c": "true", "d": "x"}
+	if len(got) != len(want) {
+		t.Fatalf("Args = %v", got)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+}
