@@ -70,6 +70,13 @@ const (
 	// system:kubelet-api-admin where kubelets exist.
 	APIServerKubeletClientUser = "kube-apiserver-kubelet-client"
 	FrontProxyClientUser       = "front-proxy-client"
+	// EtcdSelfClientUser is etcd's identity towards its own client port.
+	// etcd's gRPC gateway (the HTTP/JSON API) dials the gRPC server
+	// through that port; with --client-cert-auth it must present a client
+	// certificate, and without --client-cert-file etcd presents its
+	// serving certificate, which (rightly) lacks clientAuth and is
+	// rejected. Pass this pair as --client-cert-file/--client-key-file.
+	EtcdSelfClientUser = "etcd-self-client"
 )
 
 // ManifestFile is the non-secret record of every item (names, key types and
@@ -131,6 +138,7 @@ type Bundle struct {
 	FrontProxyCACert, FrontProxyCAKey                     string // request-header (aggregation) CA
 	EtcdServerCert, EtcdServerKey                         string
 	EtcdPeerCert, EtcdPeerKey                             string
+	EtcdSelfClientCert, EtcdSelfClientKey                 string // etcd --client-cert-file/--client-key-file
 	APIServerEtcdClientCert, APIServerEtcdClientKey       string
 	APIServerCert, APIServerKey                           string
 	APIServerKubeletClientCert, APIServerKubeletClientKey string
@@ -194,7 +202,7 @@ type leafSpec struct {
 	cn         string
 	orgs       []string
 	usage      usage
-	// sans is true for certificates that carry the loopback SANs; the
+	// loopback is true for certificates that carry the loopback SANs; the
 	// API server additionally gets service and extra SANs.
 	loopback, apiserver bool
 }
@@ -202,6 +210,7 @@ type leafSpec struct {
 var leafSpecs = []leafSpec{
 	{name: "etcd-server", base: "etcd-server", ca: etcdCA, cn: "etcd-server", usage: serving, loopback: true},
 	{name: "etcd-peer", base: "etcd-peer", ca: etcdCA, cn: "etcd-peer", usage: serving | client, loopback: true},
+	{name: "etcd-self-client", base: "etcd-self-client", ca: etcdCA, cn: EtcdSelfClientUser, usage: client},
 	{name: "apiserver-etcd-client", base: "apiserver-etcd-client", ca: etcdCA, cn: APIServerEtcdClientUser, usage: client},
 	{name: "apiserver", base: "apiserver", ca: clusterCA, cn: "kube-apiserver", usage: serving, loopback: true, apiserver: true},
 	{name: "apiserver-kubelet-client", base: "apiserver-kubelet-client", ca: clusterCA, cn: APIServerKubeletClientUser, usage: client},
@@ -228,6 +237,7 @@ func newBundle(dir string) *Bundle {
 		FrontProxyCACert: p("front-proxy-ca.crt"), FrontProxyCAKey: p("front-proxy-ca.key"),
 		EtcdServerCert: p("etcd-server.crt"), EtcdServerKey: p("etcd-server.key"),
 		EtcdPeerCert: p("etcd-peer.crt"), EtcdPeerKey: p("etcd-peer.key"),
+		EtcdSelfClientCert: p("etcd-self-client.crt"), EtcdSelfClientKey: p("etcd-self-client.key"),
 		APIServerEtcdClientCert: p("apiserver-etcd-client.crt"), APIServerEtcdClientKey: p("apiserver-etcd-client.key"),
 		APIServerCert: p("apiserver.crt"), APIServerKey: p("apiserver.key"),
 		APIServerKubeletClientCert: p("apiserver-kubelet-client.crt"), APIServerKubeletClientKey: p("apiserver-kubelet-client.key"),

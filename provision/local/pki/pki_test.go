@@ -78,6 +78,7 @@ func TestEnsureCertificates(t *testing.T) {
 	}{
 		{"etcd-server", b.EtcdServerCert, b.EtcdServerKey, b.EtcdCACert, []string{b.CACert, b.FrontProxyCACert}, "etcd-server", nil, srv, []string{"localhost"}, loop},
 		{"etcd-peer", b.EtcdPeerCert, b.EtcdPeerKey, b.EtcdCACert, []string{b.CACert, b.FrontProxyCACert}, "etcd-peer", nil, both, []string{"localhost"}, loop},
+		{"etcd-self-client", b.EtcdSelfClientCert, b.EtcdSelfClientKey, b.EtcdCACert, []string{b.CACert, b.FrontProxyCACert}, "etcd-self-client", nil, cli, nil, nil},
 		{"apiserver-etcd-client", b.APIServerEtcdClientCert, b.APIServerEtcdClientKey, b.EtcdCACert, []string{b.CACert, b.FrontProxyCACert}, "kube-apiserver-etcd-client", nil, cli, nil, nil},
 		{"apiserver", b.APIServerCert, b.APIServerKey, b.CACert, []string{b.EtcdCACert, b.FrontProxyCACert}, "kube-apiserver", nil, srv, apiDNS, apiIPs},
 		{"apiserver-kubelet-client", b.APIServerKubeletClientCert, b.APIServerKubeletClientKey, b.CACert, []string{b.EtcdCACert, b.FrontProxyCACert}, "kube-apiserver-kubelet-client", nil, cli, nil, nil},
