@@ -147,7 +147,7 @@ type Bundle struct {
 	ControllerManagerCert, ControllerManagerKey           string
 	SchedulerCert, SchedulerKey                           string
 	AdminCert, AdminKey                                   string
-	SuperAdminCert, SuperAdminKey                         string
+	SuperAdminCert, SuperAdminKey                         string // system:masters; secprov bootstrap only (see SuperAdminUser)
 	Manifest                                              string
 
 	// ServiceIP is the first usable address of Options.ServiceCIDR, the

@@ -78,49 +78,8 @@ func TestEtcdMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	dataDir := filepath.Join(root, "etcd-data")
-	if err := paths.EnsurePrivateDir(dataDir); err != nil {
-		t.Fatal(err)
-	}
-	ports, err := proc.FreePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientURL := fmt.Sprintf("https://127.0.0.1:%d", ports[0])
-	peerURL := fmt.Sprintf("https://127.0.0.1:%d", ports[1])
-	spec := proc.Spec{
-		Name: "etcd", Path: bin,
-		PidFile: filepath.Join(root, "etcd.pid"), LogFile: filepath.Join(root, "etcd.log"),
-		Args: []string{
-			"--name=default", "--data-dir=" + dataDir,
-			"--listen-client-urls=" + clientURL, "--advertise-client-urls=" + clientURL,
-			"--listen-peer-urls=" + peerURL, "--initial-advertise-peer-urls=" + peerURL,
-			"--initial-cluster=default=" + peerURL, "--initial-cluster-state=new",
-			"--client-cert-auth", "--trusted-ca-file=" + b.EtcdCACert,
-			"--cert-file=" + b.EtcdServerCert, "--key-file=" + b.EtcdServerKey,
-			"--client-cert-file=" + b.EtcdSelfClientCert, "--client-key-file=" + b.EtcdSelfClientKey,
-			"--peer-client-cert-auth", "--peer-trusted-ca-file=" + b.EtcdCACert,
-			"--peer-cert-file=" + b.EtcdPeerCert, "--peer-key-file=" + b.EtcdPeerKey,
-			"--tls-min-version=TLS1.3",
-		},
-	}
-
-	start := time.Now()
-	p, err := proc.Start(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := proc.Stop(context.Background(), spec.PidFile, 10*time.Second); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
+	spec, clientURL, p := startEtcd(t, bin, b, root)
 	apiserver := tlsConfig(t, b.EtcdCACert, b.APIServerEtcdClientCert, b.APIServerEtcdClientKey)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := proc.WaitReady(ctx, proc.HTTPSReady(clientURL+"/health", apiserver), 50*time.Millisecond, spec.PidFile); err != nil {
-		t.Fatalf("etcd not healthy: %v", err)
-	}
-	t.Logf("etcd %s healthy %s after start (pid %d)", etcdVersion, time.Since(start).Round(time.Millisecond), p.Pid)
 
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: apiserver}, Timeout: 10 * time.Second}
 	defer hc.CloseIdleConnections()
@@ -189,4 +148,55 @@ func TestEtcdMutualTLS(t *testing.T) {
 	if log, _ := proc.Tail(spec.LogFile, 5); !strings.Contains(log, "closed etcd server") {
 		t.Errorf("etcd did not shut down cleanly; log ends:\n%s", log)
 	}
+}
+
+// startEtcd starts etcd with the bundle's certificates on free loopback
+// ports and waits until it is healthy; the cleanup stops it.
+func startEtcd(t *testing.T, bin string, b *pki.Bundle, root string) (proc.Spec, string, *proc.Process) {
+	t.Helper()
+	dataDir := filepath.Join(root, "etcd-data")
+	if err := paths.EnsurePrivateDir(dataDir); err != nil {
+		t.Fatal(err)
+	}
+	ports, err := proc.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientURL := fmt.Sprintf("https://127.0.0.1:%d", ports[0])
+	peerURL := fmt.Sprintf("https://127.0.0.1:%d", ports[1])
+	spec := proc.Spec{
+		Name: "etcd", Path: bin,
+		PidFile: filepath.Join(root, "etcd.pid"), LogFile: filepath.Join(root, "etcd.log"),
+		Args: []string{
+			"--name=default", "--data-dir=" + dataDir,
+			"--listen-client-urls=" + clientURL, "--advertise-client-urls=" + clientURL,
+			"--listen-peer-urls=" + peerURL, "--initial-advertise-peer-urls=" + peerURL,
+			"--initial-cluster=default=" + peerURL, "--initial-cluster-state=new",
+			"--client-cert-auth", "--trusted-ca-file=" + b.EtcdCACert,
+			"--cert-file=" + b.EtcdServerCert, "--key-file=" + b.EtcdServerKey,
+			"--client-cert-file=" + b.EtcdSelfClientCert, "--client-key-file=" + b.EtcdSelfClientKey,
+			"--peer-client-cert-auth", "--peer-trusted-ca-file=" + b.EtcdCACert,
+			"--peer-cert-file=" + b.EtcdPeerCert, "--peer-key-file=" + b.EtcdPeerKey,
+			"--tls-min-version=TLS1.3",
+		},
+	}
+
+	start := time.Now()
+	p, err := proc.Start(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := proc.Stop(context.Background(), spec.PidFile, 10*time.Second); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	apiserver := tlsConfig(t, b.EtcdCACert, b.APIServerEtcdClientCert, b.APIServerEtcdClientKey)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := proc.WaitReady(ctx, proc.HTTPSReady(clientURL+"/health", apiserver), 50*time.Millisecond, spec.PidFile); err != nil {
+		t.Fatalf("etcd not healthy: %v", err)
+	}
+	t.Logf("etcd %s healthy %s after start (pid %d)", etcdVersion, time.Since(start).Round(time.Millisecond), p.Pid)
+	return spec, clientURL, p
 }
