@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -708,6 +709,42 @@ func TestConcurrentEnsure(t *testing.T) {
 		}
 		if fps[i] != fps[0] {
 			t.Fatalf("concurrent Ensure calls produced different CAs: %v", fps)
+		}
+	}
+}
+
+// TestLogsNoKeyMaterial drives create, repair and renewal with a logger
+// attached: the log tells what happened and never contains key bytes.
+func TestLogsNoKeyMaterial(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	dir := t.TempDir()
+	o := opts("prod", t0)
+	o.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	b := mustEnsure(t, dir, o)
+	// The CA key, since renewal rewrites leaf keys anyway.
+	if err := os.Chmod(b.CAKey, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o.Now = func() time.Time { return t0.Add(DefaultCertValidity - time.Hour) }
+	mustEnsure(t, dir, o)
+
+	log := buf.String()
+	for _, want := range []string{"created CA", "created certificate", "created service-account signing key", "restored file mode", "renewed certificate", "cluster=prod"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".key") {
+			continue
+		}
+		data, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+		for _, line := range strings.Split(string(data), "\n") {
+			if len(line) > 16 && !strings.HasPrefix(line, "-----") && strings.Contains(log, line) {
+				t.Fatalf("log contains material of %s", e.Name())
+			}
 		}
 	}
 }
