@@ -76,17 +76,20 @@ func (fs Flags) ForControl(id string) Flags {
 // Files are the absolute paths of everything the control plane reads.
 // The provider fills them in from its PKI and config layout.
 type Files struct {
-	CACert, CAKey                        string // cluster CA
-	EtcdCACert                           string // dedicated etcd CA
-	EtcdServerCert, EtcdServerKey        string
-	EtcdPeerCert, EtcdPeerKey            string
-	APIServerEtcdCert, APIServerEtcdKey  string // apiserver → etcd client
-	APIServerCert, APIServerKey          string
-	KubeletClientCert, KubeletClientKey  string
-	FrontProxyCACert                     string
-	FrontProxyClientCert                 string
-	FrontProxyClientKey                  string
-	ServiceAccountKey, ServiceAccountPub string
+	CACert, CAKey                 string // cluster CA
+	EtcdCACert                    string // dedicated etcd CA
+	EtcdServerCert, EtcdServerKey string
+	EtcdPeerCert, EtcdPeerKey     string
+	// etcd's own client identity for its gRPC gateway loopback; keeps the
+	// server certificate server-only.
+	EtcdSelfClientCert, EtcdSelfClientKey string
+	APIServerEtcdCert, APIServerEtcdKey   string // apiserver → etcd client
+	APIServerCert, APIServerKey           string
+	KubeletClientCert, KubeletClientKey   string
+	FrontProxyCACert                      string
+	FrontProxyClientCert                  string
+	FrontProxyClientKey                   string
+	ServiceAccountKey, ServiceAccountPub  string
 
 	ControllerManagerKubeconfig string
 	SchedulerKubeconfig         string
@@ -170,6 +173,8 @@ func (cp *ControlPlane) EtcdFlags() Flags {
 		{Name: "client-cert-auth", Value: "true", Controls: []string{"SP-ETCD-001"}},
 		{Name: "trusted-ca-file", Value: f.EtcdCACert, Controls: []string{"SP-ETCD-001"}},
 		{Name: "auto-tls", Value: "false", Controls: []string{"SP-ETCD-001"}},
+		{Name: "client-cert-file", Value: f.EtcdSelfClientCert},
+		{Name: "client-key-file", Value: f.EtcdSelfClientKey},
 		{Name: "peer-cert-file", Value: f.EtcdPeerCert, Controls: []string{"SP-ETCD-002"}},
 		{Name: "peer-key-file", Value: f.EtcdPeerKey, Controls: []string{"SP-ETCD-002"}},
 		{Name: "peer-client-cert-auth", Value: "true", Controls: []string{"SP-ETCD-002"}},

@@ -56,6 +56,7 @@ func testControlPlane(t *testing.T) *ControlPlane {
 			CACert: d + "/pki/ca.crt", CAKey: d + "/pki/ca.key", EtcdCACert: d + "/pki/etcd-ca.crt",
 			EtcdServerCert: d + "/pki/etcd-server.crt", EtcdServerKey: d + "/pki/etcd-server.key",
 			EtcdPeerCert: d + "/pki/etcd-peer.crt", EtcdPeerKey: d + "/pki/etcd-peer.key",
+			EtcdSelfClientCert: d + "/pki/etcd-self-client.crt", EtcdSelfClientKey: d + "/pki/etcd-self-client.key",
 			APIServerEtcdCert: d + "/pki/apiserver-etcd-client.crt", APIServerEtcdKey: d + "/pki/apiserver-etcd-client.key",
 			APIServerCert: d + "/pki/apiserver.crt", APIServerKey: d + "/pki/apiserver.key",
 			KubeletClientCert: d + "/pki/apiserver-kubelet-client.crt", KubeletClientKey: d + "/pki/apiserver-kubelet-client.key",

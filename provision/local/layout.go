@@ -1,0 +1,127 @@
+// Package local is secprov's embedded provider: per cluster, etcd,
+// kube-apiserver, kube-controller-manager and kube-scheduler run as
+// supervised processes bound to loopback, each cluster in its own 0700
+// directory with its own PKI, keys and ports. No Docker, no nodes: a real,
+// hardened control plane for policy and API work.
+package local
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"secprov.dev/secprov/hardening"
+	"secprov.dev/secprov/provision/local/internal/atomicfile"
+	"secprov.dev/secprov/provision/local/pki"
+)
+
+// Components in start order.
+const (
+	Etcd              = "etcd"
+	APIServer         = "kube-apiserver"
+	ControllerManager = "kube-controller-manager"
+	Scheduler         = "kube-scheduler"
+)
+
+// Components lists the control-plane processes in start order.
+var Components = []string{Etcd, APIServer, ControllerManager, Scheduler}
+
+// Layout names every path of one cluster's directory.
+type Layout struct {
+	Dir string
+}
+
+// NewLayout returns the layout of the cluster directory dir.
+func NewLayout(dir string) Layout { return Layout{Dir: dir} }
+
+func (l Layout) path(elem ...string) string {
+	return filepath.Join(append([]string{l.Dir}, elem...)...)
+}
+
+// Directories and files.
+func (l Layout) PKIDir() string                  { return l.path("pki") }
+func (l Layout) ConfigDir() string               { return l.path("config") }
+func (l Layout) LogDir() string                  { return l.path("logs") }
+func (l Layout) RunDir() string                  { return l.path("run") }
+func (l Layout) EtcdDataDir() string             { return l.path("etcd") }
+func (l Layout) MetaFile() string                { return l.path("cluster.json") }
+func (l Layout) AdminKubeconfig() string         { return l.path("admin.kubeconfig") }
+func (l Layout) SuperAdminKubeconfig() string    { return l.path("super-admin.kubeconfig") }
+func (l Layout) EncryptionConfig() string        { return l.path("config", "encryption.yaml") }
+func (l Layout) EncryptionKeys() string          { return l.path("config", "encryption-keys.json") }
+func (l Layout) AuditPolicy() string             { return l.path("config", "audit-policy.yaml") }
+func (l Layout) AdmissionConfig() string         { return l.path("config", "admission.yaml") }
+func (l Layout) AuditLog() string                { return l.path("logs", "audit.log") }
+func (l Layout) PidFile(component string) string { return l.path("run", component+".pid") }
+func (l Layout) LogFile(component string) string { return l.path("logs", component+".log") }
+func (l Layout) Kubeconfig(component string) string {
+	return l.path(component + ".kubeconfig")
+}
+
+// Bundle is the PKI bundle's paths for this layout, without touching disk.
+func (l Layout) Files(b *pki.Bundle) hardening.Files {
+	return hardening.Files{
+		CACert: b.CACert, CAKey: b.CAKey, EtcdCACert: b.EtcdCACert,
+		EtcdServerCert: b.EtcdServerCert, EtcdServerKey: b.EtcdServerKey,
+		EtcdPeerCert: b.EtcdPeerCert, EtcdPeerKey: b.EtcdPeerKey,
+		EtcdSelfClientCert: b.EtcdSelfClientCert, EtcdSelfClientKey: b.EtcdSelfClientKey,
+		APIServerEtcdCert: b.APIServerEtcdClientCert, APIServerEtcdKey: b.APIServerEtcdClientKey,
+		APIServerCert: b.APIServerCert, APIServerKey: b.APIServerKey,
+		KubeletClientCert: b.APIServerKubeletClientCert, KubeletClientKey: b.APIServerKubeletClientKey,
+		FrontProxyCACert: b.FrontProxyCACert, FrontProxyClientCert: b.FrontProxyClientCert, FrontProxyClientKey: b.FrontProxyClientKey,
+		ServiceAccountKey: b.ServiceAccountKey, ServiceAccountPub: b.ServiceAccountPub,
+		ControllerManagerKubeconfig: l.Kubeconfig(ControllerManager),
+		SchedulerKubeconfig:         l.Kubeconfig(Scheduler),
+		EncryptionConfig:            l.EncryptionConfig(),
+		AuditPolicy:                 l.AuditPolicy(),
+		AuditLog:                    l.AuditLog(),
+		AdmissionConfig:             l.AdmissionConfig(),
+		EtcdDataDir:                 l.EtcdDataDir(),
+	}
+}
+
+// Meta is the non-secret description of a local cluster, kept in
+// cluster.json so status, kubeconfig and verify work without the engine.
+type Meta struct {
+	Name        string          `json:"name"`
+	Environment string          `json:"environment"`
+	Ports       hardening.Ports `json:"ports"`
+	// Blueprint is the defaulted blueprint spec the cluster was last
+	// applied from, as JSON.
+	Spec json.RawMessage `json:"spec,omitempty"`
+	// EncryptionProvider actually configured.
+	EncryptionProvider string `json:"encryptionProvider,omitempty"`
+	APIServerURL       string `json:"apiServerURL,omitempty"`
+}
+
+// ErrNoCluster means the directory holds no local cluster.
+var ErrNoCluster = errors.New("no local cluster")
+
+// ReadMeta reads cluster.json.
+func (l Layout) ReadMeta() (*Meta, error) {
+	data, err := os.ReadFile(l.MetaFile())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", l.Dir, ErrNoCluster)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var m Meta
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%s is damaged: %w; run secprov down and up again", l.MetaFile(), err)
+	}
+	return &m, nil
+}
+
+// WriteMeta writes cluster.json (0600: it names ports and paths only, but
+// nothing outside the owner needs it).
+func (l Layout) WriteMeta(m *Meta) error {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(l.MetaFile(), append(data, '\n'), 0o600)
+}
