@@ -44,7 +44,11 @@ func WriteRules(w io.Writer, f Format) error {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSEVERITY\tTITLE\tREFS")
 		for _, c := range rules {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.ID, c.Severity, c.Title, strings.Join(refStrings(c), ", "))
+			refs := strings.Join(refStrings(c), ", ")
+			if refs == "" {
+				refs = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.ID, c.Severity, c.Title, refs)
 		}
 		return tw.Flush()
 	case FormatMarkdown:
