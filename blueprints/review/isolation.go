@@ -32,30 +32,24 @@ func ruleUniqueNames(_ *env, bps []*blueprints.Blueprint, out *emitter) {
 // firstTwoEnvs remembers, for one shared value, the first blueprint and the
 // first one of a different environment. That is enough to name, for any
 // later blueprint, the earliest one of another environment sharing the value.
-type firstTwoEnvs struct {
-	a, b       *blueprints.Blueprint
-	aIdx, bIdx int
-}
+type firstTwoEnvs struct{ a, b *blueprints.Blueprint }
 
-func (f *firstTwoEnvs) add(b *blueprints.Blueprint, idx int) {
+func (f *firstTwoEnvs) add(b *blueprints.Blueprint) {
 	switch {
 	case f.a == nil:
-		f.a, f.aIdx = b, idx
+		f.a = b
 	case f.b == nil && b.Spec.Environment != f.a.Spec.Environment:
-		f.b, f.bIdx = b, idx
+		f.b = b
 	}
 }
 
 // otherEnv returns the earliest remembered blueprint whose environment
-// differs from env, with its load index.
-func (f *firstTwoEnvs) otherEnv(env string) (*blueprints.Blueprint, int) {
-	if f.a != nil && f.a.Spec.Environment != env {
-		return f.a, f.aIdx
+// differs from environment, or nil.
+func (f *firstTwoEnvs) otherEnv(environment string) *blueprints.Blueprint {
+	if f.a != nil && f.a.Spec.Environment != environment {
+		return f.a
 	}
-	if f.b != nil {
-		return f.b, f.bIdx
-	}
-	return nil, -1
+	return f.b
 }
 
 func ruleSharedVault(_ *env, bps []*blueprints.Blueprint, out *emitter) {
@@ -83,18 +77,18 @@ func ruleSharedVault(_ *env, bps []*blueprints.Blueprint, out *emitter) {
 	}
 	for _, f := range fields {
 		seen := make(map[string]*firstTwoEnvs, len(bps))
-		for i, b := range bps {
+		for _, b := range bps {
 			k := key(b, f)
 			s := seen[k]
 			if s == nil {
 				s = &firstTwoEnvs{}
 				seen[k] = s
 			}
-			if o, _ := s.otherEnv(b.Spec.Environment); o != nil {
+			if o := s.otherEnv(b.Spec.Environment); o != nil {
 				out.add(b, f.path, 0, "%s %q is also used by %q (environment %q) at %s; environment %q must not share it",
 					f.what, valueAt(b, f.path), o.Name(), o.Spec.Environment, loc(o, f.path), b.Spec.Environment)
 			}
-			s.add(b, i)
+			s.add(b)
 		}
 	}
 }
@@ -132,8 +126,8 @@ func (f *firstTwoUses) add(u *cidrUse) {
 	}
 }
 
-func (f *firstTwoUses) otherEnv(env string) *cidrUse {
-	if f.a != nil && f.a.b.Spec.Environment != env {
+func (f *firstTwoUses) otherEnv(environment string) *cidrUse {
+	if f.a != nil && f.a.b.Spec.Environment != environment {
 		return f.a
 	}
 	return f.b
@@ -184,7 +178,7 @@ func ruleSharedNetworks(_ *env, bps []*blueprints.Blueprint, out *emitter) {
 	}
 	for i := range uses {
 		u := &uses[i]
-		env := u.b.Spec.Environment
+		environment := u.b.Spec.Environment
 		var best *cidrUse
 		consider := func(o *cidrUse) {
 			if o != nil && o.idx < u.idx && (best == nil || o.idx < best.idx) {
@@ -192,12 +186,12 @@ func ruleSharedNetworks(_ *env, bps []*blueprints.Blueprint, out *emitter) {
 			}
 		}
 		if e := within[u.prefix]; e != nil {
-			consider(e.otherEnv(env)) // earlier CIDRs equal to or inside u
+			consider(e.otherEnv(environment)) // earlier CIDRs equal to or inside u
 		}
 		for bits := u.prefix.Bits() - 1; bits >= 0; bits-- {
 			anc, _ := u.prefix.Addr().Prefix(bits)
 			if e := exact[anc]; e != nil {
-				consider(e.otherEnv(env)) // earlier CIDRs containing u
+				consider(e.otherEnv(environment)) // earlier CIDRs containing u
 			}
 		}
 		if best == nil {

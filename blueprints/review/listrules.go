@@ -39,6 +39,7 @@ func WriteRules(w io.Writer, f Format) error {
 		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
 		return enc.Encode(out)
 	case FormatText:
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

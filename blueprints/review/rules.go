@@ -40,10 +40,15 @@ func ruleAPICIDRs(_ *env, b *blueprints.Blueprint, out *emitter) {
 // hugePrefix says why a CIDR is too broad to allow, or "" when it is not:
 // /0 is the whole internet; IPv4 shorter than /8 and IPv6 shorter than /32
 // (a whole registry allocation) are ranges nobody needs to allow.
+// IPv4-mapped IPv6 prefixes (::ffff:0:0/96) are judged as the IPv4 range
+// they cover.
 func hugePrefix(s string) string {
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
 		return "" // the loader validated it; nothing to judge
+	}
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 	}
 	switch {
 	case p.Bits() == 0:

@@ -58,6 +58,8 @@ func ruleCases() []ruleCase {
 			want: []w{{"SP-API-002", P, "spec.apiServer.allowedCIDRs[1]", high}}},
 		{rule: "SP-API-002", name: "::/0", edits: map[string][]edit{P: {cidrs("['::/0']")}},
 			want: []w{{"SP-API-002", P, "spec.apiServer.allowedCIDRs[0]", high}}},
+		{rule: "SP-API-002", name: "IPv4-mapped world", edits: map[string][]edit{P: {cidrs("['::ffff:0.0.0.0/96']")}}, msg: "world-open",
+			want: []w{{"SP-API-002", P, "spec.apiServer.allowedCIDRs[0]", high}}},
 		{rule: "SP-API-002", name: "shorter than /8", edits: map[string][]edit{P: {cidrs("[8.0.0.0/7]")}}, msg: "/7",
 			want: []w{{"SP-API-002", P, "spec.apiServer.allowedCIDRs[0]", high}}},
 		{rule: "SP-API-002", name: "world-open on public endpoint is critical", edits: map[string][]edit{P: {endpointPublic, cidrs("[0.0.0.0/0]")}}, msg: "public endpoint",
