@@ -112,6 +112,7 @@ and reviews blueprints statically in code review.`,
 	cmd.AddCommand(
 		newVersionCommand(s),
 		newInitCommand(s),
+		newReviewCommand(s, flags),
 	)
 	return cmd
 }

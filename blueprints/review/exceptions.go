@@ -1,0 +1,116 @@
+package review
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/blueprints/v1alpha1"
+)
+
+// exceptionState judges one exception against the catalog and the clock.
+type exceptionState struct {
+	known, justified, expired bool
+}
+
+func (s exceptionState) valid() bool { return s.known && s.justified && !s.expired }
+
+func judgeException(e *env, x v1alpha1.Exception) exceptionState {
+	_, known := blueprints.ControlByID(x.Control)
+	return exceptionState{known: known, justified: isJustified(x.Justification), expired: isExpired(x.Expires, e.now)}
+}
+
+// isExpired reports whether the exception's last day (YYYY-MM-DD, in UTC)
+// lies before now. An unparsable date counts as expired; the loader rejects
+// those anyway.
+func isExpired(expires string, now time.Time) bool {
+	d, err := time.Parse(blueprints.ExceptionDateLayout, expires)
+	if err != nil {
+		return true
+	}
+	return now.UTC().Format(blueprints.ExceptionDateLayout) > d.Format(blueprints.ExceptionDateLayout)
+}
+
+// minJustification is the fewest non-space characters a justification
+// needs: enough for "why" and "who accepted it", not a placeholder.
+const minJustification = 10
+
+func isJustified(j string) bool {
+	n := 0
+	for _, r := range j {
+		if !unicode.IsSpace(r) {
+			n++
+		}
+	}
+	if n < minJustification {
+		return false
+	}
+	lower := strings.ToLower(strings.TrimSpace(j))
+	for _, ph := range []string{"todo", "tbd", "n/a", "fixme", "xxx"} {
+		if rest, ok := strings.CutPrefix(lower, ph); ok {
+			if next, _ := utf8.DecodeRuneInString(rest); rest == "" || !unicode.IsLetter(next) {
+				return false // a placeholder, perhaps with a note after it
+			}
+		}
+	}
+	return true
+}
+
+func ruleExceptionExpired(e *env, b *blueprints.Blueprint, out *emitter) {
+	for i, x := range b.Spec.Exceptions {
+		if st := judgeException(e, x); st.known && st.expired {
+			out.add(b, fmt.Sprintf("spec.exceptions[%d].expires", i), 0, "exception for %s expired on %s: the control applies again at full severity", x.Control, x.Expires)
+		}
+	}
+}
+
+func ruleExceptionJustified(e *env, b *blueprints.Blueprint, out *emitter) {
+	for i, x := range b.Spec.Exceptions {
+		if st := judgeException(e, x); st.known && !st.justified {
+			out.add(b, fmt.Sprintf("spec.exceptions[%d].justification", i), 0, "exception for %s has justification %q, which says nothing; it does not apply until it explains why (at least %d characters)", x.Control, x.Justification, minJustification)
+		}
+	}
+}
+
+func ruleExceptionKnown(_ *env, b *blueprints.Blueprint, out *emitter) {
+	for i, x := range b.Spec.Exceptions {
+		if _, ok := blueprints.ControlByID(x.Control); !ok {
+			out.add(b, fmt.Sprintf("spec.exceptions[%d].control", i), 0, "exception names %q, which is not a secprov control; it has no effect", x.Control)
+		}
+	}
+}
+
+// exceptionRules are not themselves subject to exceptions: an exception
+// must not excuse its own problems.
+func isExceptionRule(id string) bool { return strings.HasPrefix(id, "SP-EXC-") }
+
+// applyExceptions downgrades every finding whose control has a valid
+// exception in the finding's blueprint to info and says so in the message.
+func applyExceptions(e *env, hits []hit) {
+	valid := map[*blueprints.Blueprint]map[string]*v1alpha1.Exception{}
+	for i := range hits {
+		h := &hits[i]
+		if isExceptionRule(h.Rule) || h.final {
+			continue
+		}
+		m, ok := valid[h.bp]
+		if !ok {
+			m = map[string]*v1alpha1.Exception{}
+			for j := range h.bp.Spec.Exceptions {
+				x := &h.bp.Spec.Exceptions[j]
+				if judgeException(e, *x).valid() {
+					m[x.Control] = x
+				}
+			}
+			valid[h.bp] = m
+		}
+		if x, ok := m[h.Control]; ok {
+			h.Exception = x
+			h.Severity = blueprints.SeverityInfo
+			h.Message = fmt.Sprintf("%s [excepted until %s: %s]", h.Message, x.Expires, strings.Join(strings.Fields(x.Justification), " "))
+		}
+	}
+}

@@ -1,0 +1,307 @@
+package review
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+
+	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/blueprints/v1alpha1"
+)
+
+// Per-blueprint rules. Each reads the effective (defaulted) spec and names
+// the offending value in its message.
+
+func ruleAPIEndpoint(_ *env, b *blueprints.Blueprint, out *emitter) {
+	if b.Spec.APIServer.Endpoint == v1alpha1.EndpointPublic {
+		out.add(b, "spec.apiServer.endpoint", 0, "endpoint is %q: the API server is reachable from outside the private network", b.Spec.APIServer.Endpoint)
+	}
+}
+
+func ruleAPICIDRs(_ *env, b *blueprints.Blueprint, out *emitter) {
+	public := b.Spec.APIServer.Endpoint == v1alpha1.EndpointPublic
+	for i, c := range b.Spec.APIServer.AllowedCIDRs {
+		why := hugePrefix(c)
+		if why == "" {
+			continue
+		}
+		sev := blueprints.SeverityHigh
+		suffix := ""
+		if public {
+			sev = blueprints.SeverityCritical
+			suffix = " on a public endpoint"
+		}
+		out.add(b, fmt.Sprintf("spec.apiServer.allowedCIDRs[%d]", i), sev, "allowed CIDR %q is %s%s", c, why, suffix)
+	}
+}
+
+// hugePrefix says why a CIDR is too broad to allow, or "" when it is not:
+// /0 is the whole internet; IPv4 shorter than /8 and IPv6 shorter than /32
+// (a whole registry allocation) are ranges nobody needs to allow.
+// IPv4-mapped IPv6 prefixes (::ffff:0:0/96) are judged as the IPv4 range
+// they cover.
+func hugePrefix(s string) string {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return "" // the loader validated it; nothing to judge
+	}
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	switch {
+	case p.Bits() == 0:
+		return "world-open"
+	case p.Addr().Is4() && p.Bits() < 8:
+		return fmt.Sprintf("a huge range (/%d, shorter than /8)", p.Bits())
+	case p.Addr().Is6() && p.Bits() < 32:
+		return fmt.Sprintf("a huge range (/%d, shorter than /32)", p.Bits())
+	}
+	return ""
+}
+
+func ruleEncryptionOn(_ *env, b *blueprints.Blueprint, out *emitter) {
+	if p := b.Spec.EncryptionAtRest.Provider; p == v1alpha1.EncryptionNone {
+		out.add(b, "spec.encryptionAtRest.provider", 0, "encryption provider is %q: secrets are stored in plaintext in etcd", p)
+	}
+}
+
+func ruleEncryptionStrong(_ *env, b *blueprints.Blueprint, out *emitter) {
+	switch p := b.Spec.EncryptionAtRest.Provider; p {
+	case v1alpha1.EncryptionAESCBC:
+		out.add(b, "spec.encryptionAtRest.provider", blueprints.SeverityHigh, "encryption provider is %q: AES-CBC is prone to padding-oracle attacks and its key sits on the control plane", p)
+	case v1alpha1.EncryptionAESGCM:
+		out.add(b, "spec.encryptionAtRest.provider", blueprints.SeverityMedium, "encryption provider is %q: AES-GCM needs a key rotation every 200k writes and its key sits on the control plane", p)
+	}
+}
+
+func ruleEncryptionSecrets(_ *env, b *blueprints.Blueprint, out *emitter) {
+	enc := b.Spec.EncryptionAtRest
+	if enc.Provider == v1alpha1.EncryptionNone {
+		return // nothing is encrypted at all; SP-ENC-001 says so
+	}
+	if !coversSecrets(enc.Resources) {
+		out.add(b, "spec.encryptionAtRest.resources", 0, "encrypted resources %s do not include secrets", quoteList(enc.Resources))
+	}
+}
+
+// coversSecrets reports whether an EncryptionConfiguration resource list
+// includes core-group secrets.
+func coversSecrets(resources []string) bool {
+	return slices.ContainsFunc(resources, func(r string) bool {
+		return r == "secrets" || r == "*" || r == "*.*"
+	})
+}
+
+func ruleVault(_ *env, b *blueprints.Blueprint, out *emitter) {
+	if !b.Spec.Vault.IsEnabled() {
+		out.add(b, "spec.vault.enabled", 0, "vault.enabled is false: workload secrets live only as Kubernetes Secrets, without auditing, leases or rotation")
+	}
+}
+
+func ruleAuditEnabled(_ *env, b *blueprints.Blueprint, out *emitter) {
+	if !b.Spec.Audit.IsEnabled() {
+		out.add(b, "spec.audit.enabled", 0, "audit.enabled is false: API requests are not logged, so an intrusion cannot be reconstructed")
+	}
+}
+
+func ruleAuditRetention(_ *env, b *blueprints.Blueprint, out *emitter) {
+	a := b.Spec.Audit
+	if !a.IsEnabled() {
+		return // SP-AUDIT-001 covers it; retention of no logs is moot
+	}
+	for _, f := range []struct {
+		field string
+		got   int
+		min   int
+		unit  string
+	}{
+		{"maxAgeDays", v1alpha1.Int(a.MaxAgeDays, v1alpha1.DefaultAuditMaxAgeDays), v1alpha1.DefaultAuditMaxAgeDays, "days"},
+		{"maxBackups", v1alpha1.Int(a.MaxBackups, v1alpha1.DefaultAuditMaxBackups), v1alpha1.DefaultAuditMaxBackups, "backups"},
+		{"maxSizeMB", v1alpha1.Int(a.MaxSizeMB, v1alpha1.DefaultAuditMaxSizeMB), v1alpha1.DefaultAuditMaxSizeMB, "MB"},
+	} {
+		if f.got < f.min {
+			out.add(b, "spec.audit."+f.field, 0, "audit.%s is %d, below the minimum of %d %s", f.field, f.got, f.min, f.unit)
+		}
+	}
+}
+
+// pssRank orders Pod Security levels: higher is stricter.
+func pssRank(level string) int {
+	switch level {
+	case v1alpha1.PSSRestricted:
+		return 3
+	case v1alpha1.PSSBaseline:
+		return 2
+	case v1alpha1.PSSPrivileged:
+		return 1
+	}
+	return 0
+}
+
+func rulePSSEnforce(_ *env, b *blueprints.Blueprint, out *emitter) {
+	switch lvl := b.Spec.PodSecurity.Enforce; lvl {
+	case v1alpha1.PSSPrivileged:
+		out.add(b, "spec.podSecurity.enforce", blueprints.SeverityCritical, "Pod Security enforce level is %q: privileged, host-namespace and root containers are admitted", lvl)
+	case v1alpha1.PSSBaseline:
+		out.add(b, "spec.podSecurity.enforce", blueprints.SeverityHigh, "Pod Security enforce level is %q, weaker than restricted: root containers and privilege escalation are admitted", lvl)
+	}
+}
+
+// maxExemptNamespaces is how many Pod Security exemptions review accepts
+// before calling the list too long: kube-system plus a couple of
+// infrastructure namespaces.
+const maxExemptNamespaces = 3
+
+func rulePSSExemptions(_ *env, b *blueprints.Blueprint, out *emitter) {
+	ps := b.Spec.PodSecurity
+	if n := len(ps.ExemptNamespaces); n > maxExemptNamespaces {
+		out.add(b, "spec.podSecurity.exemptNamespaces", 0, "%d namespaces are exempt from Pod Security (more than %d): %s", n, maxExemptNamespaces, quoteList(ps.ExemptNamespaces))
+	}
+	managed := map[string]bool{}
+	for _, ns := range b.Spec.Namespaces {
+		managed[ns.Name] = true
+	}
+	for i, ns := range ps.ExemptNamespaces {
+		path := fmt.Sprintf("spec.podSecurity.exemptNamespaces[%d]", i)
+		switch {
+		case managed[ns]:
+			out.add(b, path, 0, "namespace %q is exempt from Pod Security but is a managed workload namespace (spec.namespaces)", ns)
+		case ns == "default":
+			out.add(b, path, 0, "namespace %q is exempt from Pod Security: anything deployed without a namespace may run privileged", ns)
+		}
+	}
+}
+
+func rulePSSAuditWarn(_ *env, b *blueprints.Blueprint, out *emitter) {
+	ps := b.Spec.PodSecurity
+	for _, f := range []struct{ field, level string }{{"audit", ps.Audit}, {"warn", ps.Warn}} {
+		if pssRank(f.level) < pssRank(v1alpha1.PSSRestricted) {
+			out.add(b, "spec.podSecurity."+f.field, 0, "Pod Security %s level is %q, weaker than restricted: violations of restricted go unnoticed", f.field, f.level)
+		}
+	}
+}
+
+func ruleCNI(_ *env, b *blueprints.Blueprint, out *emitter) {
+	if cni := b.Spec.Network.CNI; cni == v1alpha1.CNINone {
+		out.add(b, "spec.network.cni", 0, "cni is %q: NetworkPolicies are not enforced", cni)
+	}
+}
+
+func ruleDefaultDeny(_ *env, b *blueprints.Blueprint, out *emitter) {
+	if !b.Spec.Network.DefaultDenyEnabled() {
+		out.add(b, "spec.network.defaultDeny", 0, "defaultDeny is false: every pod can reach every other pod in managed namespaces")
+	}
+}
+
+func ruleAllowNarrow(_ *env, b *blueprints.Blueprint, out *emitter) {
+	for i, r := range b.Spec.Network.Allow {
+		p := fmt.Sprintf("spec.network.allow[%d]", i)
+		if r.From.Namespace == "*" {
+			out.add(b, p+".from.namespace", 0, "allow rule to namespace %q admits traffic from every namespace (from.namespace %q)", r.To.Namespace, r.From.Namespace)
+		}
+		if r.From.CIDR != "" {
+			if why := hugePrefix(r.From.CIDR); why != "" {
+				out.add(b, p+".from.cidr", 0, "allow rule to namespace %q admits traffic from %q, which is %s", r.To.Namespace, r.From.CIDR, why)
+			}
+		}
+		if r.To.Namespace == "*" {
+			out.add(b, p+".to.namespace", 0, "allow rule from %s opens every namespace (to.namespace %q)", describePeer(r.From), r.To.Namespace)
+		}
+		if len(r.To.Ports) == 0 {
+			out.add(b, p+".to.ports", 0, "allow rule from %s to namespace %q lists no ports: every port and protocol is open", describePeer(r.From), r.To.Namespace)
+		}
+	}
+}
+
+func describePeer(p v1alpha1.Peer) string {
+	if p.CIDR != "" {
+		return fmt.Sprintf("CIDR %q", p.CIDR)
+	}
+	return fmt.Sprintf("namespace %q", p.Namespace)
+}
+
+func ruleRBACAdmins(_ *env, b *blueprints.Blueprint, out *emitter) {
+	for i, a := range b.Spec.RBAC.Admins {
+		if why := broadSubject(a); why != "" {
+			out.add(b, fmt.Sprintf("spec.rbac.admins[%d]", i), 0, "cluster-admin is bound to %q, %s", a, why)
+		}
+	}
+}
+
+// broadSubject says why binding cluster-admin to subject gives it to far
+// more identities than intended, or "" when subject names someone.
+func broadSubject(subject string) string {
+	switch {
+	case strings.Contains(subject, "*"):
+		return "a wildcard"
+	case subject == "group:system:authenticated":
+		return "which is every authenticated user and service account"
+	case subject == "group:system:unauthenticated", subject == "user:system:anonymous":
+		return "which is anyone who can reach the API, without credentials"
+	case subject == "group:system:serviceaccounts":
+		return "which is every service account in every namespace"
+	case strings.HasPrefix(subject, "group:system:serviceaccounts:"):
+		return "which is every service account of that namespace"
+	}
+	return ""
+}
+
+// prodLabelKeys are label names (after any prefix/) that state an
+// environment.
+var prodLabelKeys = regexp.MustCompile(`^(env|environment|tier|stage)$`)
+
+func isProdEnv(s string) bool {
+	s = strings.ToLower(s)
+	return s == "prod" || s == "production"
+}
+
+func ruleProdLabels(_ *env, b *blueprints.Blueprint, out *emitter) {
+	if isProdEnv(b.Spec.Environment) {
+		return
+	}
+	check := func(path string, labels map[string]string) {
+		for _, k := range sortedKeys(labels) {
+			name := k
+			if i := strings.LastIndexByte(k, '/'); i >= 0 {
+				name = k[i+1:]
+			}
+			if prodLabelKeys.MatchString(strings.ToLower(name)) && isProdEnv(labels[k]) {
+				out.add(b, mapPath(path, k), 0, "label %s=%s marks this %q blueprint as production", k, labels[k], b.Spec.Environment)
+			}
+		}
+	}
+	check("metadata.labels", b.Metadata.Labels)
+	for i, ns := range b.Spec.Namespaces {
+		check(fmt.Sprintf("spec.namespaces[%d].labels", i), ns.Labels)
+	}
+}
+
+var simpleKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// mapPath appends a map key the way the loader records field paths: dotted
+// for a simple word, else bracketed and quoted.
+func mapPath(path, key string) string {
+	if simpleKey.MatchString(key) {
+		return path + "." + key
+	}
+	return fmt.Sprintf("%s[%q]", path, key)
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func quoteList(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = fmt.Sprintf("%q", x)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
