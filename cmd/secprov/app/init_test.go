@@ -1,8 +1,6 @@
 package app
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,19 +8,6 @@ import (
 
 	"secprov.dev/secprov/blueprints"
 )
-
-// run executes the CLI in-process and returns stdout, stderr and the exit code.
-func run(t *testing.T, args ...string) (string, string, int) {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	err := Run(context.Background(), Streams{In: strings.NewReader(""), Out: &out, Err: &errOut}, args)
-	if err != nil {
-		if msg := err.Error(); msg != "" {
-			errOut.WriteString("error: " + msg + "\n")
-		}
-	}
-	return out.String(), errOut.String(), ExitCode(err)
-}
 
 func TestInitWritesLoadableBlueprints(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "bp")
