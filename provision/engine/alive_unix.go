@@ -25,46 +25,49 @@ func processAlive(pid int, since time.Time) bool {
 	if err != nil && !errors.Is(err, syscall.EPERM) {
 		return true // can't tell: assume alive, never break a live lock
 	}
-	if started, ok := processStart(pid); ok && started.After(since.Add(2*time.Second)) {
-		return false
+	state, started, ok := procStat(pid)
+	if ok && (state == 'Z' || started.After(since.Add(2*time.Second))) {
+		return false // exited but not reaped yet, or the pid was reused
 	}
 	return true
 }
 
-// processStart reads a process's start time from /proc (Linux only).
-func processStart(pid int) (time.Time, bool) {
+// procStat reads a process's state letter and start time from /proc
+// (Linux only).
+func procStat(pid int) (byte, time.Time, bool) {
 	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return time.Time{}, false
+		return 0, time.Time{}, false
 	}
 	// Field 22 is the start time in clock ticks after boot; the command
 	// name (field 2) may hold spaces, so count from its closing paren.
 	s := string(stat)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return time.Time{}, false
+		return 0, time.Time{}, false
 	}
 	fields := strings.Fields(s[i+1:])
-	if len(fields) < 20 {
-		return time.Time{}, false
+	if len(fields) < 20 || len(fields[0]) != 1 {
+		return 0, time.Time{}, false
 	}
+	state := fields[0][0]
 	ticks, err := strconv.ParseInt(fields[19], 10, 64)
 	if err != nil {
-		return time.Time{}, false
+		return state, time.Time{}, false
 	}
 	procStat, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return time.Time{}, false
+		return state, time.Time{}, false
 	}
 	for _, line := range strings.Split(string(procStat), "\n") {
 		if v, ok := strings.CutPrefix(line, "btime "); ok {
 			boot, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 			if err != nil {
-				return time.Time{}, false
+				return state, time.Time{}, false
 			}
 			// USER_HZ is 100 on every Linux architecture Go supports.
-			return time.Unix(boot, 0).Add(time.Duration(ticks) * 10 * time.Millisecond), true
+			return state, time.Unix(boot, 0).Add(time.Duration(ticks) * 10 * time.Millisecond), true
 		}
 	}
-	return time.Time{}, false
+	return state, time.Time{}, false
 }

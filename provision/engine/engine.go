@@ -128,7 +128,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := e.linkPlugin(); err != nil {
 		return nil, err
 	}
-	if e.cmd, err = newCommand(ctx, cfg.PulumiRoot); err != nil {
+	if e.cmd, err = newCommand(ctx, cfg.PulumiRoot, e.log); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -259,7 +259,7 @@ func (e *Engine) upsertStack(ctx context.Context, stack string, program pulumi.R
 	if err != nil {
 		return auto.Stack{}, err
 	}
-	s, err := auto.UpsertStackInlineSource(ctx, stack, ProjectName, program, opts...)
+	s, err := auto.UpsertStackInlineSource(e.knownStack(ctx, stack), stack, ProjectName, program, opts...)
 	if err != nil {
 		return auto.Stack{}, e.wrap("opening", stack, err, nil, "")
 	}
@@ -278,7 +278,7 @@ func (e *Engine) selectStack(ctx context.Context, stack string) (auto.Stack, err
 	if err != nil {
 		return auto.Stack{}, err
 	}
-	s, err := auto.SelectStackInlineSource(ctx, stack, ProjectName, emptyProgram, opts...)
+	s, err := auto.SelectStackInlineSource(e.knownStack(ctx, stack), stack, ProjectName, emptyProgram, opts...)
 	if err != nil {
 		if auto.IsSelectStack404Error(err) {
 			return auto.Stack{}, fmt.Errorf("stack %q in %s: %w", stack, redactURL(e.cfg.Backend), ErrNoStack)
@@ -286,6 +286,22 @@ func (e *Engine) selectStack(ctx context.Context, stack string) (auto.Stack, err
 		return auto.Stack{}, e.wrap("opening", stack, err, nil, "")
 	}
 	return s, nil
+}
+
+// knownStack skips the engine's `stack select` (≈0.15 s) when the file
+// backend shows that the stack exists: selecting only checks existence,
+// since every command names the stack explicitly.
+func (e *Engine) knownStack(ctx context.Context, stack string) context.Context {
+	if e.backendDir == "" {
+		return ctx
+	}
+	base := filepath.Join(e.backendDir, ".pulumi", "stacks", ProjectName, stack+".json")
+	for _, p := range []string{base, base + ".gz"} {
+		if _, err := os.Stat(p); err == nil {
+			return withLocalAnswers(ctx, map[string]string{"stack select": ""})
+		}
+	}
+	return ctx
 }
 
 func emptyProgram(*pulumi.Context) error { return nil }

@@ -1,9 +1,12 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/diag/colors"
 )
@@ -47,11 +50,23 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.err }
 
+// checkFailure is how the engine words a Check failure after the
+// "<type> resource '<name>': " prefix.
+var checkFailure = regexp.MustCompile(`(?s)^property (\S+) value .* has a problem: (.*)$`)
+
 func (d Diag) describe() string {
-	if d.Name != "" && d.Type != "" && !strings.HasPrefix(d.Type, "pulumi:") {
-		return fmt.Sprintf("%s %q: %s", d.Type, d.Name, d.Message)
+	msg := d.Message
+	if d.Name == "" || d.Type == "" || strings.HasPrefix(d.Type, "pulumi:") {
+		return msg
 	}
-	return d.Message
+	// The engine repeats type and name in some messages; say them once.
+	if rest, ok := strings.CutPrefix(msg, fmt.Sprintf("%s resource '%s': ", d.Type, d.Name)); ok {
+		msg = rest
+	} else if rest, ok := strings.CutPrefix(msg, fmt.Sprintf("%s resource '%s' has a problem: ", d.Type, d.Name)); ok {
+		msg = rest
+	}
+	msg = checkFailure.ReplaceAllString(msg, "property $1: $2")
+	return fmt.Sprintf("%s %q: %s", d.Type, d.Name, msg)
 }
 
 // genericDiag matches the engine's closing summary lines, which say nothing
@@ -156,3 +171,41 @@ type redactedError struct {
 
 func (r redactedError) Error() string { return r.redact(r.err.Error()) }
 func (r redactedError) Unwrap() error { return r.err }
+
+// redactingWriter passes whole lines to w with the passphrase redacted
+// (a line is held back until its newline so the passphrase can't be split
+// across writes).
+type redactingWriter struct {
+	w      io.Writer
+	redact func(string) string
+	mu     sync.Mutex
+	buf    []byte
+}
+
+func (r *redactingWriter) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.buf = append(r.buf, p...)
+	i := bytes.LastIndexByte(r.buf, '\n')
+	if i < 0 {
+		if len(r.buf) < 64<<10 {
+			return len(p), nil
+		}
+		i = len(r.buf) - 1 // an absurdly long line: flush anyway
+	}
+	if _, err := io.WriteString(r.w, r.redact(string(r.buf[:i+1]))); err != nil {
+		return 0, err
+	}
+	r.buf = append(r.buf[:0], r.buf[i+1:]...)
+	return len(p), nil
+}
+
+// flush writes a last line that had no newline.
+func (r *redactingWriter) flush() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.buf) > 0 {
+		_, _ = io.WriteString(r.w, r.redact(string(r.buf)))
+		r.buf = r.buf[:0]
+	}
+}

@@ -159,6 +159,7 @@ type collector struct {
 	errs      []Diag
 	lastErr   map[string]string // urn -> last error message, for StepFailed
 	summary   *apitype.SummaryEvent
+	outputs   map[string]any // the stack resource's outputs, secrets masked
 }
 
 func newCollector(redact func(string) string, notify func(Event)) *collector {
@@ -201,6 +202,9 @@ func (c *collector) handle(ev apitype.EngineEvent, now time.Time) {
 		c.notify(Event{Kind: StepStarted, URN: m.URN, Type: m.Type, Name: urnName(m.URN), Op: op})
 	case ev.ResOutputsEvent != nil:
 		m := ev.ResOutputsEvent.Metadata
+		if m.Type == "pulumi:pulumi:Stack" && m.New != nil {
+			c.outputs = m.New.Outputs
+		}
 		if internalType(m.Type) {
 			return
 		}
@@ -319,6 +323,24 @@ func (c *collector) plan(stack string) *Plan {
 		p.Counts[r.Op]++
 	}
 	return p
+}
+
+// secretMask is how the event stream shows a secret value.
+const secretMask = "[secret]"
+
+// stackOutputs returns the stack's outputs as the events reported them.
+func (c *collector) stackOutputs() map[string]Output {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]Output, len(c.outputs))
+	for k, v := range c.outputs {
+		if s, ok := v.(string); ok && s == secretMask {
+			out[k] = Output{Secret: true}
+			continue
+		}
+		out[k] = Output{Value: v}
+	}
+	return out
 }
 
 func (c *collector) diagnostics() []Diag {

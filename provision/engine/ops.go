@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/debug"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/events"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
@@ -31,6 +33,26 @@ type Options struct {
 	// Parallel caps concurrent resource operations; 0 is the engine's
 	// default.
 	Parallel int
+	// EngineLog, if set, receives the engine's (and the provider's) debug
+	// log at EngineLogLevel (1-9, default 3), for `secprov -vv`. These logs
+	// can hold resource inputs: never collect them in shared CI logs. The
+	// passphrase is redacted.
+	EngineLog      io.Writer
+	EngineLogLevel uint
+}
+
+// debugLog returns the engine's logging options and the writer for its
+// stderr, or ok=false when opts asks for no engine log.
+func (e *Engine) debugLog(opts Options) (debug.LoggingOptions, *redactingWriter, bool) {
+	if opts.EngineLog == nil {
+		return debug.LoggingOptions{}, nil, false
+	}
+	level := opts.EngineLogLevel
+	if level == 0 {
+		level = 3
+	}
+	return debug.LoggingOptions{LogLevel: &level, LogToStdErr: true, FlowToPlugins: true},
+		&redactingWriter{w: opts.EngineLog, redact: e.redactor()}, true
 }
 
 // Result is the outcome of Up or Destroy.
@@ -42,6 +64,8 @@ type Result struct {
 	Counts   map[Op]int
 	Duration time.Duration
 	// Outputs are the stack's outputs after the operation (Up only).
+	// Secret outputs have Secret set and no Value: read them with
+	// Engine.Outputs, which decrypts.
 	Outputs map[string]Output
 }
 
@@ -69,6 +93,11 @@ func (e *Engine) Preview(ctx context.Context, stack string, program pulumi.RunFu
 	}
 	if opts.Parallel > 0 {
 		args = append(args, optpreview.Parallel(opts.Parallel))
+	}
+	dl, logw, logging := e.debugLog(opts)
+	if logging {
+		args = append(args, optpreview.DebugLogging(dl), optpreview.ErrorProgressStreams(logw))
+		defer logw.flush()
 	}
 	_, err = s.Preview(ctx, args...)
 	<-done
@@ -103,7 +132,14 @@ func (e *Engine) Up(ctx context.Context, stack string, program pulumi.RunFunc, o
 	if opts.Parallel > 0 {
 		args = append(args, optup.Parallel(opts.Parallel))
 	}
-	res, err := s.Up(ctx, args...)
+	dl, logw, logging := e.debugLog(opts)
+	if logging {
+		args = append(args, optup.DebugLogging(dl), optup.ErrorProgressStreams(logw))
+		defer logw.flush()
+	}
+	// The result is built from the event stream; the SDK's follow-up
+	// `stack output`/`stack history` calls would only repeat it.
+	_, err = s.Up(withLocalAnswers(ctx, map[string]string{"stack output": "{}", "stack history": "[]"}), args...)
 	<-done
 	finish(err)
 	if err != nil {
@@ -112,8 +148,8 @@ func (e *Engine) Up(ctx context.Context, stack string, program pulumi.RunFunc, o
 	steps := col.plan(stack)
 	out := &Result{Stack: stack, Resources: steps.Resources, Counts: steps.Counts,
 		Duration: time.Since(start), Outputs: map[string]Output{}}
-	for k, v := range res.Outputs {
-		out.Outputs[k] = Output{Value: v.Value, Secret: v.Secret}
+	for k, v := range col.stackOutputs() {
+		out.Outputs[k] = v
 	}
 	e.log.Info("up finished", "stack", stack, "elapsed", out.Duration.Round(time.Millisecond), "counts", out.Counts)
 	return out, nil
@@ -146,7 +182,12 @@ func (e *Engine) Destroy(ctx context.Context, stack string, opts Options) (*Resu
 	if opts.Parallel > 0 {
 		args = append(args, optdestroy.Parallel(opts.Parallel))
 	}
-	_, err = s.Destroy(ctx, args...)
+	dl, logw, logging := e.debugLog(opts)
+	if logging {
+		args = append(args, optdestroy.DebugLogging(dl), optdestroy.ErrorProgressStreams(logw))
+		defer logw.flush()
+	}
+	_, err = s.Destroy(withLocalAnswers(ctx, map[string]string{"stack history": "[]"}), args...)
 	<-done
 	finish(err)
 	if err != nil {
