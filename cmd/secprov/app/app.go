@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -67,9 +66,13 @@ type Streams struct {
 // Main runs secprov with the given arguments (args[0] is the program name).
 // When invoked as pulumi-resource-secprov it serves the Pulumi provider
 // protocol instead of the CLI.
-func Main(ctx context.Context, args []string, in io.Reader, out, errOut io.Writer) error {
+func Main(ctx context.Context, args []string, in io.Reader, out, errOut io.Writer, opts ...Option) error {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if len(args) > 0 && filepath.Base(args[0]) == pluginBinaryName {
-		return servePlugin(ctx, args[1:])
+		return servePlugin(ctx, o)
 	}
 	return Run(ctx, Streams{In: in, Out: out, Err: errOut}, args[1:])
 }

@@ -3,12 +3,38 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
+
+	"secprov.dev/secprov/provision/engine/provider"
 )
 
 // pluginBinaryName is the name under which the Pulumi engine starts secprov
 // as its resource provider.
-const pluginBinaryName = "pulumi-resource-secprov"
+const pluginBinaryName = provider.PluginName
 
-func servePlugin(ctx context.Context, args []string) error {
-	return errors.New("the secprov resource provider is not built into this binary yet")
+// Option configures Main.
+type Option func(*options)
+
+type options struct {
+	registry func() (*provider.Registry, error)
+}
+
+// WithProviderRegistry sets the resource kinds secprov serves when the
+// engine starts it as its provider plugin. main passes the production
+// registry; tests pass their own.
+func WithProviderRegistry(build func() (*provider.Registry, error)) Option {
+	return func(o *options) { o.registry = build }
+}
+
+// servePlugin serves the Pulumi provider protocol until the engine is done
+// with us. The engine passes its own arguments (read by provider.Serve).
+func servePlugin(ctx context.Context, o options) error {
+	if o.registry == nil {
+		return errors.New("this secprov build serves no resource kinds (no provider registry was configured)")
+	}
+	reg, err := o.registry()
+	if err != nil {
+		return fmt.Errorf("building the resource kinds: %w", err)
+	}
+	return provider.Serve(ctx, reg, Version())
 }

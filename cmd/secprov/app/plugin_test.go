@@ -1,0 +1,53 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"secprov.dev/secprov/provision/engine"
+	"secprov.dev/secprov/provision/engine/enginetest"
+	"secprov.dev/secprov/provision/engine/provider"
+)
+
+func TestMain(m *testing.M) {
+	// Started by the engine as the provider: go through Main exactly as
+	// the secprov binary does.
+	if filepath.Base(os.Args[0]) == provider.PluginName {
+		err := Main(context.Background(), os.Args, os.Stdin, os.Stdout, os.Stderr,
+			WithProviderRegistry(func() (*provider.Registry, error) { return enginetest.Registry(), nil }))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestMainServesTheProviderToTheEngine(t *testing.T) {
+	e, _ := enginetest.NewEngine(t, nil)
+	path := filepath.Join(t.TempDir(), "f")
+	prog := func(ctx *pulumi.Context) error {
+		_, err := engine.Resource(ctx, enginetest.FileToken, "f", enginetest.FileInputs{Path: path, Content: "via app.Main"})
+		return err
+	}
+	if _, err := e.Up(context.Background(), "app", prog, engine.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "via app.Main" {
+		t.Fatalf("file = %q, %v", b, err)
+	}
+}
+
+func TestPluginWithoutRegistryFailsClearly(t *testing.T) {
+	err := Main(context.Background(), []string{"/x/" + provider.PluginName}, nil, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "serves no resource kinds") {
+		t.Fatalf("err = %v, want a clear 'no resource kinds' error", err)
+	}
+}
