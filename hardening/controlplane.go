@@ -103,7 +103,11 @@ type Files struct {
 
 // Ports the control plane listens on.
 type Ports struct {
-	APIServer, EtcdClient, EtcdPeer, ControllerManager, Scheduler int
+	APIServer         int `json:"apiServer"`
+	EtcdClient        int `json:"etcdClient"`
+	EtcdPeer          int `json:"etcdPeer"`
+	ControllerManager int `json:"controllerManager"`
+	Scheduler         int `json:"scheduler"`
 }
 
 // ControlPlane is everything needed to render a cluster's control plane.

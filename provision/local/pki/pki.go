@@ -228,6 +228,10 @@ var apiServerDNSNames = []string{
 	"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
 }
 
+// Paths returns the bundle's file paths in dir without reading or creating
+// anything, for rendering flags before the PKI exists.
+func Paths(dir string) *Bundle { return newBundle(dir) }
+
 func newBundle(dir string) *Bundle {
 	p := func(name string) string { return filepath.Join(dir, name) }
 	return &Bundle{

@@ -1,0 +1,199 @@
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"secprov.dev/secprov/hardening"
+	"secprov.dev/secprov/provision/engine/provider"
+)
+
+// FieldManager owns the fields secprov applies with server-side apply.
+const FieldManager = "secprov"
+
+type bootstrapIn struct {
+	Dir string `json:"dir" secprov:"replace"`
+	// Objects are the rendered in-cluster objects (JSON), in apply order.
+	Objects []string `json:"objects"`
+}
+
+type bootstrapOut struct {
+	Applied []string `json:"applied"` // kind/namespace/name
+}
+
+// gvrs maps the kinds hardening renders to their API resources, so no
+// discovery round trip is needed.
+var gvrs = map[string]schema.GroupVersionResource{
+	"v1/Namespace":                                    {Version: "v1", Resource: "namespaces"},
+	"v1/ServiceAccount":                               {Version: "v1", Resource: "serviceaccounts"},
+	"networking.k8s.io/v1/NetworkPolicy":              {Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"},
+	"rbac.authorization.k8s.io/v1/ClusterRoleBinding": {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
+	"rbac.authorization.k8s.io/v1/ClusterRole":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
+}
+
+func objectRef(u *unstructured.Unstructured) string {
+	return fmt.Sprintf("%s/%s/%s", u.GetKind(), u.GetNamespace(), u.GetName())
+}
+
+func decodeObjects(objs []string) ([]*unstructured.Unstructured, error) {
+	out := make([]*unstructured.Unstructured, len(objs))
+	for i, o := range objs {
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON([]byte(o)); err != nil {
+			return nil, fmt.Errorf("object %d: %w", i, err)
+		}
+		if _, ok := gvrs[u.GetAPIVersion()+"/"+u.GetKind()]; !ok {
+			return nil, fmt.Errorf("object %d: unsupported kind %s %s", i, u.GetAPIVersion(), u.GetKind())
+		}
+		out[i] = u
+	}
+	return out, nil
+}
+
+func bootstrapClient(dir string) (dynamic.Interface, error) {
+	// Bootstrap runs as the system:masters identity: it creates the very
+	// binding that gives secprov's admin its rights.
+	cfg, err := clientcmd.BuildConfigFromFlags("", NewLayout(dir).SuperAdminKubeconfig())
+	if err != nil {
+		return nil, err
+	}
+	cfg.Timeout = 30 * time.Second
+	cfg.UserAgent = "secprov-bootstrap"
+	return dynamic.NewForConfig(cfg)
+}
+
+// apply server-side applies objects in order, retrying briefly while the
+// API server finishes starting (namespaces controller, RBAC bootstrap).
+func apply(ctx context.Context, dc dynamic.Interface, objs []*unstructured.Unstructured) ([]string, error) {
+	var refs []string
+	for _, u := range objs {
+		gvr := gvrs[u.GetAPIVersion()+"/"+u.GetKind()]
+		data, err := json.Marshal(u)
+		if err != nil {
+			return refs, err
+		}
+		var ri dynamic.ResourceInterface = dc.Resource(gvr)
+		if ns := u.GetNamespace(); ns != "" {
+			ri = dc.Resource(gvr).Namespace(ns)
+		}
+		force := true
+		err = retry(ctx, func() error {
+			_, err := ri.Patch(ctx, u.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: FieldManager, Force: &force})
+			return err
+		})
+		if err != nil {
+			return refs, fmt.Errorf("apply %s: %w", objectRef(u), err)
+		}
+		refs = append(refs, objectRef(u))
+	}
+	return refs, nil
+}
+
+// prune deletes objects secprov applied before and no longer wants.
+// Namespaces are never deleted: they may hold workloads.
+func prune(ctx context.Context, dc dynamic.Interface, old, cur []*unstructured.Unstructured) error {
+	want := map[string]bool{}
+	for _, u := range cur {
+		want[objectRef(u)] = true
+	}
+	var errs []error
+	for _, u := range slices.Backward(old) {
+		if want[objectRef(u)] || u.GetKind() == "Namespace" || u.GetKind() == "ServiceAccount" {
+			continue
+		}
+		gvr := gvrs[u.GetAPIVersion()+"/"+u.GetKind()]
+		var ri dynamic.ResourceInterface = dc.Resource(gvr)
+		if ns := u.GetNamespace(); ns != "" {
+			ri = dc.Resource(gvr).Namespace(ns)
+		}
+		if err := ri.Delete(ctx, u.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete %s: %w", objectRef(u), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func retry(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		if !apierrors.IsNotFound(err) && !apierrors.IsServiceUnavailable(err) && !apierrors.IsTimeout(err) &&
+			!apierrors.IsServerTimeout(err) && !apierrors.IsTooManyRequests(err) && !apierrors.IsForbidden(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func runBootstrap(ctx context.Context, in, old bootstrapIn) (bootstrapOut, error) {
+	objs, err := decodeObjects(in.Objects)
+	if err != nil {
+		return bootstrapOut{}, err
+	}
+	dc, err := bootstrapClient(in.Dir)
+	if err != nil {
+		return bootstrapOut{}, err
+	}
+	refs, err := apply(ctx, dc, objs)
+	if err != nil {
+		return bootstrapOut{Applied: refs}, err
+	}
+	if len(old.Objects) > 0 {
+		prev, err := decodeObjects(old.Objects)
+		if err != nil {
+			return bootstrapOut{Applied: refs}, err
+		}
+		if err := prune(ctx, dc, prev, objs); err != nil {
+			return bootstrapOut{Applied: refs}, err
+		}
+	}
+	return bootstrapOut{Applied: refs}, nil
+}
+
+func bootstrapKind() provider.TypedKind[bootstrapIn, bootstrapOut] {
+	return provider.TypedKind[bootstrapIn, bootstrapOut]{
+		Token: BootstrapType,
+		Create: func(ctx context.Context, req provider.TypedRequest[bootstrapIn, bootstrapOut]) (string, bootstrapOut, error) {
+			out, err := runBootstrap(ctx, req.Inputs, bootstrapIn{})
+			return "bootstrap", out, err
+		},
+		Update: func(ctx context.Context, req provider.TypedRequest[bootstrapIn, bootstrapOut]) (bootstrapOut, error) {
+			return runBootstrap(ctx, req.Inputs, req.OldInputs)
+		},
+		// The cluster is being torn down or the objects are being replaced
+		// by a new Bootstrap: nothing to do either way.
+		Delete: func(context.Context, provider.TypedRequest[bootstrapIn, bootstrapOut]) error { return nil },
+	}
+}
+
+// RenderObjects renders the blueprint's in-cluster objects as JSON strings.
+func RenderObjects(objs []hardening.Object) ([]string, error) {
+	out := make([]string, len(objs))
+	for i, o := range objs {
+		data, err := json.Marshal(o.Object)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = string(data)
+	}
+	return out, nil
+}

@@ -1,0 +1,478 @@
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"secprov.dev/secprov/blueprints/v1alpha1"
+	"secprov.dev/secprov/hardening"
+	"secprov.dev/secprov/provision/engine/provider"
+	"secprov.dev/secprov/provision/local/internal/atomicfile"
+	"secprov.dev/secprov/provision/local/pki"
+	"secprov.dev/secprov/provision/local/proc"
+	"secprov.dev/secprov/provision/paths"
+)
+
+// Resource type tokens of the local provider.
+const (
+	ClusterType   = "secprov:local:Cluster"
+	PKIType       = "secprov:local:Pki"
+	ConfigType    = "secprov:local:Config"
+	ProcessType   = "secprov:local:Process"
+	BootstrapType = "secprov:local:Bootstrap"
+)
+
+// Kinds are the resource kinds the local provider serves.
+func Kinds() []provider.Kind {
+	return []provider.Kind{
+		clusterKind().Kind(),
+		pkiKind().Kind(),
+		configKind().Kind(),
+		processKind().Kind(),
+		bootstrapKind().Kind(),
+	}
+}
+
+// --- Cluster: the private directory, its ports and cluster.json ---------
+
+type clusterIn struct {
+	Name               string          `json:"name" secprov:"replace"`
+	Dir                string          `json:"dir" secprov:"replace"`
+	Environment        string          `json:"environment"`
+	Ports              hardening.Ports `json:"ports"`
+	Spec               string          `json:"spec"` // defaulted blueprint spec, JSON
+	EncryptionProvider string          `json:"encryptionProvider"`
+}
+
+type clusterOut struct {
+	Dir          string `json:"dir"`
+	APIServerURL string `json:"apiServerURL"`
+}
+
+func apiServerURL(port int) string { return fmt.Sprintf("https://%s:%d", hardening.Loopback, port) }
+
+func clusterKind() provider.TypedKind[clusterIn, clusterOut] {
+	write := func(in clusterIn) (clusterOut, error) {
+		l := NewLayout(in.Dir)
+		for _, d := range []string{l.Dir, l.PKIDir(), l.ConfigDir(), l.LogDir(), l.RunDir()} {
+			if err := paths.EnsurePrivateDir(d); err != nil {
+				return clusterOut{}, fmt.Errorf("cluster directory: %w", err)
+			}
+		}
+		m := &Meta{Name: in.Name, Environment: in.Environment, Ports: in.Ports, Spec: json.RawMessage(in.Spec),
+			EncryptionProvider: in.EncryptionProvider, APIServerURL: apiServerURL(in.Ports.APIServer)}
+		if err := l.WriteMeta(m); err != nil {
+			return clusterOut{}, err
+		}
+		return clusterOut{Dir: in.Dir, APIServerURL: m.APIServerURL}, nil
+	}
+	return provider.TypedKind[clusterIn, clusterOut]{
+		Token:               ClusterType,
+		DeleteBeforeReplace: true,
+		Check: func(_ context.Context, in *clusterIn) []provider.Failure {
+			var f []provider.Failure
+			if !filepath.IsAbs(in.Dir) {
+				f = append(f, provider.Failure{Property: "dir", Reason: "must be an absolute path"})
+			}
+			if !json.Valid([]byte(in.Spec)) {
+				f = append(f, provider.Failure{Property: "spec", Reason: "must be JSON"})
+			}
+			return f
+		},
+		Create: func(_ context.Context, req provider.TypedRequest[clusterIn, clusterOut]) (string, clusterOut, error) {
+			out, err := write(req.Inputs)
+			return req.Inputs.Name, out, err
+		},
+		Read: func(_ context.Context, req provider.TypedRequest[clusterIn, clusterOut]) (clusterIn, clusterOut, bool, error) {
+			if _, err := NewLayout(req.Inputs.Dir).ReadMeta(); err != nil {
+				return req.Inputs, req.State, false, nil
+			}
+			return req.Inputs, req.State, true, nil
+		},
+		Update: func(_ context.Context, req provider.TypedRequest[clusterIn, clusterOut]) (clusterOut, error) {
+			return write(req.Inputs)
+		},
+		Delete: func(ctx context.Context, req provider.TypedRequest[clusterIn, clusterOut]) error {
+			l := NewLayout(req.Inputs.Dir)
+			// Processes are separate resources deleted first; stop any left
+			// over from an interrupted run so nothing outlives the directory.
+			if err := StopAll(ctx, l); err != nil {
+				return err
+			}
+			return removeAll(l.Dir)
+		},
+	}
+}
+
+// StopAll stops every component of a cluster, last started first.
+func StopAll(ctx context.Context, l Layout) error {
+	var errs []error
+	for _, c := range slices.Backward(Components) {
+		if err := proc.Stop(ctx, l.PidFile(c), stopGrace(c)); err != nil {
+			errs = append(errs, fmt.Errorf("stop %s: %w", c, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stopGrace: kube-apiserver may take over a minute to drain watches on
+// SIGTERM; nothing it holds needs a graceful drain when secprov stops it.
+func stopGrace(component string) time.Duration {
+	if component == APIServer {
+		return 5 * time.Second
+	}
+	return 10 * time.Second
+}
+
+func removeAll(dir string) error {
+	if err := os.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	return nil
+}
+
+// --- Pki: certificates, keys and kubeconfigs ----------------------------
+
+type pkiIn struct {
+	Dir          string `json:"dir" secprov:"replace"`
+	ClusterName  string `json:"clusterName" secprov:"replace"`
+	ServiceCIDR  string `json:"serviceCIDR"`
+	APIServerURL string `json:"apiServerURL"`
+}
+
+type pkiOut struct {
+	Fingerprint string `json:"fingerprint"` // of the CAs
+	CertsHash   string `json:"certsHash"`   // of every certificate: changes on renewal
+	NotAfter    string `json:"notAfter"`    // earliest leaf expiry, RFC 3339
+}
+
+// RenewBefore is how long before expiry `up` renews a certificate.
+const RenewBefore = 30 * 24 * time.Hour
+
+func ensurePKI(in pkiIn) (pkiOut, error) {
+	l := NewLayout(in.Dir)
+	b, err := pki.Ensure(l.PKIDir(), pki.Options{ClusterName: in.ClusterName, ServiceCIDR: in.ServiceCIDR, RenewBefore: RenewBefore})
+	if err != nil {
+		return pkiOut{}, err
+	}
+	kubeconfigs := []struct{ path, cert, key, user string }{
+		{l.AdminKubeconfig(), b.AdminCert, b.AdminKey, pki.AdminUser},
+		{l.SuperAdminKubeconfig(), b.SuperAdminCert, b.SuperAdminKey, pki.SuperAdminUser},
+		{l.Kubeconfig(ControllerManager), b.ControllerManagerCert, b.ControllerManagerKey, pki.ControllerManagerUser},
+		{l.Kubeconfig(Scheduler), b.SchedulerCert, b.SchedulerKey, pki.SchedulerUser},
+	}
+	for _, k := range kubeconfigs {
+		if err := pki.WriteKubeconfig(k.path, in.APIServerURL, b.CACert, k.cert, k.key, k.user, in.ClusterName); err != nil {
+			return pkiOut{}, err
+		}
+	}
+	out := pkiOut{Fingerprint: b.Fingerprint()}
+	h := sha256.New()
+	var earliest time.Time
+	for _, it := range b.Items() {
+		h.Write([]byte(it.Name + "=" + it.CertSHA256 + "\n"))
+		if !it.IsCA && !it.NotAfter.IsZero() && (earliest.IsZero() || it.NotAfter.Before(earliest)) {
+			earliest = it.NotAfter
+		}
+	}
+	out.CertsHash = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	out.NotAfter = earliest.UTC().Format(time.RFC3339)
+	return out, nil
+}
+
+func pkiKind() provider.TypedKind[pkiIn, pkiOut] {
+	return provider.TypedKind[pkiIn, pkiOut]{
+		Token: PKIType,
+		Create: func(_ context.Context, req provider.TypedRequest[pkiIn, pkiOut]) (string, pkiOut, error) {
+			out, err := ensurePKI(req.Inputs)
+			return req.Inputs.ClusterName, out, err
+		},
+		// Certificates expire while inputs stay the same: report a change
+		// when one is due, so `up` renews it.
+		Diff: func(_ context.Context, req provider.TypedRequest[pkiIn, pkiOut], d provider.Diff) (provider.Diff, error) {
+			if t, err := time.Parse(time.RFC3339, req.State.NotAfter); err == nil && time.Until(t) < RenewBefore {
+				d.Changes = append(d.Changes, provider.Change{Path: "notAfter", Kind: provider.Update})
+			}
+			if _, err := os.Stat(pki.Paths(NewLayout(req.Inputs.Dir).PKIDir()).Manifest); err != nil {
+				d.Changes = append(d.Changes, provider.Change{Path: "dir", Kind: provider.Update})
+			}
+			return d, nil
+		},
+		Read: func(_ context.Context, req provider.TypedRequest[pkiIn, pkiOut]) (pkiIn, pkiOut, bool, error) {
+			_, err := os.Stat(pki.Paths(NewLayout(req.Inputs.Dir).PKIDir()).Manifest)
+			return req.Inputs, req.State, err == nil, nil
+		},
+		Update: func(_ context.Context, req provider.TypedRequest[pkiIn, pkiOut]) (pkiOut, error) {
+			return ensurePKI(req.Inputs)
+		},
+		Delete: func(_ context.Context, req provider.TypedRequest[pkiIn, pkiOut]) error {
+			l := NewLayout(req.Inputs.Dir)
+			var errs []error
+			for _, p := range []string{l.AdminKubeconfig(), l.SuperAdminKubeconfig(), l.Kubeconfig(ControllerManager), l.Kubeconfig(Scheduler)} {
+				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					errs = append(errs, err)
+				}
+			}
+			errs = append(errs, removeAll(l.PKIDir()))
+			return errors.Join(errs...)
+		},
+	}
+}
+
+// --- Config: EncryptionConfiguration, audit policy, admission config ----
+
+type configIn struct {
+	Dir                string   `json:"dir" secprov:"replace"`
+	EncryptionProvider string   `json:"encryptionProvider"`
+	EncryptedResources []string `json:"encryptedResources"`
+	AuditPolicy        string   `json:"auditPolicy"`     // rendered YAML, empty when audit is off
+	AdmissionConfig    string   `json:"admissionConfig"` // rendered YAML
+}
+
+type configOut struct {
+	// Hash of every rendered file: the API server restarts when it changes.
+	Hash string `json:"hash"`
+	// KeyNames are the names (never the bytes) of the data-encryption keys.
+	KeyNames []string `json:"keyNames"`
+}
+
+type storedKey struct {
+	Name   string `json:"name"`
+	Secret []byte `json:"secret"`
+}
+
+// loadOrCreateKeys returns the cluster's encryption keys, creating the
+// first one. They live only in 0600 files in the cluster directory, never
+// in state or logs.
+func loadOrCreateKeys(l Layout) ([]hardening.EncryptionKey, error) {
+	var stored []storedKey
+	data, err := os.ReadFile(l.EncryptionKeys())
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(data, &stored); err != nil {
+			return nil, fmt.Errorf("%s is damaged; restore it from a backup, or run `secprov down` and `up` to start over (stored secrets will be lost)", l.EncryptionKeys())
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		secret := make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			return nil, err
+		}
+		stored = []storedKey{{Name: "key-" + strconv.FormatInt(time.Now().Unix(), 10), Secret: secret}}
+		data, err := json.Marshal(stored)
+		if err != nil {
+			return nil, err
+		}
+		if err := atomicfile.Write(l.EncryptionKeys(), data, 0o600); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, err
+	}
+	keys := make([]hardening.EncryptionKey, len(stored))
+	for i, k := range stored {
+		keys[i] = hardening.EncryptionKey{Name: k.Name, Secret: hardening.Secret(k.Secret)}
+	}
+	return keys, nil
+}
+
+func writeConfig(in configIn) (configOut, error) {
+	l := NewLayout(in.Dir)
+	if err := paths.EnsurePrivateDir(l.ConfigDir()); err != nil {
+		return configOut{}, err
+	}
+	h := sha256.New()
+	var out configOut
+	write := func(path string, data []byte) error {
+		h.Write([]byte(path + "\n"))
+		h.Write(data)
+		return atomicfile.Write(path, data, 0o600)
+	}
+	if in.EncryptionProvider != v1alpha1.EncryptionNone {
+		keys, err := loadOrCreateKeys(l)
+		if err != nil {
+			return out, err
+		}
+		spec := v1alpha1.Spec{EncryptionAtRest: v1alpha1.EncryptionAtRest{Provider: in.EncryptionProvider, Resources: in.EncryptedResources}}
+		enc, err := hardening.EncryptionConfig(spec, in.EncryptionProvider, keys, nil)
+		if err != nil {
+			return out, err
+		}
+		if err := write(l.EncryptionConfig(), enc); err != nil {
+			return out, err
+		}
+		for _, k := range keys {
+			out.KeyNames = append(out.KeyNames, k.Name)
+		}
+	} else if err := os.Remove(l.EncryptionConfig()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return out, err
+	}
+	if in.AuditPolicy != "" {
+		if err := write(l.AuditPolicy(), []byte(in.AuditPolicy)); err != nil {
+			return out, err
+		}
+	}
+	if err := write(l.AdmissionConfig(), []byte(in.AdmissionConfig)); err != nil {
+		return out, err
+	}
+	out.Hash = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	return out, nil
+}
+
+func configKind() provider.TypedKind[configIn, configOut] {
+	return provider.TypedKind[configIn, configOut]{
+		Token: ConfigType,
+		Create: func(_ context.Context, req provider.TypedRequest[configIn, configOut]) (string, configOut, error) {
+			out, err := writeConfig(req.Inputs)
+			return "config", out, err
+		},
+		Read: func(_ context.Context, req provider.TypedRequest[configIn, configOut]) (configIn, configOut, bool, error) {
+			_, err := os.Stat(NewLayout(req.Inputs.Dir).AdmissionConfig())
+			return req.Inputs, req.State, err == nil, nil
+		},
+		Update: func(_ context.Context, req provider.TypedRequest[configIn, configOut]) (configOut, error) {
+			return writeConfig(req.Inputs)
+		},
+		Delete: func(_ context.Context, req provider.TypedRequest[configIn, configOut]) error {
+			return removeAll(NewLayout(req.Inputs.Dir).ConfigDir())
+		},
+	}
+}
+
+// --- Process: one supervised control-plane component --------------------
+
+type readiness struct {
+	URL string `json:"url"`
+	// CAFile verifies the server; empty skips verification (kube-scheduler
+	// and kube-controller-manager serve self-signed loopback health ports).
+	CAFile   string `json:"caFile,omitempty"`
+	CertFile string `json:"certFile,omitempty"`
+	KeyFile  string `json:"keyFile,omitempty"`
+}
+
+type processIn struct {
+	Dir       string   `json:"dir" secprov:"replace"`
+	Component string   `json:"component" secprov:"replace"`
+	Binary    string   `json:"binary"`
+	Args      []string `json:"args"`
+	// Restart is an opaque token of what the process reads at start
+	// (config and certificate hashes): a change restarts it.
+	Restart string    `json:"restart"`
+	Ready   readiness `json:"ready"`
+}
+
+type processOut struct {
+	Pid       int    `json:"pid"`
+	StartedAt string `json:"startedAt"`
+	LogFile   string `json:"logFile"`
+}
+
+// ReadyTimeout bounds how long a component may take to become ready.
+const ReadyTimeout = 3 * time.Minute
+
+func startProcess(ctx context.Context, in processIn) (processOut, error) {
+	l := NewLayout(in.Dir)
+	pidFile := l.PidFile(in.Component)
+	// Adopt-by-restart: whatever an interrupted run left behind is stopped,
+	// so the process always runs with the current arguments.
+	if err := proc.Stop(ctx, pidFile, stopGrace(in.Component)); err != nil {
+		return processOut{}, err
+	}
+	if in.Component == Etcd {
+		if err := paths.EnsurePrivateDir(l.EtcdDataDir()); err != nil {
+			return processOut{}, err
+		}
+	}
+	p, err := proc.Start(proc.Spec{
+		Name: in.Component, Path: in.Binary, Args: in.Args, Dir: l.Dir,
+		Env:     []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + l.Dir},
+		LogFile: l.LogFile(in.Component), PidFile: pidFile,
+	})
+	if err != nil {
+		return processOut{}, err
+	}
+	out := processOut{Pid: p.Pid, StartedAt: p.StartedAt.UTC().Format(time.RFC3339Nano), LogFile: p.LogFile}
+	probe, err := readyProbe(in.Ready)
+	if err != nil {
+		return out, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, ReadyTimeout)
+	defer cancel()
+	if err := proc.WaitReady(rctx, probe, 200*time.Millisecond, pidFile); err != nil {
+		return out, fmt.Errorf("%s did not become ready (log: %s): %w", in.Component, p.LogFile, err)
+	}
+	return out, nil
+}
+
+func readyProbe(r readiness) (proc.Probe, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if r.CAFile == "" {
+		cfg.InsecureSkipVerify = true // loopback health port with an in-memory self-signed cert
+	} else {
+		ca, err := os.ReadFile(r.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(ca) {
+			return nil, fmt.Errorf("no certificate in %s", r.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if r.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(r.CertFile, r.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return proc.HTTPSReady(r.URL, cfg), nil
+}
+
+func processKind() provider.TypedKind[processIn, processOut] {
+	alive := func(in processIn) bool { return proc.Alive(NewLayout(in.Dir).PidFile(in.Component)) }
+	return provider.TypedKind[processIn, processOut]{
+		Token:               ProcessType,
+		DeleteBeforeReplace: true, // same ports
+		Check: func(_ context.Context, in *processIn) []provider.Failure {
+			if !slices.Contains(Components, in.Component) {
+				return []provider.Failure{{Property: "component", Reason: "unknown component; want one of " + strings.Join(Components, ", ")}}
+			}
+			return nil
+		},
+		Create: func(ctx context.Context, req provider.TypedRequest[processIn, processOut]) (string, processOut, error) {
+			out, err := startProcess(ctx, req.Inputs)
+			return req.Inputs.Component, out, err
+		},
+		// A component that died (crash, reboot) shows as a change, so `up`
+		// restarts it with the same data instead of reporting no changes.
+		Diff: func(_ context.Context, req provider.TypedRequest[processIn, processOut], d provider.Diff) (provider.Diff, error) {
+			if !alive(req.Inputs) && !d.Replaces() {
+				d.Changes = append(d.Changes, provider.Change{Path: "running", Kind: provider.Update})
+			}
+			return d, nil
+		},
+		Read: func(_ context.Context, req provider.TypedRequest[processIn, processOut]) (processIn, processOut, bool, error) {
+			return req.Inputs, req.State, alive(req.Inputs), nil
+		},
+		Update: func(ctx context.Context, req provider.TypedRequest[processIn, processOut]) (processOut, error) {
+			return startProcess(ctx, req.Inputs)
+		},
+		Delete: func(ctx context.Context, req provider.TypedRequest[processIn, processOut]) error {
+			return proc.Stop(ctx, NewLayout(req.Inputs.Dir).PidFile(req.Inputs.Component), stopGrace(req.Inputs.Component))
+		},
+	}
+}
