@@ -111,6 +111,7 @@ and reviews blueprints statically in code review.`,
 	cmd.PersistentFlags().CountVarP(&flags.verbose, "verbose", "v", "more output (repeat for debug logs)")
 	cmd.AddCommand(
 		newVersionCommand(s),
+		newToolsCommand(s, flags),
 	)
 	return cmd
 }
