@@ -116,6 +116,7 @@ and reviews blueprints statically in code review.`,
 		newVersionCommand(s),
 		newInitCommand(s),
 		newReviewCommand(s, flags),
+		newToolsCommand(s, flags),
 	)
 	return cmd
 }
