@@ -117,6 +117,12 @@ and reviews blueprints statically in code review.`,
 		newInitCommand(s),
 		newReviewCommand(s, flags),
 		newToolsCommand(s, flags),
+		newPlanCommand(s, flags),
+		newUpCommand(s, flags),
+		newVerifyCommand(s, flags),
+		newStatusCommand(s),
+		newKubeconfigCommand(s),
+		newDownCommand(s, flags),
 	)
 	return cmd
 }

@@ -2,9 +2,9 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
+	"secprov.dev/secprov/provision"
 	"secprov.dev/secprov/provision/engine/provider"
 )
 
@@ -21,7 +21,7 @@ type options struct {
 
 // WithProviderRegistry sets the resource kinds secprov serves when the
 // engine starts it as its provider plugin. main passes the production
-// registry; tests pass their own.
+// registry; tests pass their own. Default: provision.Registry.
 func WithProviderRegistry(build func() (*provider.Registry, error)) Option {
 	return func(o *options) { o.registry = build }
 }
@@ -30,7 +30,7 @@ func WithProviderRegistry(build func() (*provider.Registry, error)) Option {
 // with us. The engine passes its own arguments (read by provider.Serve).
 func servePlugin(ctx context.Context, o options) error {
 	if o.registry == nil {
-		return errors.New("this secprov build serves no resource kinds (no provider registry was configured)")
+		o.registry = provision.Registry
 	}
 	reg, err := o.registry()
 	if err != nil {

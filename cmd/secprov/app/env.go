@@ -1,0 +1,205 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/provision"
+	"secprov.dev/secprov/provision/engine"
+	"secprov.dev/secprov/provision/local"
+	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/toolchain"
+)
+
+// stateFlags select where secprov keeps its state.
+type stateFlags struct {
+	backend string
+}
+
+func (f *stateFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.backend, "state", "", "Pulumi backend URL for stack state (file://, s3://, gs://, azblob://, https://api.pulumi.com); default $"+engine.EnvState+", else a file backend in the state directory")
+}
+
+// blueprintFlags select blueprints.
+type blueprintFlags struct {
+	files []string
+	only  []string
+}
+
+func (f *blueprintFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringArrayVarP(&f.files, "filename", "f", nil, "blueprint file or directory (repeatable; default: the current directory)")
+	cmd.Flags().StringArrayVar(&f.only, "only", nil, "only these clusters (cluster name or environment; repeatable)")
+}
+
+// load loads the selected blueprints; any load error stops the command
+// before anything is created.
+func (f *blueprintFlags) load() ([]*blueprints.Blueprint, error) {
+	files := f.files
+	if len(files) == 0 {
+		files = []string{"."}
+	}
+	bps, err := blueprints.Load(files...)
+	if err != nil {
+		return nil, usageErr(fmt.Errorf("blueprints have errors; nothing was changed:\n%w", err))
+	}
+	if len(f.only) > 0 {
+		var kept []*blueprints.Blueprint
+		for _, bp := range bps {
+			for _, o := range f.only {
+				if bp.Name() == o || bp.Spec.Environment == o {
+					kept = append(kept, bp)
+					break
+				}
+			}
+		}
+		if len(kept) == 0 {
+			return nil, usageErr(fmt.Errorf("--only %s matches no blueprint in %s", strings.Join(f.only, ","), strings.Join(files, ", ")))
+		}
+		bps = kept
+	}
+	if len(bps) == 0 {
+		return nil, usageErr(fmt.Errorf("no blueprints in %s; write some with secprov init", strings.Join(files, ", ")))
+	}
+	return bps, nil
+}
+
+// env is what provisioning commands share: the state dir, the toolchain
+// and the engine.
+type env struct {
+	stateDir string
+	prov     *provision.Provisioner
+	eng      *engine.Engine
+}
+
+// openEnv ensures the toolchain (with progress on stderr) and opens the
+// engine.
+func openEnv(ctx context.Context, s Streams, root *rootFlags, sf *stateFlags) (*env, error) {
+	stateDir, err := paths.StateDir()
+	if err != nil {
+		return nil, err
+	}
+	log := root.logger(s.Err)
+	progress := newToolProgress(s.Err, isTerminal(s.Err), true)
+	m, err := toolchain.New(toolchain.Options{Logger: log, Progress: progress})
+	if err != nil {
+		progress.stop()
+		return nil, err
+	}
+	installed, err := m.EnsureAll(ctx, "kubernetes", "etcd", "pulumi")
+	progress.stop()
+	if err != nil {
+		return nil, fmt.Errorf("toolchain: %w\nrun `secprov tools install -v` to see what failed", err)
+	}
+	tools := map[string]*toolchain.Installed{}
+	for _, t := range installed {
+		tools[t.Name] = t
+	}
+	backend := sf.backend
+	if backend == "" {
+		backend = os.Getenv(engine.EnvState)
+	}
+	pass, err := engine.ResolvePassphrase(stateDir, os.Getenv(engine.EnvPassphrase))
+	if err != nil {
+		return nil, err
+	}
+	eng, err := engine.New(ctx, engine.Config{PulumiRoot: tools["pulumi"].Root, StateDir: stateDir, Backend: backend, Passphrase: pass, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	k := tools["kubernetes"].Bin
+	bins := local.Binaries{Etcd: tools["etcd"].Bin["etcd"], APIServer: k["kube-apiserver"],
+		ControllerManager: k["kube-controller-manager"], Scheduler: k["kube-scheduler"]}
+	return &env{stateDir: stateDir, eng: eng,
+		prov: provision.New(provision.Config{StateDir: stateDir, Engine: eng, LocalBinaries: bins, Log: log})}, nil
+}
+
+// stepPrinter prints engine progress as a step list: one line per finished
+// resource step with ✓/✗ and its time, prefixed by the cluster when
+// several run at once.
+type stepPrinter struct {
+	mu      sync.Mutex
+	w       io.Writer
+	prefix  bool
+	verbose bool
+	width   int
+}
+
+func newStepPrinter(w io.Writer, clusters []string, verbose bool) *stepPrinter {
+	width := 0
+	for _, c := range clusters {
+		width = max(width, len(c))
+	}
+	return &stepPrinter{w: w, prefix: len(clusters) > 1, verbose: verbose, width: width}
+}
+
+func (p *stepPrinter) event(e provision.ClusterEvent) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pre := ""
+	if p.prefix {
+		pre = fmt.Sprintf("%-*s  ", p.width, e.Cluster)
+	}
+	switch e.Kind {
+	case engine.StepDone:
+		if e.Op == engine.OpSame || e.Op == engine.OpRead || e.Op == engine.OpRefresh {
+			if !p.verbose {
+				return
+			}
+		}
+		fmt.Fprintf(p.w, "%s✓ %-10s %-28s %s\n", pre, opVerb(e.Op), resourceLabel(e.Type, e.Name), e.Elapsed.Round(10*time.Millisecond))
+	case engine.StepFailed:
+		fmt.Fprintf(p.w, "%s✗ %-10s %-28s %s\n", pre, opVerb(e.Op), resourceLabel(e.Type, e.Name), e.Elapsed.Round(10*time.Millisecond))
+		if e.Message != "" {
+			for _, line := range strings.Split(strings.TrimSpace(e.Message), "\n") {
+				fmt.Fprintf(p.w, "%s    %s\n", pre, line)
+			}
+		}
+	case engine.Diagnostic:
+		if e.Severity == "warning" || p.verbose {
+			fmt.Fprintf(p.w, "%s! %s\n", pre, strings.TrimSpace(e.Message))
+		}
+	}
+}
+
+func opVerb(op engine.Op) string {
+	switch op {
+	case engine.OpCreate, engine.OpCreateReplacement:
+		return "created"
+	case engine.OpUpdate:
+		return "updated"
+	case engine.OpReplace:
+		return "replaced"
+	case engine.OpDelete, engine.OpDeleteReplaced:
+		return "deleted"
+	case engine.OpSame:
+		return "unchanged"
+	}
+	return string(op)
+}
+
+// resourceLabel names a resource for people: the component for processes,
+// else the kind.
+func resourceLabel(typ, name string) string {
+	kind := typ[strings.LastIndex(typ, ":")+1:]
+	switch kind {
+	case "Process":
+		return name
+	case "Cluster":
+		return "cluster directory and ports"
+	case "Pki":
+		return "PKI and kubeconfigs"
+	case "Config":
+		return "encryption, audit, admission config"
+	case "Bootstrap":
+		return "RBAC, namespaces, policies"
+	}
+	return strings.ToLower(kind) + " " + name
+}

@@ -1,0 +1,164 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/hardening/verify"
+	"secprov.dev/secprov/provision"
+	"secprov.dev/secprov/provision/paths"
+)
+
+// verifyOpts are the check-suite flags shared by verify and up.
+type verifyOpts struct {
+	check  string
+	failOn string
+}
+
+func (o *verifyOpts) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&o.check, "check", "", "run only checks whose ID matches this regular expression (e.g. 'SP-ETCD-|SP-ENC-')")
+	cmd.Flags().StringVar(&o.failOn, "fail-on", "high", "exit 1 when a check fails (or errors) at or above this severity: critical, high, medium, low, info")
+}
+
+func (o verifyOpts) parse() (*regexp.Regexp, blueprints.Severity, error) {
+	sev, err := blueprints.ParseSeverity(o.failOn)
+	if err != nil {
+		return nil, 0, usageErr(fmt.Errorf("--fail-on: %w", err))
+	}
+	if o.check == "" {
+		return nil, sev, nil
+	}
+	re, err := regexp.Compile(o.check)
+	if err != nil {
+		return nil, 0, usageErr(fmt.Errorf("--check: %w", err))
+	}
+	return re, sev, nil
+}
+
+func verifyFails(reps []*verify.Report, o verifyOpts) bool {
+	_, sev, err := o.parse()
+	if err != nil {
+		return true
+	}
+	for _, r := range reps {
+		if r.Failed(sev) {
+			return true
+		}
+	}
+	return false
+}
+
+// runVerify runs the suite on each cluster (one after the other: each
+// suite already runs its checks concurrently) and, unless quiet, prints
+// the text report to stdout.
+func runVerify(ctx context.Context, s Streams, stateDir string, clusters []string, o verifyOpts, quiet bool) ([]*verify.Report, error) {
+	filter, _, err := o.parse()
+	if err != nil {
+		return nil, err
+	}
+	var reps []*verify.Report
+	for _, c := range clusters {
+		t, err := provision.Target(stateDir, c)
+		if err != nil {
+			return reps, err
+		}
+		rep := verify.Run(ctx, t, verify.Checks(), verify.Options{Filter: filter})
+		if closer, ok := t.(interface{ Close() error }); ok {
+			closer.Close()
+		}
+		reps = append(reps, rep)
+	}
+	if !quiet && len(reps) > 0 {
+		fmt.Fprintln(s.Out)
+		if err := verify.WriteReports(s.Out, "text", reps, false); err != nil {
+			return reps, err
+		}
+	}
+	return reps, nil
+}
+
+type verifyFlags struct {
+	verifyOpts
+	clusters []string
+	all      bool
+	output   string
+}
+
+func newVerifyCommand(s Streams, root *rootFlags) *cobra.Command {
+	flags := &verifyFlags{}
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Run the post-install check suite against live clusters",
+		Long: `verify proves each hardening control on the live cluster — through the API,
+the control-plane processes and files, and etcd — not from the blueprint.
+Every check has a stable ID (the same as the control and review rule), a
+status (pass, fail, warn, skip with a reason, error) and evidence.
+
+Exit codes: 0 all checks at or above --fail-on pass; 1 a check failed or
+errored at or above --fail-on; 2 usage errors or no such cluster.`,
+		Example: `  secprov verify --all
+  secprov verify --cluster shop-prod --check 'SP-ENC-' -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(flags.output, verify.Formats...); err != nil {
+				return err
+			}
+			filter, sev, err := flags.parse()
+			if err != nil {
+				return err
+			}
+			stateDir, err := paths.StateDir()
+			if err != nil {
+				return err
+			}
+			names := flags.clusters
+			if len(names) == 0 || flags.all {
+				if names, err = provision.Clusters(stateDir); err != nil {
+					return err
+				}
+				if len(names) == 0 {
+					return usageErr(fmt.Errorf("no clusters in %s: run secprov up first", stateDir))
+				}
+			}
+			var reps []*verify.Report
+			for _, c := range names {
+				t, err := provision.Target(stateDir, c)
+				if err != nil {
+					return usageErr(err)
+				}
+				rep := verify.Run(cmd.Context(), t, verify.Checks(), verify.Options{Filter: filter})
+				if closer, ok := t.(interface{ Close() error }); ok {
+					closer.Close()
+				}
+				reps = append(reps, rep)
+			}
+			if err := verify.WriteReports(s.Out, flags.output, reps, root.verbose > 0); err != nil {
+				return err
+			}
+			var bad []string
+			for _, r := range reps {
+				if r.Failed(sev) {
+					bad = append(bad, r.Cluster)
+				}
+			}
+			if len(bad) > 0 {
+				if flags.output == "text" {
+					return &ExitError{Code: ExitFindings, Err: errors.New("checks failed on " + strings.Join(bad, ", "))}
+				}
+				return &ExitError{Code: ExitFindings}
+			}
+			return nil
+		},
+	}
+	flags.verifyOpts.register(cmd)
+	cmd.Flags().StringArrayVar(&flags.clusters, "cluster", nil, "cluster to verify (repeatable; default: all)")
+	cmd.Flags().BoolVar(&flags.all, "all", false, "verify every cluster in the state directory")
+	cmd.Flags().StringVarP(&flags.output, "output", "o", "text", "output format: "+strings.Join(verify.Formats, ", "))
+	return cmd
+}
