@@ -113,6 +113,7 @@ func TestParseVersion(t *testing.T) {
 		{"pulumi", "warning: A new version of Pulumi is available.\nv3.259.0\n", "v3.259.0", true},
 		{"pulumi", "v3.259.0-dev.0\n", "v3.259.0-dev.0", false},
 		{"vault", fakeOutput("vault", "v1.17.6"), "v1.17.6", true},
+		{"vault", "Vault v1.17.6 (cgo)\n", "v1.17.6", true}, // built from the module proxy
 		{"vault", "Vault v1.17.6+ent ('x')", "v1.17.6+ent", false},
 		{"vault", "", "", false},
 	}

@@ -47,7 +47,7 @@ func newToolsInstallCommand(s Streams, root *rootFlags) *cobra.Command {
 		Use:   "install [NAME...]",
 		Short: "Make the pinned tools ready (default: kubernetes, etcd, pulumi; vault only when named or with --all)",
 		Long: `Make the pinned tools ready, printing one line per tool. A cold build from the
-Go module proxy takes long (Kubernetes ≈ 25 min on two cores); later runs
+Go module proxy takes long (Kubernetes 15–25 min, Vault ≈ 15 min on two busy cores); later runs
 find the tools in the cache at once. Progress goes to stderr.
 
 Environment: SECPROV_CACHE (cache root), SECPROV_TOOLS_MIRROR (mirror root
@@ -85,9 +85,10 @@ URL for downloads), SECPROV_TOOLS_NO_DOWNLOAD=1 (skip downloads).`,
 			}
 			ready, err := m.EnsureAll(cmd.Context(), names...)
 			if err != nil {
-				// Each failure was printed in full on its ✗ line.
+				// Each failure was printed in full on its ✗ line. Exit 1, not
+				// the usage code Run gives plain errors: the input was fine.
 				failed := len(names) - len(ready)
-				return fmt.Errorf("%d of %d tools are not ready (see above)", failed, len(names))
+				return &ExitError{Code: 1, Err: fmt.Errorf("%d of %d tools are not ready (see above)", failed, len(names))}
 			}
 			return nil
 		},
