@@ -81,14 +81,15 @@ func Main(ctx context.Context, args []string, in io.Reader, out, errOut io.Write
 func Run(ctx context.Context, s Streams, args []string) error {
 	root := newRootCommand(s)
 	root.SetArgs(args)
+	// Errors before a command runs (unknown command or flag, wrong
+	// arguments) are usage errors; errors from a running command are
+	// runtime failures unless the command says otherwise with ExitError.
+	started := false
+	root.PersistentPreRun = func(*cobra.Command, []string) { started = true }
 	err := root.ExecuteContext(ctx)
 	var ee *ExitError
-	if err != nil && !errors.As(err, &ee) {
-		// cobra's own errors (unknown flag, bad args) are usage errors.
+	if err != nil && !errors.As(err, &ee) && !started {
 		err = usageErr(err)
-	}
-	if err != nil && ee != nil && ee.Err == nil {
-		return err // already reported; print nothing more
 	}
 	return err
 }

@@ -193,11 +193,11 @@ func resourceLabel(typ, name string) string {
 	case "Process":
 		return name
 	case "Cluster":
-		return "cluster directory and ports"
+		return "cluster directory"
 	case "Pki":
 		return "PKI and kubeconfigs"
 	case "Config":
-		return "encryption, audit, admission config"
+		return "config files"
 	case "Bootstrap":
 		return "RBAC, namespaces, policies"
 	}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
+	"secprov.dev/secprov/provision"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -45,9 +45,14 @@ func TestMainServesTheProviderToTheEngine(t *testing.T) {
 	}
 }
 
-func TestPluginWithoutRegistryFailsClearly(t *testing.T) {
-	err := Main(context.Background(), []string{"/x/" + provider.PluginName}, nil, nil, nil)
-	if err == nil || !strings.Contains(err.Error(), "serves no resource kinds") {
-		t.Fatalf("err = %v, want a clear 'no resource kinds' error", err)
+func TestDefaultRegistryServesEveryKind(t *testing.T) {
+	reg, err := provision.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, token := range []string{"secprov:local:Cluster", "secprov:local:Pki", "secprov:local:Config", "secprov:local:Process", "secprov:local:Bootstrap"} {
+		if _, ok := reg.Kind(token); !ok {
+			t.Errorf("default registry lacks %s", token)
+		}
 	}
 }
