@@ -261,11 +261,16 @@ func (c *collector) record(m apitype.StepEventMetadata) {
 		op = OpReplace
 	}
 	r, ok := c.resources[m.URN]
-	if !ok {
+	switch {
+	case !ok:
 		r = &ResourceChange{URN: m.URN, Type: m.Type, Name: urnName(m.URN), Op: op}
 		c.resources[m.URN] = r
 		c.order = append(c.order, m.URN)
-	} else if op == OpReplace {
+	case r.Op == OpRefresh:
+		// With Refresh, a resource's refresh step comes first; what
+		// happens next (same, update, create again) is what counts.
+		r.Op, r.Changes = op, nil
+	case op == OpReplace:
 		r.Op = OpReplace
 	}
 	if len(m.DetailedDiff) > 0 || len(m.Diffs) > 0 {

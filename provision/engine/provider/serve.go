@@ -29,10 +29,11 @@ func Serve(ctx context.Context, reg *Registry, version string) error {
 	if reg == nil {
 		return fmt.Errorf("serving %s: no resource kinds registered in this build", PluginName)
 	}
-	if _, err := semver.ParseTolerant(version); err != nil || version == "" {
+	if v, err := semver.ParseTolerant(version); err == nil {
+		version = v.String()
+	} else {
 		version = "0.0.0-dev"
 	}
-	version = strings.TrimPrefix(version, "v")
 	// If the engine dies (SIGKILL) we would otherwise linger until the
 	// five-minute health check notices; ask the kernel to interrupt us.
 	exitWithParent()
