@@ -222,6 +222,9 @@ func (e *Engine) RemoveStack(ctx context.Context, stack string, force bool) erro
 	if err != nil {
 		return err
 	}
+	if _, err := e.clearStaleLocks(stack); err != nil {
+		return err
+	}
 	var opts []optremove.Option
 	if force {
 		opts = append(opts, optremove.Force())

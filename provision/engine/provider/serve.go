@@ -29,11 +29,7 @@ func Serve(ctx context.Context, reg *Registry, version string) error {
 	if reg == nil {
 		return fmt.Errorf("serving %s: no resource kinds registered in this build", PluginName)
 	}
-	if v, err := semver.ParseTolerant(version); err == nil {
-		version = v.String()
-	} else {
-		version = "0.0.0-dev"
-	}
+	version = pluginVersion(version)
 	// If the engine dies (SIGKILL) we would otherwise linger until the
 	// five-minute health check notices; ask the kernel to interrupt us.
 	exitWithParent()
@@ -44,6 +40,15 @@ func Serve(ctx context.Context, reg *Registry, version string) error {
 		}
 		return NewServer(reg, version, logs), nil
 	})
+}
+
+// pluginVersion turns secprov's version into the strict semver the engine
+// expects ("v1.2" -> "1.2.0"); development builds report 0.0.0-dev.
+func pluginVersion(v string) string {
+	if sv, err := semver.ParseTolerant(v); err == nil {
+		return sv.String()
+	}
+	return "0.0.0-dev"
 }
 
 // hostHandler sends log records to the engine as diagnostics of one
