@@ -178,3 +178,42 @@ func TestDependentInputsAreUnknownInPreview(t *testing.T) {
 		t.Errorf("b = %q, want a's sha256", b)
 	}
 }
+
+// TestWrongPassphraseSaysWhatToDo: a state encrypted with one passphrase,
+// opened with another, fails fast with a hint and without either
+// passphrase in the message.
+func TestWrongPassphraseSaysWhatToDo(t *testing.T) {
+	e, stateDir := enginetest.NewEngine(t, nil)
+	ctx := context.Background()
+	prog := fileProgram(map[string]enginetest.FileInputs{"f": {Path: filepath.Join(t.TempDir(), "f"), Content: "x"}})
+	if _, err := e.Up(ctx, "pass", prog, engine.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	const wrong = "not-the-passphrase-0123456789"
+	other, err := engine.New(ctx, engine.Config{PulumiRoot: enginetest.PulumiRoot(t), StateDir: stateDir,
+		PluginExecutable: exe, Passphrase: engine.NewPassphrase(wrong)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for name, op := range map[string]func() error{
+		"preview": func() error { _, err := other.Preview(tctx, "pass", prog, engine.Options{}); return err },
+		"up":      func() error { _, err := other.Up(tctx, "pass", prog, engine.Options{}); return err },
+	} {
+		err := op()
+		if err == nil {
+			t.Fatalf("%s with the wrong passphrase succeeded", name)
+		}
+		msg := err.Error()
+		t.Logf("%s: %s", name, msg)
+		if !strings.Contains(msg, engine.EnvPassphrase) {
+			t.Errorf("%s error does not tell the user to set %s:\n%s", name, engine.EnvPassphrase, msg)
+		}
+		stored, _ := os.ReadFile(filepath.Join(stateDir, engine.PassphraseFile))
+		if strings.Contains(msg, wrong) || strings.Contains(msg, strings.TrimSpace(string(stored))) {
+			t.Errorf("%s error shows a passphrase:\n%s", name, msg)
+		}
+	}
+}

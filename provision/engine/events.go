@@ -175,11 +175,20 @@ func newCollector(redact func(string) string, notify func(Event)) *collector {
 	}
 }
 
-// consume reads ch until the engine closes it; run it in a goroutine.
-func (c *collector) consume(ch <-chan events.EngineEvent, done chan<- struct{}) {
+// consume handles events from ch until ch is closed or stop is; run it in
+// a goroutine. stop must only close once no more events can be sent.
+func (c *collector) consume(ch <-chan events.EngineEvent, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	for ev := range ch {
-		c.handle(ev.EngineEvent, time.Now())
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				return
+			}
+			c.handle(ev.EngineEvent, time.Now())
+		case <-stop:
+			return
+		}
 	}
 }
 
