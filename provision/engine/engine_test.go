@@ -353,6 +353,13 @@ func TestSecretInputsAreEncryptedInState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	st, err := e.State(ctx, "secrets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaked := st.Resources[0].Outputs["secretsInEnv"]; leaked != nil {
+		t.Errorf("the provider process could read %v from its environment", leaked)
+	}
 	// The passphrase never shows in what the engine reports either.
 	pass, err := os.ReadFile(filepath.Join(stateDir, engine.PassphraseFile))
 	if err != nil {
