@@ -45,7 +45,9 @@ type TypedKind[I, O any] struct {
 	// are unknown during preview hold zero values; failures on them are
 	// dropped, so Check can validate naively. Optional.
 	Check func(ctx context.Context, in *I) []Failure
-	// Diff is an optional hook over the computed diff.
+	// Diff is an optional hook over the computed diff. During preview,
+	// inputs that are not known yet hold zero values (the computed diff
+	// already counts them as changed).
 	Diff   func(ctx context.Context, req TypedRequest[I, O], computed Diff) (Diff, error)
 	Create func(ctx context.Context, req TypedRequest[I, O]) (id string, out O, err error)
 	// Read returns the inputs and outputs observed, and exists=false if the
