@@ -36,12 +36,29 @@ type command struct {
 	path    string
 	version semver.Version
 	log     *slog.Logger
+	// env is set for every invocation, `pulumi version` included: each
+	// one otherwise starts an update check against api.pulumi.com.
+	env []string
+}
+
+// safeEnv is the environment every engine invocation gets: no update
+// check, no plugin download, no stray plugin from PATH, and a PULUMI_HOME
+// inside secprov's state instead of ~/.pulumi.
+func safeEnv(home string) []string {
+	return []string{
+		"PULUMI_HOME=" + home,
+		"PULUMI_SKIP_UPDATE_CHECK=true",
+		"PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true",
+		"PULUMI_IGNORE_AMBIENT_PLUGINS=true",
+		"PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK=true",
+		"PULUMI_SKIP_CONFIRMATIONS=true",
+	}
 }
 
 var _ auto.PulumiCommand = (*command)(nil)
 
 // newCommand finds bin/pulumi under root and asks it for its version.
-func newCommand(ctx context.Context, root string, log *slog.Logger) (*command, error) {
+func newCommand(ctx context.Context, root, home string, log *slog.Logger) (*command, error) {
 	path := filepath.Join(root, "bin", "pulumi")
 	if runtime.GOOS == "windows" {
 		path += ".exe"
@@ -49,20 +66,22 @@ func newCommand(ctx context.Context, root string, log *slog.Logger) (*command, e
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("pulumi engine not found at %s: run `secprov tools install` (or point the toolchain at an existing Pulumi v3 install): %w", path, err)
 	}
+	c := &command{path: path, log: log, env: safeEnv(home)}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "version").Output()
+	out, stderr, _, err := c.Run(ctx, "", nil, nil, nil, nil, "version")
 	if err != nil {
-		return nil, fmt.Errorf("running %s version: %w", path, err)
+		return nil, fmt.Errorf("running %s version: %w: %s", path, err, strings.TrimSpace(stderr))
 	}
-	v, err := semver.ParseTolerant(strings.TrimSpace(string(out)))
+	v, err := semver.ParseTolerant(strings.TrimSpace(out))
 	if err != nil {
-		return nil, fmt.Errorf("%s reports version %q, which is not semver: is it a Pulumi v3 CLI?", path, strings.TrimSpace(string(out)))
+		return nil, fmt.Errorf("%s reports version %q, which is not semver: is it a Pulumi v3 CLI?", path, strings.TrimSpace(out))
 	}
 	if v.Major != 3 {
 		return nil, fmt.Errorf("%s is Pulumi %s; secprov needs Pulumi v3", path, v)
 	}
-	return &command{path: path, version: v, log: log}, nil
+	c.version = v
+	return c, nil
 }
 
 func (c *command) Version() semver.Version { return c.version }
@@ -97,6 +116,7 @@ func (c *command) Run(ctx context.Context, workdir string, stdin io.Reader,
 			env = append(env, e)
 		}
 	}
+	env = append(env, c.env...)
 	env = append(env, additionalEnv...)
 	env = append(env, "PULUMI_AUTOMATION_API=true")
 	cmd.Env = env

@@ -128,7 +128,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := e.linkPlugin(); err != nil {
 		return nil, err
 	}
-	if e.cmd, err = newCommand(ctx, cfg.PulumiRoot, e.log); err != nil {
+	if e.cmd, err = newCommand(ctx, cfg.PulumiRoot, e.home, e.log); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -201,18 +201,13 @@ func (e *Engine) project() workspace.Project {
 	}
 }
 
-// env is the engine's environment (besides PULUMI_HOME, which the
-// workspace sets).
+// env is the engine's environment for stack operations.
 func (e *Engine) env() map[string]string {
+	// The rest (no update check, no download, ...) is set by the command
+	// for every invocation.
 	return map[string]string{
-		"PULUMI_BACKEND_URL":                          e.cfg.Backend,
-		"PULUMI_CONFIG_PASSPHRASE":                    e.cfg.Passphrase.Reveal(),
-		"PULUMI_SKIP_UPDATE_CHECK":                    "true",
-		"PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-		// The provider is the project plugin; never a stray one on PATH.
-		"PULUMI_IGNORE_AMBIENT_PLUGINS":            "true",
-		"PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
-		"PULUMI_SKIP_CONFIRMATIONS":                "true",
+		"PULUMI_BACKEND_URL":       e.cfg.Backend,
+		"PULUMI_CONFIG_PASSPHRASE": e.cfg.Passphrase.Reveal(),
 	}
 }
 

@@ -73,6 +73,17 @@ func (r *recorder) kinds(name string) []engine.EventKind {
 	return out
 }
 
+func (r *recorder) has(kind engine.EventKind, name, msg string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.events {
+		if e.Kind == kind && e.Name == name && strings.Contains(e.Message, msg) {
+			return true
+		}
+	}
+	return false
+}
+
 func onlySame(t *testing.T, counts map[engine.Op]int) {
 	t.Helper()
 	for op, n := range counts {
@@ -123,8 +134,18 @@ func TestLifecycle(t *testing.T) {
 		if got := rec.kinds("a"); !slices.Equal(got, []engine.EventKind{engine.StepStarted, engine.StepDone}) {
 			t.Errorf("progress events for a = %v, want started, done", got)
 		}
+		if !rec.has(engine.Diagnostic, "a", "wrote file path="+a) {
+			t.Errorf("the kind's log line did not reach the event stream: %+v", rec.events)
+		}
 		if out := res.Outputs["a-sha256"]; out.Value == "" || out.Value == nil {
 			t.Errorf("stack output a-sha256 = %+v, want the file's digest", out)
+		}
+		outs, err := e.Outputs(ctx, stack)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if outs["a-sha256"] != res.Outputs["a-sha256"] {
+			t.Errorf("Outputs = %+v, Up reported %+v", outs, res.Outputs)
 		}
 	})
 
@@ -331,6 +352,13 @@ func TestSecretInputsAreEncryptedInState(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	st, err := e.State(ctx, "secrets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaked := st.Resources[0].Outputs["secretsInEnv"]; leaked != nil {
+		t.Errorf("the provider process could read %v from its environment", leaked)
 	}
 	// The passphrase never shows in what the engine reports either.
 	pass, err := os.ReadFile(filepath.Join(stateDir, engine.PassphraseFile))

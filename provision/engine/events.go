@@ -175,11 +175,20 @@ func newCollector(redact func(string) string, notify func(Event)) *collector {
 	}
 }
 
-// consume reads ch until the engine closes it; run it in a goroutine.
-func (c *collector) consume(ch <-chan events.EngineEvent, done chan<- struct{}) {
+// consume handles events from ch until ch is closed or stop is; run it in
+// a goroutine. stop must only close once no more events can be sent.
+func (c *collector) consume(ch <-chan events.EngineEvent, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	for ev := range ch {
-		c.handle(ev.EngineEvent, time.Now())
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				return
+			}
+			c.handle(ev.EngineEvent, time.Now())
+		case <-stop:
+			return
+		}
 	}
 }
 
@@ -261,11 +270,16 @@ func (c *collector) record(m apitype.StepEventMetadata) {
 		op = OpReplace
 	}
 	r, ok := c.resources[m.URN]
-	if !ok {
+	switch {
+	case !ok:
 		r = &ResourceChange{URN: m.URN, Type: m.Type, Name: urnName(m.URN), Op: op}
 		c.resources[m.URN] = r
 		c.order = append(c.order, m.URN)
-	} else if op == OpReplace {
+	case r.Op == OpRefresh:
+		// With Refresh, a resource's refresh step comes first; what
+		// happens next (same, update, create again) is what counts.
+		r.Op, r.Changes = op, nil
+	case op == OpReplace:
 		r.Op = OpReplace
 	}
 	if len(m.DetailedDiff) > 0 || len(m.Diffs) > 0 {

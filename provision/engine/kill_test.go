@@ -1,3 +1,5 @@
+//go:build linux
+
 package engine_test
 
 import (
@@ -9,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,9 +26,6 @@ import (
 // too (stale lock, pending create left in the state), once with only
 // secprov killed (the engine must notice and stop by itself).
 func TestKilledUpConverges(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skipf("skipping: kills processes by pid and reads /proc (Linux only, running on %s)", runtime.GOOS)
-	}
 	root := enginetest.PulumiRoot(t)
 	exe, err := os.Executable()
 	if err != nil {

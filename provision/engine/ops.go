@@ -82,7 +82,7 @@ func (e *Engine) Preview(ctx context.Context, stack string, program pulumi.RunFu
 	if err != nil {
 		return nil, err
 	}
-	col, ch, done := e.stream(opts)
+	col, ch, wait := e.stream(opts)
 	args := []optpreview.Option{
 		optpreview.EventStreams(ch),
 		optpreview.Color("never"),
@@ -100,7 +100,7 @@ func (e *Engine) Preview(ctx context.Context, stack string, program pulumi.RunFu
 		defer logw.flush()
 	}
 	_, err = s.Preview(ctx, args...)
-	<-done
+	wait()
 	if err != nil {
 		return nil, e.wrap("preview", stack, err, col.diagnostics(), "")
 	}
@@ -119,7 +119,7 @@ func (e *Engine) Up(ctx context.Context, stack string, program pulumi.RunFunc, o
 	if err != nil {
 		return nil, err
 	}
-	col, ch, done := e.stream(opts)
+	col, ch, wait := e.stream(opts)
 	args := []optup.Option{
 		optup.EventStreams(ch),
 		optup.Color("never"),
@@ -140,7 +140,7 @@ func (e *Engine) Up(ctx context.Context, stack string, program pulumi.RunFunc, o
 	// The result is built from the event stream; the SDK's follow-up
 	// `stack output`/`stack history` calls would only repeat it.
 	_, err = s.Up(withLocalAnswers(ctx, map[string]string{"stack output": "{}", "stack history": "[]"}), args...)
-	<-done
+	wait()
 	finish(err)
 	if err != nil {
 		return nil, e.wrap("up", stack, err, col.diagnostics(), "")
@@ -170,7 +170,7 @@ func (e *Engine) Destroy(ctx context.Context, stack string, opts Options) (*Resu
 	if err != nil {
 		return nil, err
 	}
-	col, ch, done := e.stream(opts)
+	col, ch, wait := e.stream(opts)
 	args := []optdestroy.Option{
 		optdestroy.EventStreams(ch),
 		optdestroy.Color("never"),
@@ -188,7 +188,7 @@ func (e *Engine) Destroy(ctx context.Context, stack string, opts Options) (*Resu
 		defer logw.flush()
 	}
 	_, err = s.Destroy(withLocalAnswers(ctx, map[string]string{"stack history": "[]"}), args...)
-	<-done
+	wait()
 	finish(err)
 	if err != nil {
 		return nil, e.wrap("destroy", stack, err, col.diagnostics(), "")
@@ -220,6 +220,9 @@ func (e *Engine) Outputs(ctx context.Context, stack string) (map[string]Output, 
 func (e *Engine) RemoveStack(ctx context.Context, stack string, force bool) error {
 	s, err := e.selectStack(ctx, stack)
 	if err != nil {
+		return err
+	}
+	if _, err := e.clearStaleLocks(stack); err != nil {
 		return err
 	}
 	var opts []optremove.Option
@@ -268,14 +271,16 @@ func (e *Engine) ListStacks(ctx context.Context) ([]StackInfo, error) {
 	return out, nil
 }
 
-// stream wires an event channel to a collector; done closes once the
-// engine's stream ended and every event was handled.
-func (e *Engine) stream(opts Options) (*collector, chan events.EngineEvent, chan struct{}) {
-	col := newCollector(e.redactor(), opts.OnEvent)
-	ch := make(chan events.EngineEvent)
-	done := make(chan struct{})
-	go col.consume(ch, done)
-	return col, ch, done
+// stream wires an event channel to a collector. Call wait once the SDK
+// operation returned: by then the SDK has stopped its event server, so
+// every event was delivered, but it closes the channel only if the engine
+// ever connected (an engine failing at startup never does).
+func (e *Engine) stream(opts Options) (col *collector, ch chan events.EngineEvent, wait func()) {
+	col = newCollector(e.redactor(), opts.OnEvent)
+	ch = make(chan events.EngineEvent)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go col.consume(ch, stop, done)
+	return col, ch, func() { close(stop); <-done }
 }
 
 // beginMutation prepares a stack for Up or Destroy: it clears a lock left

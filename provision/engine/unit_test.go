@@ -94,6 +94,24 @@ func TestCollectorFoldsStepsIntoAPlan(t *testing.T) {
 	}
 }
 
+func TestCollectorRefreshIsOverriddenByTheNextStep(t *testing.T) {
+	c := newCollector(func(s string) string { return s }, nil)
+	bURN := "urn:pulumi:dev::secprov::secprov:test:File::b"
+	dd := map[string]apitype.PropertyDiff{"content": {Kind: apitype.DiffUpdate}}
+	for _, m := range []apitype.StepEventMetadata{
+		step(apitype.OpRefresh, fileURN, "secprov:test:File", dd),
+		step(apitype.OpRefresh, bURN, "secprov:test:File", nil),
+		step(apitype.OpUpdate, fileURN, "secprov:test:File", dd),
+		step(apitype.OpCreate, bURN, "secprov:test:File", nil),
+	} {
+		c.handle(apitype.EngineEvent{ResourcePreEvent: &apitype.ResourcePreEvent{Metadata: m}}, time.Now())
+	}
+	plan := c.plan("dev")
+	if !reflect.DeepEqual(plan.Counts, map[Op]int{OpUpdate: 1, OpCreate: 1}) {
+		t.Errorf("counts = %v, want the steps after the refresh", plan.Counts)
+	}
+}
+
 func TestErrorExtraction(t *testing.T) {
 	e := &Engine{cfg: Config{Passphrase: NewPassphrase("hunter2-passphrase")}}
 	autoErr := errors.New("failed to run update: exit status 255\ncode: 255\nstdout: Updating (dev)\n lots of progress\nstderr: error: failed to decrypt: incorrect passphrase hunter2-passphrase\n")
@@ -263,19 +281,6 @@ func TestCommandNameAndLocalAnswers(t *testing.T) {
 	}
 	if _, ok := localAnswer(ctx, tests["up"]); ok {
 		t.Errorf("up answered locally")
-	}
-}
-
-func TestProcessAlive(t *testing.T) {
-	if !processAlive(os.Getpid(), time.Now()) {
-		t.Errorf("this process reported dead")
-	}
-	// A lock taken before this process started cannot be ours: pid reuse.
-	if _, _, ok := procStat(os.Getpid()); ok && processAlive(os.Getpid(), time.Unix(0, 0)) {
-		t.Errorf("a lock older than the process was attributed to it")
-	}
-	if processAlive(1<<22+12345, time.Now()) {
-		t.Errorf("a non-existent pid reported alive")
 	}
 }
 

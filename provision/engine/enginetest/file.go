@@ -42,6 +42,9 @@ type FileOutputs struct {
 	SHA256 string `json:"sha256"`
 	// Written is when the content was last written (RFC 3339).
 	Written string `json:"written"`
+	// SecretsInEnv lists secret variables the provider process could see
+	// (it must see none).
+	SecretsInEnv []string `json:"secretsInEnv,omitempty"`
 }
 
 // FileKind writes a file with given content and mode.
@@ -142,7 +145,14 @@ func writeFile(in FileInputs) (FileOutputs, error) {
 	if err := os.Rename(tmp.Name(), in.Path); err != nil {
 		return FileOutputs{}, err
 	}
-	return FileOutputs{Size: len(in.Content), SHA256: digest([]byte(in.Content)), Written: time.Now().UTC().Format(time.RFC3339Nano)}, nil
+	var leaked []string
+	for _, v := range []string{"PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "SECPROV_PASSPHRASE"} {
+		if _, ok := os.LookupEnv(v); ok {
+			leaked = append(leaked, v)
+		}
+	}
+	return FileOutputs{Size: len(in.Content), SHA256: digest([]byte(in.Content)),
+		Written: time.Now().UTC().Format(time.RFC3339Nano), SecretsInEnv: leaked}, nil
 }
 
 func digest(b []byte) string {

@@ -203,3 +203,18 @@ func TestDiffResponse(t *testing.T) {
 		})
 	}
 }
+
+func TestPluginVersion(t *testing.T) {
+	for in, want := range map[string]string{
+		"v1.2.3":           "1.2.3",
+		"1.2":              "1.2.0",
+		"v0.4.0-rc.1":      "0.4.0-rc.1",
+		"devel":            "0.0.0-dev",
+		"devel+abcdef0123": "0.0.0-dev",
+		"":                 "0.0.0-dev",
+	} {
+		if got := pluginVersion(in); got != want {
+			t.Errorf("pluginVersion(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

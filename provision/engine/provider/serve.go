@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -13,6 +14,11 @@ import (
 	pprovider "github.com/pulumi/pulumi/sdk/v3/go/pulumi/provider"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 )
+
+// secretEnv are variables the provider never needs and must not pass on.
+var secretEnv = []string{
+	"PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_ACCESS_TOKEN", "SECPROV_PASSPHRASE",
+}
 
 // PluginName is the executable name under which the engine starts the
 // provider; the secprov binary switches to Serve when invoked by this name.
@@ -29,10 +35,13 @@ func Serve(ctx context.Context, reg *Registry, version string) error {
 	if reg == nil {
 		return fmt.Errorf("serving %s: no resource kinds registered in this build", PluginName)
 	}
-	if _, err := semver.ParseTolerant(version); err != nil || version == "" {
-		version = "0.0.0-dev"
+	version = pluginVersion(version)
+	// The engine hands its whole environment to plugins, secrets included.
+	// Kinds start long-lived daemons (etcd, kube-apiserver) that would keep
+	// them in /proc/<pid>/environ for the life of the cluster.
+	for _, v := range secretEnv {
+		_ = os.Unsetenv(v)
 	}
-	version = strings.TrimPrefix(version, "v")
 	// If the engine dies (SIGKILL) we would otherwise linger until the
 	// five-minute health check notices; ask the kernel to interrupt us.
 	exitWithParent()
@@ -43,6 +52,15 @@ func Serve(ctx context.Context, reg *Registry, version string) error {
 		}
 		return NewServer(reg, version, logs), nil
 	})
+}
+
+// pluginVersion turns secprov's version into the strict semver the engine
+// expects ("v1.2" -> "1.2.0"); development builds report 0.0.0-dev.
+func pluginVersion(v string) string {
+	if sv, err := semver.ParseTolerant(v); err == nil {
+		return sv.String()
+	}
+	return "0.0.0-dev"
 }
 
 // hostHandler sends log records to the engine as diagnostics of one

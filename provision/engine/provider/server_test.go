@@ -388,3 +388,17 @@ func TestNewRegistryReportsAllProblems(t *testing.T) {
 		}
 	}
 }
+
+func TestOldStateWithDroppedFieldsCanStillBeDeleted(t *testing.T) {
+	s, m := newMemServer(t)
+	m.objects["a"] = memIn{Name: "a"}
+	old := pm(map[string]any{"name": "a", "legacyField": "from an older secprov"})
+	state := pm(map[string]any{"created": "yes", "legacyOutput": 1.0})
+	if _, err := s.Delete(context.Background(), &pulumirpc.DeleteRequest{Urn: memURN, Type: "secprov:test:Mem", Id: "a",
+		Properties: marshal(t, state), OldInputs: marshal(t, old)}); err != nil {
+		t.Fatalf("delete of a resource recorded by an older version: %v", err)
+	}
+	if _, ok := m.objects["a"]; ok {
+		t.Errorf("not deleted")
+	}
+}

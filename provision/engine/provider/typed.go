@@ -45,7 +45,9 @@ type TypedKind[I, O any] struct {
 	// are unknown during preview hold zero values; failures on them are
 	// dropped, so Check can validate naively. Optional.
 	Check func(ctx context.Context, in *I) []Failure
-	// Diff is an optional hook over the computed diff.
+	// Diff is an optional hook over the computed diff. During preview,
+	// inputs that are not known yet hold zero values (the computed diff
+	// already counts them as changed).
 	Diff   func(ctx context.Context, req TypedRequest[I, O], computed Diff) (Diff, error)
 	Create func(ctx context.Context, req TypedRequest[I, O]) (id string, out O, err error)
 	// Read returns the inputs and outputs observed, and exists=false if the
@@ -80,29 +82,30 @@ func (t TypedKind[I, O]) Kind() Kind {
 	}
 	k.ReplaceOnChanges = append(k.ReplaceOnChanges, t.ReplaceOnChanges...)
 
-	decodeIn := func(props resource.PropertyMap) (I, error) {
-		var in I
-		_, failures, err := decodeInto(props, inFields, &in)
-		if err == nil && len(failures) > 0 {
-			err = failureError(failures)
-		}
-		return in, err
-	}
-	decodeOut := func(props resource.PropertyMap) (O, error) {
-		var out O
-		// Outputs written by an older version may have fields this one
-		// dropped; ignore them rather than fail.
+	// Outside Check, properties the structs don't know are ignored: state
+	// written by an older secprov may hold fields this one dropped, and
+	// Delete must still work on it. (New inputs have passed Check, which
+	// rejects unknown properties.)
+	lenient := func(props resource.PropertyMap, fields []field, dst any) error {
 		known := resource.PropertyMap{}
-		for _, f := range outFields {
+		for _, f := range fields {
 			if v, ok := props[resource.PropertyKey(f.name)]; ok {
 				known[resource.PropertyKey(f.name)] = v
 			}
 		}
-		_, failures, err := decodeInto(known, outFields, &out)
+		_, failures, err := decodeInto(known, fields, dst)
 		if err == nil && len(failures) > 0 {
 			err = failureError(failures)
 		}
-		return out, err
+		return err
+	}
+	decodeIn := func(props resource.PropertyMap) (I, error) {
+		var in I
+		return in, lenient(props, inFields, &in)
+	}
+	decodeOut := func(props resource.PropertyMap) (O, error) {
+		var out O
+		return out, lenient(props, outFields, &out)
 	}
 	typed := func(req Request, withOld bool) (TypedRequest[I, O], error) {
 		tr := TypedRequest[I, O]{URN: req.URN, Name: req.Name, ID: req.ID, Log: req.Log}
