@@ -170,9 +170,17 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 			case ControllerManager, Scheduler:
 				after = append(after, procs[APIServer])
 			}
+			token := restart
+			if comp == ControllerManager || comp == Scheduler {
+				// Both exit when they lose the API server; restarting the
+				// API server restarts them after it, so they come back.
+				token = pulumi.All(restart, procs[APIServer].String("startedAt")).ApplyT(func(v []any) string {
+					return fmt.Sprintf("%v;apiserver=%v", v[0], v[1])
+				}).(pulumi.StringOutput)
+			}
 			r, err := engine.Resource(ctx, ProcessType, comp, map[string]any{
 				"dir": c.Dir, "component": comp, "binary": c.Binaries.of(comp),
-				"args": flags[comp].Args(), "restart": restart, "ready": ready[comp],
+				"args": flags[comp].Args(), "restart": token, "ready": ready[comp],
 			}, engine.DependsOn(after...))
 			if err != nil {
 				return err

@@ -1,0 +1,433 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"secprov.dev/secprov/provision/local"
+	"secprov.dev/secprov/provision/local/pki"
+	"secprov.dev/secprov/provision/local/proc"
+)
+
+func adminClient(t *testing.T, kubeconfig string) (kubernetes.Interface, *rest.Config) {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs, cfg
+}
+
+func readMeta(t *testing.T, dir string) *local.Meta {
+	t.Helper()
+	m, err := local.NewLayout(dir).ReadMeta()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func etcdGet(t *testing.T, dir, key string) []byte {
+	t.Helper()
+	b := pki.Paths(local.NewLayout(dir).PKIDir())
+	cert, err := tls.LoadX509KeyPair(b.APIServerEtcdClientCert, b.APIServerEtcdClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := os.ReadFile(b.EtcdCACert)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints: []string{fmt.Sprintf("https://127.0.0.1:%d", readMeta(t, dir).Ports.EtcdClient)},
+		TLS:       &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.Get(ctx, key)
+	if err != nil || len(resp.Kvs) == 0 {
+		t.Fatalf("etcd get %s: %v (%d kvs)", key, err, len(resp.Kvs))
+	}
+	return resp.Kvs[0].Value
+}
+
+// httpsGet makes a request to an API server with an optional client cert
+// and returns the status code.
+func httpsGet(t *testing.T, url, caFile, certFile, keyFile string) int {
+	t.Helper()
+	ca, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	cfg := &tls.Config{RootCAs: pool}
+	if certFile != "" {
+		c, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Send the certificate even when the server's CA list does not
+		// name its issuer: that is exactly the foreign-credential case.
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &c, nil }
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	resp, err := client.Get(url)
+	if err != nil {
+		var certErr *tls.CertificateVerificationError
+		if errors.As(err, &certErr) {
+			t.Fatalf("server certificate not trusted: %v", err)
+		}
+		return -1 // handshake refused
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// TestLocalProdAndTest is the main job: up prod and test from the
+// examples, then prove each hardening property against the live clusters.
+func TestLocalProdAndTest(t *testing.T) {
+	h := newHome(t)
+	u := h.up("-f", "blueprints/examples")
+	if len(u.Clusters) != 2 {
+		t.Fatalf("up created %d clusters, want prod and test", len(u.Clusters))
+	}
+	prodDir, testDir := h.clusterDir("shop-prod"), h.clusterDir("shop-test")
+	prodMeta, testMeta := readMeta(t, prodDir), readMeta(t, testDir)
+	prodPKI, testPKI := pki.Paths(local.NewLayout(prodDir).PKIDir()), pki.Paths(local.NewLayout(testDir).PKIDir())
+	cs, _ := adminClient(t, local.NewLayout(prodDir).AdminKubeconfig())
+	ctx := context.Background()
+
+	t.Run("separate clusters", func(t *testing.T) {
+		if prodMeta.Ports == testMeta.Ports || prodMeta.Ports.APIServer == testMeta.Ports.APIServer {
+			t.Errorf("prod and test share ports: %+v %+v", prodMeta.Ports, testMeta.Ports)
+		}
+		a, _ := os.ReadFile(prodPKI.CACert)
+		b, _ := os.ReadFile(testPKI.CACert)
+		if string(a) == string(b) {
+			t.Error("prod and test share a CA")
+		}
+		ka, _ := os.ReadFile(filepath.Join(prodDir, "config", "encryption-keys.json"))
+		kb, _ := os.ReadFile(filepath.Join(testDir, "config", "encryption-keys.json"))
+		if len(ka) == 0 || string(ka) == string(kb) {
+			t.Error("prod and test share an encryption key (or have none)")
+		}
+	})
+
+	t.Run("secrets encrypted in etcd", func(t *testing.T) {
+		_, err := cs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "e2e-canary"}, StringData: map[string]string{"password": "e2e-top-secret-value"}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := etcdGet(t, prodDir, "/registry/secrets/default/e2e-canary")
+		if !strings.HasPrefix(string(raw), "k8s:enc:secretbox:v1:") {
+			t.Errorf("raw etcd value starts %q, want k8s:enc:secretbox:v1:", raw[:min(len(raw), 24)])
+		}
+		if strings.Contains(string(raw), "e2e-top-secret-value") {
+			t.Error("secret value in plaintext in etcd")
+		}
+	})
+
+	t.Run("audit log has the canary and no secret data", func(t *testing.T) {
+		_, err := cs.CoreV1().ConfigMaps("default").Get(ctx, "e2e-audit-canary", metav1.GetOptions{})
+		if !apierrors.IsNotFound(err) {
+			t.Fatalf("canary get: %v", err)
+		}
+		logPath := local.NewLayout(prodDir).AuditLog()
+		var data []byte
+		deadline := time.Now().Add(15 * time.Second)
+		for time.Now().Before(deadline) {
+			data, _ = os.ReadFile(logPath)
+			if strings.Contains(string(data), "e2e-audit-canary") {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if !strings.Contains(string(data), "e2e-audit-canary") {
+			t.Fatalf("canary request not in %s", logPath)
+		}
+		if strings.Contains(string(data), "e2e-top-secret-value") || strings.Contains(string(data), "ZTJlLXRvcC1zZWNyZXQtdmFsdWU") {
+			t.Error("secret data found in the audit log")
+		}
+		if fi, err := os.Stat(logPath); err != nil || fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("audit log mode %v, %v", fi.Mode(), err)
+		}
+	})
+
+	t.Run("anonymous request refused", func(t *testing.T) {
+		if code := httpsGet(t, prodMeta.APIServerURL+"/version", prodPKI.CACert, "", ""); code != http.StatusUnauthorized {
+			t.Errorf("anonymous GET /version = %d, want 401", code)
+		}
+	})
+
+	t.Run("privileged pod rejected in restricted namespace", func(t *testing.T) {
+		priv := true
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "e2e-priv"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "c", Image: "busybox", SecurityContext: &corev1.SecurityContext{Privileged: &priv}}}}}
+		_, err := cs.CoreV1().Pods("payments").Create(ctx, pod, metav1.CreateOptions{})
+		if err == nil || !(apierrors.IsForbidden(err) || apierrors.IsInvalid(err)) {
+			t.Errorf("privileged pod: err = %v; want it refused", err)
+		}
+		// A pod that is merely not restricted (runs as root, no seccomp
+		// profile) is refused by Pod Security admission itself.
+		plain := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "e2e-root"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
+		_, err = cs.CoreV1().Pods("payments").Create(ctx, plain, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err == nil || !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `violates PodSecurity "restricted`) {
+			t.Errorf("non-restricted pod: err = %v; want forbidden by PodSecurity restricted", err)
+		}
+	})
+
+	t.Run("prod admin rejected by test", func(t *testing.T) {
+		if code := httpsGet(t, testMeta.APIServerURL+"/api", testPKI.CACert, prodPKI.AdminCert, prodPKI.AdminKey); code != http.StatusUnauthorized && code != -1 {
+			t.Errorf("prod admin on test = %d, want 401 or a refused handshake", code)
+		}
+		if code := httpsGet(t, testMeta.APIServerURL+"/api", testPKI.CACert, testPKI.AdminCert, testPKI.AdminKey); code != http.StatusOK {
+			t.Errorf("test admin on test = %d, want 200", code)
+		}
+	})
+
+	t.Run("admin is not system:masters", func(t *testing.T) {
+		c, err := loadCert(prodPKI.AdminCert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range c.Subject.Organization {
+			if o == "system:masters" {
+				t.Error("daily admin certificate is in system:masters")
+			}
+		}
+	})
+
+	t.Run("second up changes nothing", func(t *testing.T) {
+		again := h.up("-f", "blueprints/examples", "--no-verify")
+		for _, c := range again.Clusters {
+			for op, n := range c.Changes {
+				if op != "same" && n > 0 {
+					t.Errorf("%s: second up did %d %s", c.Name, n, op)
+				}
+			}
+		}
+	})
+
+	t.Run("plan shows exactly the edited field", func(t *testing.T) {
+		dir := t.TempDir()
+		data, _ := os.ReadFile(repoPath("blueprints", "examples", "test.yaml"))
+		edited := strings.Replace(string(data), "maxAgeDays: 30", "maxAgeDays: 45", 1)
+		os.WriteFile(filepath.Join(dir, "test.yaml"), []byte(edited), 0o644)
+		out := h.must("plan", "-f", dir, "-o", "json")
+		var plans []struct {
+			Cluster   string `json:"cluster"`
+			Resources []struct {
+				Name    string `json:"Name"`
+				Op      string `json:"Op"`
+				Changes []struct{ Path string }
+			} `json:"resources"`
+		}
+		if err := json.Unmarshal([]byte(out), &plans); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		var changed []string
+		for _, r := range plans[0].Resources {
+			if r.Op == "same" {
+				continue
+			}
+			for _, c := range r.Changes {
+				changed = append(changed, r.Op+" "+r.Name+" "+c.Path)
+			}
+		}
+		// The audit retention flag changes the API server's arguments and
+		// the cluster's recorded spec; nothing else.
+		want := map[string]bool{}
+		for _, c := range changed {
+			want[c] = true
+		}
+		if len(changed) == 0 || !containsPrefix(changed, "update kube-apiserver args[") || !containsPrefix(changed, "update shop-test spec") {
+			t.Errorf("plan changes = %v; want the apiserver args and the cluster spec", changed)
+		}
+		for _, c := range changed {
+			if !strings.HasPrefix(c, "update kube-apiserver args[") && !strings.HasPrefix(c, "update shop-test spec") {
+				t.Errorf("unexpected change %q", c)
+			}
+		}
+	})
+
+	t.Run("dead component restarted with its data", func(t *testing.T) {
+		l := local.NewLayout(testDir)
+		if err := proc.Stop(ctx, l.PidFile(local.APIServer), 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		out := h.must("status", "-o", "json")
+		if !strings.Contains(out, `"healthy": false`) {
+			t.Errorf("status does not show the dead apiserver:\n%s", out)
+		}
+		u := h.up("-f", "blueprints/examples", "--only", "test", "--no-verify")
+		ch := u.Clusters[0].Changes
+		// The API server restarts; the controller manager and scheduler,
+		// which exit when they lose it, restart after it.
+		if ch["update"] < 1 || ch["create"]+ch["replace"]+ch["delete"] > 0 {
+			t.Errorf("up after a crash: changes = %v, want updates only", ch)
+		}
+		if out := h.must("status", "-o", "json"); strings.Contains(out, `"healthy": false`) {
+			t.Errorf("not healthy after up:\n%s", out)
+		}
+		tcs, _ := adminClient(t, l.AdminKubeconfig())
+		if _, err := tcs.CoreV1().Namespaces().Get(ctx, "payments", metav1.GetOptions{}); err != nil {
+			t.Errorf("data lost across the restart: %v", err)
+		}
+	})
+
+	t.Run("verify passes on both", func(t *testing.T) {
+		r := h.exec("verify", "--all", "-o", "json")
+		if r.code != 0 {
+			t.Errorf("verify --all failed:\n%s", r)
+		}
+	})
+
+	t.Run("down leaves nothing behind", func(t *testing.T) {
+		var pids []int
+		for _, d := range []string{prodDir, testDir} {
+			for _, c := range local.Components {
+				if rec, err := proc.ReadPidFile(local.NewLayout(d).PidFile(c)); err == nil {
+					pids = append(pids, rec.Pid)
+				}
+			}
+		}
+		ports := []int{prodMeta.Ports.APIServer, prodMeta.Ports.EtcdClient, testMeta.Ports.APIServer, testMeta.Ports.EtcdClient}
+		h.must("down", "--cluster", "shop-prod", "--cluster", "shop-test")
+		for _, pid := range pids {
+			if alive(pid) {
+				t.Errorf("process %d still running after down", pid)
+			}
+		}
+		for _, p := range ports {
+			if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
+				c.Close()
+				t.Errorf("port %d still open after down", p)
+			}
+		}
+		for _, d := range []string{prodDir, testDir} {
+			if _, err := os.Stat(d); !os.IsNotExist(err) {
+				t.Errorf("%s still exists after down (%v)", d, err)
+			}
+		}
+		if out := h.must("status"); !strings.Contains(out, "no clusters") {
+			t.Errorf("status after down:\n%s", out)
+		}
+	})
+}
+
+func containsPrefix(list []string, prefix string) bool {
+	for _, s := range list {
+		if strings.HasPrefix(s, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// alive reports whether pid runs and is not a zombie.
+func alive(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && i+2 < len(s) && s[i+2] != 'Z'
+}
+
+func loadCert(path string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := parsePEMCerts(data)
+	if err != nil || len(certs) == 0 {
+		return nil, fmt.Errorf("no certificate in %s: %v", path, err)
+	}
+	return certs[0], nil
+}
+
+// TestBlueprintErrorCreatesNothing: a broken blueprint stops up before any
+// state or process exists.
+func TestBlueprintErrorCreatesNothing(t *testing.T) {
+	h := newHome(t)
+	dir := t.TempDir()
+	data, _ := os.ReadFile(repoPath("blueprints", "examples", "prod.yaml"))
+	os.WriteFile(filepath.Join(dir, "prod.yaml"), []byte(strings.Replace(string(data), "cni: cilium", "cni: cilium\n    cnii: x", 1)), 0o644)
+	r := h.exec("up", "-f", dir)
+	if r.code != 2 || !strings.Contains(r.stderr, "prod.yaml:") || !strings.Contains(r.stderr, `unknown field "cnii"`) {
+		t.Fatalf("up with a bad blueprint:\n%s", r)
+	}
+	if _, err := os.Stat(filepath.Join(h.dir, "clusters")); !os.IsNotExist(err) {
+		t.Errorf("a cluster directory was created: %v", err)
+	}
+}
+
+// TestKilledUpConverges kills `up` (and its engine and provider) while
+// the control plane starts, then runs up again: it must converge.
+func TestKilledUpConverges(t *testing.T) {
+	h := newHome(t)
+	ctx := context.Background()
+	c := h.cmd(ctx, "up", "-f", "blueprints/examples/test.yaml", "--no-verify")
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.Stdout, c.Stderr = io.Discard, io.Discard
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	etcdPid := local.NewLayout(h.clusterDir("shop-test")).PidFile(local.Etcd)
+	deadline := time.Now().Add(3 * time.Minute)
+	for !proc.Alive(etcdPid) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !proc.Alive(etcdPid) {
+		killGroup(c)
+		t.Fatal("etcd never started")
+	}
+	killGroup(c) // mid-flight: etcd up, the API server starting
+	c.Wait()
+
+	u := h.up("-f", "blueprints/examples/test.yaml")
+	if u.Clusters[0].Error != "" {
+		t.Fatalf("rerun failed: %s", u.Clusters[0].Error)
+	}
+	again := h.up("-f", "blueprints/examples/test.yaml", "--no-verify")
+	for op, n := range again.Clusters[0].Changes {
+		if op != "same" && n > 0 {
+			t.Errorf("after convergence, up still does %d %s", n, op)
+		}
+	}
+}
