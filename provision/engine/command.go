@@ -57,8 +57,9 @@ func safeEnv(home string) []string {
 
 var _ auto.PulumiCommand = (*command)(nil)
 
-// newCommand finds bin/pulumi under root and asks it for its version.
-func newCommand(ctx context.Context, root, home string, log *slog.Logger) (*command, error) {
+// newCommand finds bin/pulumi under root and asks it for its version,
+// unless the caller already knows it (the toolchain checked it).
+func newCommand(ctx context.Context, root, home, known string, log *slog.Logger) (*command, error) {
 	path := filepath.Join(root, "bin", "pulumi")
 	if runtime.GOOS == "windows" {
 		path += ".exe"
@@ -67,11 +68,16 @@ func newCommand(ctx context.Context, root, home string, log *slog.Logger) (*comm
 		return nil, fmt.Errorf("pulumi engine not found at %s: run `secprov tools install` (or point the toolchain at an existing Pulumi v3 install): %w", path, err)
 	}
 	c := &command{path: path, log: log, env: safeEnv(home)}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	out, stderr, _, err := c.Run(ctx, "", nil, nil, nil, nil, "version")
-	if err != nil {
-		return nil, fmt.Errorf("running %s version: %w: %s", path, err, strings.TrimSpace(stderr))
+	out := known
+	if out == "" {
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		var stderr string
+		var err error
+		out, stderr, _, err = c.Run(ctx, "", nil, nil, nil, nil, "version")
+		if err != nil {
+			return nil, fmt.Errorf("running %s version: %w: %s", path, err, strings.TrimSpace(stderr))
+		}
 	}
 	v, err := semver.ParseTolerant(strings.TrimSpace(out))
 	if err != nil {

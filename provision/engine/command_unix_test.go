@@ -32,7 +32,7 @@ func TestCommandEnvironment(t *testing.T) {
 	t.Setenv("PULUMI_BACKEND_URL", "s3://someone-elses-bucket")
 
 	home := filepath.Join(t.TempDir(), "home")
-	c, err := newCommand(context.Background(), root, home, slog.New(slog.DiscardHandler))
+	c, err := newCommand(context.Background(), root, home, "", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -411,7 +411,7 @@ func startProcess(ctx context.Context, in processIn) (processOut, error) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, ReadyTimeout)
 	defer cancel()
-	if err := proc.WaitReady(rctx, probe, 200*time.Millisecond, pidFile); err != nil {
+	if err := proc.WaitReady(rctx, probe, 50*time.Millisecond, pidFile); err != nil {
 		return out, fmt.Errorf("%s did not become ready (log: %s): %w", in.Component, p.LogFile, err)
 	}
 	return out, nil
@@ -475,4 +475,21 @@ func processKind() provider.TypedKind[processIn, processOut] {
 			return proc.Stop(ctx, NewLayout(req.Inputs.Dir).PidFile(req.Inputs.Component), stopGrace(req.Inputs.Component))
 		},
 	}
+}
+
+// WriteConfigForBenchmark renders a cluster's config files exactly as the
+// Config resource does, for benchmarks that start components by hand.
+func WriteConfigForBenchmark(dir string, spec v1alpha1.Spec) error {
+	enc, _ := EffectiveEncryption(spec)
+	audit, err := hardening.AuditPolicy(spec)
+	if err != nil {
+		return err
+	}
+	adm, err := hardening.AdmissionConfig(spec)
+	if err != nil {
+		return err
+	}
+	_, err = writeConfig(configIn{Dir: dir, EncryptionProvider: enc, EncryptedResources: spec.EncryptionAtRest.Resources,
+		AuditPolicy: string(audit), AdmissionConfig: string(adm)})
+	return err
 }

@@ -188,7 +188,7 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 			procs[comp] = r
 		}
 		if _, err := engine.Resource(ctx, BootstrapType, "bootstrap", bootstrapIn{Dir: c.Dir, Objects: objJSON},
-			engine.DependsOn(procs[APIServer], procs[ControllerManager])); err != nil {
+			engine.DependsOn(procs[APIServer])); err != nil {
 			return err
 		}
 		ctx.Export("apiServerURL", pulumi.String(url))

@@ -110,7 +110,7 @@ func openEnv(ctx context.Context, s Streams, root *rootFlags, sf *stateFlags) (*
 	if err != nil {
 		return nil, err
 	}
-	eng, err := engine.New(ctx, engine.Config{PulumiRoot: tools["pulumi"].Root, StateDir: stateDir, Backend: backend, Passphrase: pass, Log: log})
+	eng, err := engine.New(ctx, engine.Config{PulumiRoot: tools["pulumi"].Root, PulumiVersion: tools["pulumi"].Version, StateDir: stateDir, Backend: backend, Passphrase: pass, Log: log})
 	if err != nil {
 		return nil, err
 	}
