@@ -1,0 +1,64 @@
+package blueprints
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+)
+
+// controlsMarkdown renders the catalog as the docs/controls.md table.
+func controlsMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| ID | Severity | Title | Review | Hardening | Verify | Blueprint field | References |\n|---|---|---|---|---|---|---|---|\n")
+	mark := func(c Control, bit int) string {
+		if c.Where&bit != 0 {
+			return "✓"
+		}
+		return ""
+	}
+	for _, c := range Controls {
+		var refs []string
+		for _, r := range c.Refs {
+			refs = append(refs, r.String())
+		}
+		field := ""
+		if c.Field != "" {
+			field = "`" + c.Field + "`"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", c.ID, c.Severity, c.Title,
+			mark(c, ByReview), mark(c, ByHardening), mark(c, ByVerify), field, strings.Join(refs, ", "))
+	}
+	return b.String()
+}
+
+const (
+	beginControls = "<!-- BEGIN CONTROLS (generated; do not edit) -->\n"
+	endControls   = "<!-- END CONTROLS -->"
+)
+
+// TestDocControlsTable keeps docs/controls.md in step with the catalog;
+// go test ./blueprints -run TestDocControlsTable -update rewrites it.
+func TestDocControlsTable(t *testing.T) {
+	path := "../docs/controls.md"
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(data)
+	i, j := strings.Index(doc, beginControls), strings.Index(doc, endControls)
+	if i < 0 || j < i {
+		t.Fatalf("%s lacks the generated-table markers", path)
+	}
+	want := doc[:i+len(beginControls)] + controlsMarkdown() + doc[j:]
+	if want == doc {
+		return
+	}
+	if *update {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Errorf("%s is out of date with blueprints.Controls; run go test ./blueprints -run TestDocControlsTable -update", path)
+}
