@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"secprov.dev/secprov/blueprints/golden"
 )
 
 // controlsMarkdown renders the catalog as the docs/controls.md table.
@@ -54,7 +56,7 @@ func TestDocControlsTable(t *testing.T) {
 	if want == doc {
 		return
 	}
-	if *update {
+	if golden.Update() {
 		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -3,36 +3,15 @@ package blueprints
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"secprov.dev/secprov/blueprints/golden"
 	"secprov.dev/secprov/blueprints/v1alpha1"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files in testdata")
-
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if string(want) != string(got) {
-		t.Errorf("%s differs from golden file (run go test -update if intended):\n--- want\n%s\n--- got\n%s", path, want, got)
-	}
-}
 
 func TestLoadValid(t *testing.T) {
 	files, _ := filepath.Glob("testdata/valid-*.yaml")
@@ -53,7 +32,7 @@ func TestLoadValid(t *testing.T) {
 				out = append(out, b.Blueprint)
 			}
 			data, _ := json.MarshalIndent(out, "", "  ")
-			golden(t, strings.TrimSuffix(filepath.Base(f), ".yaml")+".golden.json", append(data, '\n'))
+			golden.Check(t, strings.TrimSuffix(filepath.Base(f), ".yaml")+".golden.json", append(data, '\n'))
 		})
 	}
 }
@@ -78,7 +57,7 @@ func TestLoadInvalid(t *testing.T) {
 					t.Errorf("error without file:line:col: %q", e.Error())
 				}
 			}
-			golden(t, strings.TrimSuffix(filepath.Base(f), ".yaml")+".err", []byte(err.Error()+"\n"))
+			golden.Check(t, strings.TrimSuffix(filepath.Base(f), ".yaml")+".err", []byte(err.Error()+"\n"))
 		})
 	}
 }

@@ -3,10 +3,8 @@ package hardening
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,28 +12,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/blueprints/golden"
 	"secprov.dev/secprov/blueprints/v1alpha1"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files in testdata")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(want, got) {
-		t.Errorf("%s differs from golden file (go test -update if intended):\n--- want\n%s\n--- got\n%s", path, want, got)
-	}
-}
 
 func loadExample(t *testing.T, name string) v1alpha1.Blueprint {
 	t.Helper()
@@ -78,7 +57,7 @@ func TestRenderedFlagsGolden(t *testing.T) {
 		"kube-scheduler":          cp.SchedulerFlags(),
 	} {
 		t.Run(name, func(t *testing.T) {
-			golden(t, "prod-"+name+".args", []byte(strings.Join(fl.Args(), "\n")+"\n"))
+			golden.Check(t, "prod-"+name+".args", []byte(strings.Join(fl.Args(), "\n")+"\n"))
 			for _, f := range fl {
 				for _, id := range f.Controls {
 					if _, ok := blueprints.ControlByID(id); !ok {
@@ -97,17 +76,17 @@ func TestConfigsGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "prod-encryption.yaml", enc)
+	golden.Check(t, "prod-encryption.yaml", enc)
 	audit, err := AuditPolicy(cp.Spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "prod-audit-policy.yaml", audit)
+	golden.Check(t, "prod-audit-policy.yaml", audit)
 	adm, err := AdmissionConfig(cp.Spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "prod-admission.yaml", adm)
+	golden.Check(t, "prod-admission.yaml", adm)
 
 	objs, err := Objects(cp.Spec)
 	if err != nil {
@@ -121,7 +100,7 @@ func TestConfigsGolden(t *testing.T) {
 		}
 		fmt.Fprintf(&buf, "# controls: %s\n%s---\n", strings.Join(o.Controls, ","), y)
 	}
-	golden(t, "prod-objects.yaml", buf.Bytes())
+	golden.Check(t, "prod-objects.yaml", buf.Bytes())
 }
 
 func TestEncryptionProviders(t *testing.T) {

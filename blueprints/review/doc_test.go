@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"secprov.dev/secprov/blueprints/golden"
 )
 
 const (
@@ -29,7 +31,7 @@ func TestDocRulesTable(t *testing.T) {
 	if want == doc {
 		return
 	}
-	if *update {
+	if golden.Update() {
 		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
 			t.Fatal(err)
 		}

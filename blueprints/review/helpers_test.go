@@ -1,7 +1,6 @@
 package review
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,8 +10,6 @@ import (
 
 	"secprov.dev/secprov/blueprints"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files and docs/review.md's rule table")
 
 // testNow is the fixed "today" exceptions are judged against.
 var testNow = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)

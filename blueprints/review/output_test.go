@@ -11,26 +11,8 @@ import (
 	"testing"
 
 	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/blueprints/golden"
 )
-
-// golden compares got with testdata/golden/name, or rewrites it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(want, got) {
-		t.Errorf("%s differs from the golden file (run go test -update if intended):\n--- want\n%s\n--- got\n%s", path, want, got)
-	}
-}
 
 // goldenReport reviews testdata/golden/input: findings of many rules, an
 // excepted one, expired and unknown exceptions, a duplicate cluster, a
@@ -82,7 +64,7 @@ func TestGoldenOutputs(t *testing.T) {
 			if err := Write(&buf, r, tt.format, tt.opts); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tt.file, buf.Bytes())
+			golden.Check(t, "golden/"+tt.file, buf.Bytes())
 		})
 	}
 	for _, f := range []Format{FormatText, FormatJSON, FormatMarkdown} {
@@ -90,7 +72,7 @@ func TestGoldenOutputs(t *testing.T) {
 		if err := WriteRules(&buf, f); err != nil {
 			t.Fatal(err)
 		}
-		golden(t, "rules."+string(f), buf.Bytes())
+		golden.Check(t, "golden/rules."+string(f), buf.Bytes())
 	}
 }
 
