@@ -48,12 +48,8 @@ func grantsEverything(rules []rbacv1.PolicyRule) bool {
 	})
 }
 
-// subjectAllowed compares kind, name and, for service accounts, namespace
-// (a RoleBinding's service account without one is in the binding's).
-func subjectAllowed(s rbacv1.Subject, bindingNS string, allowed []rbacv1.Subject) bool {
-	if s.Kind == rbacv1.ServiceAccountKind && s.Namespace == "" {
-		s.Namespace = bindingNS
-	}
+// subjectAllowed compares kind, name and, for service accounts, namespace.
+func subjectAllowed(s rbacv1.Subject, allowed []rbacv1.Subject) bool {
 	return slices.ContainsFunc(allowed, func(a rbacv1.Subject) bool {
 		return a.Kind == s.Kind && a.Name == s.Name && (a.Kind != rbacv1.ServiceAccountKind || a.Namespace == s.Namespace)
 	})
@@ -75,14 +71,18 @@ type adminBinding struct {
 }
 
 // judgeAdminBindings fails every subject of an admin binding that is not
-// allowed.
+// allowed. A RoleBinding's service account without a namespace is in the
+// binding's namespace.
 func judgeAdminBindings(r *findings, bindings []adminBinding, allowed []rbacv1.Subject) {
 	want := "a subject of spec.rbac.admins, group " + hardening.AdminsGroup + " or group " + MastersGroup
 	for _, b := range bindings {
 		for i, s := range b.subjects {
+			if s.Kind == rbacv1.ServiceAccountKind && s.Namespace == "" {
+				s.Namespace = b.namespace
+			}
 			ev := Evidence{Object: b.object, Field: fmt.Sprintf("subjects[%d]", i), Want: want,
 				Got: describeSubject(s) + " → " + b.role.Kind + " " + b.role.Name}
-			if subjectAllowed(s, b.namespace, allowed) {
+			if subjectAllowed(s, allowed) {
 				r.ok(ev)
 			} else {
 				r.fail(ev, fmt.Sprintf("%s gives %s to %s", b.object, b.role.Name, describeSubject(s)))

@@ -117,6 +117,10 @@ func (t *Target) RESTConfig() (*rest.Config, error) {
 		}
 		t.cfg.Timeout = 15 * time.Second
 		t.cfg.UserAgent = "secprov-verify"
+		// The suite sends a few dozen requests from concurrent checks;
+		// client-go's default 5 QPS would make it wait on itself for
+		// seconds. The API server's own limits still apply.
+		t.cfg.QPS, t.cfg.Burst = 100, 200
 		// Checks send deprecated or refused requests on purpose (dry-run
 		// externalIPs, pods that break Pod Security); the API server's
 		// warnings about them are expected, not news for the user.
