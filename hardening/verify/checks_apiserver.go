@@ -180,7 +180,7 @@ func checkAdmission(ctx context.Context, t Target) Outcome {
 		for _, p := range hardening.AdmissionPlugins {
 			for _, d := range disabled {
 				if d == p {
-					r.fail(Evidence{Object: APIServer, Field: "--disable-admission-plugins", Want: "none of " + strings.Join(hardening.AdmissionPlugins, ","), Got: d},
+					r.failFlag(Evidence{Object: APIServer, Field: "--disable-admission-plugins", Want: "none of " + strings.Join(hardening.AdmissionPlugins, ","), Got: d},
 						"admission plugin "+p+" is disabled")
 				}
 			}
@@ -336,7 +336,7 @@ func checkKubeletAndLimits(ctx context.Context, t Target) Outcome {
 	comps, _ := flagCheck(ctx, t, "SP-APISRV-008", []string{APIServer}, &r)
 	if c := comps[APIServer]; c != nil {
 		if ev, bad := forbidFlag(APIServer, Args(c.Args), "token-auth-file", "not set (static tokens cannot be rotated)", nil); bad {
-			r.fail(ev, "the API server accepts static tokens from --token-auth-file")
+			r.failFlag(ev, "the API server accepts static tokens from --token-auth-file")
 		}
 	}
 	return r.outcome("kubelet client certificate and CA set, request timeout bounded, no static token file")

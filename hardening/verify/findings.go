@@ -9,14 +9,24 @@ import (
 // observations into one outcome the same way: any error wins (the check
 // could not tell), then any failure, then any warning; a check that could
 // look at nothing skips with the reasons why.
+//
+// Failures seen in behaviour (a request, a handshake, a stored value) lead
+// the reason; flag mismatches follow, because "anonymous GET got 200" says
+// more than "--anonymous-auth is true".
 type findings struct {
-	errs, fails, warns, skips []string
-	bad, good                 []Evidence
+	errs, fails, flagFails, warns, skips []string
+	bad, flagBad, good                   []Evidence
 }
 
 func (r *findings) fail(e Evidence, why string) {
 	r.fails = append(r.fails, why)
 	r.bad = append(r.bad, e)
+}
+
+// failFlag records a flag that is missing or weaker than hardened.
+func (r *findings) failFlag(e Evidence, why string) {
+	r.flagFails = append(r.flagFails, why)
+	r.flagBad = append(r.flagBad, e)
 }
 
 func (r *findings) warn(e Evidence, why string) {
@@ -32,10 +42,12 @@ func (r *findings) errorf(format string, args ...any) {
 	r.errs = append(r.errs, fmt.Sprintf(format, args...))
 }
 
-func (r *findings) failed() bool { return len(r.fails) > 0 || len(r.errs) > 0 }
+func (r *findings) failed() bool { return len(r.fails)+len(r.flagFails)+len(r.errs) > 0 }
 
 // outcome: pass says what was proven when nothing is wrong.
 func (r *findings) outcome(pass string) Outcome {
+	r.fails, r.flagFails = append(r.fails, r.flagFails...), nil
+	r.bad, r.flagBad = append(r.bad, r.flagBad...), nil
 	switch {
 	case len(r.errs) > 0:
 		return Outcome{Status: StatusError, Reason: summary(r.errs), Evidence: r.bad}

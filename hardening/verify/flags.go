@@ -191,7 +191,7 @@ func flagCheck(ctx context.Context, t Target, id string, components []string, r 
 		comps[name] = c
 		bad, good := compareFlags(name, Args(c.Args), wantFlags(info, name, id))
 		for _, e := range bad {
-			r.fail(e, fmt.Sprintf("%s %s is %s, want %s", name, e.Field, e.Got, e.Want))
+			r.failFlag(e, fmt.Sprintf("%s %s is %s, want %s", name, e.Field, e.Got, e.Want))
 		}
 		r.ok(good...)
 	}
