@@ -95,7 +95,7 @@ func (t *Target) Info() verify.Info {
 // control-plane flags do not name: client kubeconfigs, the encryption key
 // store and every key in the PKI directory (the CA keys included).
 func (t *Target) privateFiles() []string {
-	out := []string{t.layout.AdminKubeconfig(), t.layout.SuperAdminKubeconfig(), t.layout.EncryptionKeys(), t.layout.MetaFile()}
+	out := []string{t.layout.AdminKubeconfig(), t.layout.SuperAdminKubeconfig(), t.layout.EncryptionKeys()}
 	ents, err := os.ReadDir(t.layout.PKIDir())
 	if err != nil {
 		return out // the check reports the directory itself
