@@ -45,7 +45,7 @@ func checkPodSecurity(ctx context.Context, t Target) Outcome {
 	for _, ns := range namespaces {
 		n, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			r.fail(Evidence{Object: "Namespace/" + ns, Want: "exists", Got: "missing"}, "workload namespace "+ns+" does not exist")
+			r.fail(Evidence{Object: "Namespace/" + ns, Field: "metadata.name", Want: "exists", Got: "missing"}, "workload namespace "+ns+" does not exist")
 			continue
 		}
 		if err != nil {

@@ -150,8 +150,11 @@ func compareFlags(component string, args map[string]string, want hardening.Flags
 		}
 		r := ruleFor(component, f)
 		ev := Evidence{Object: component, Field: "--" + f.Name, Want: r.want, Got: got}
-		if !set {
+		switch {
+		case !set:
 			ev.Got = "(not set)"
+		case got == "":
+			ev.Got = `""`
 		}
 		if set && r.ok(got) {
 			good = append(good, ev)

@@ -233,6 +233,7 @@ func expectOnly(tb testing.TB, rep *verify.Report, id, want string) {
 	for _, r := range rep.Results {
 		if r.ID == id {
 			sawID = true
+			expectEvidence(tb, rep.Cluster, r)
 			all := r.Reason + " | " + fmt.Sprint(r.Evidence)
 			if r.Status != verify.StatusFail {
 				tb.Errorf("%s on %s: %s (%s), want fail", id, rep.Cluster, r.Status, r.Reason)
@@ -252,11 +253,26 @@ func expectOnly(tb testing.TB, rep *verify.Report, id, want string) {
 
 func expectFine(tb testing.TB, cluster string, r verify.Result) {
 	tb.Helper()
+	expectEvidence(tb, cluster, r)
 	switch {
 	case r.Status == verify.StatusPass:
 	case r.Status == verify.StatusSkip && r.Reason != "":
 	default:
 		tb.Errorf("%s on %s: %s (%s) %v, want pass (or a skip with a reason)", r.ID, cluster, r.Status, r.Reason, r.Evidence)
+	}
+}
+
+// expectEvidence: every piece of evidence names object, field, want and
+// got, whatever the status.
+func expectEvidence(tb testing.TB, cluster string, r verify.Result) {
+	tb.Helper()
+	if r.Status != verify.StatusSkip && len(r.Evidence) == 0 {
+		tb.Errorf("%s on %s: %s without evidence", r.ID, cluster, r.Status)
+	}
+	for _, e := range r.Evidence {
+		if e.Object == "" || e.Field == "" || e.Want == "" || e.Got == "" {
+			tb.Errorf("%s on %s: incomplete evidence %+v", r.ID, cluster, e)
+		}
 	}
 }
 
