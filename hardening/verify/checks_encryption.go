@@ -350,6 +350,9 @@ func checkEncryptedResources(ctx context.Context, t Target) Outcome {
 	if err != nil {
 		r.errorf("%v", err)
 	}
+	if stored == 0 {
+		return r.outcome(strings.Join(covered, ", ") + " covered; nothing stored yet (new writes are SP-ENC-001's canary)")
+	}
 	return r.outcome(fmt.Sprintf("%s covered; all %d stored objects are encrypted", strings.Join(covered, ", "), stored))
 }
 
@@ -380,7 +383,7 @@ func storedUnencrypted(ctx context.Context, t Target, r *findings, resources []s
 		}
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, 4)
-		var firstErr error
+		var readErr error
 		for _, k := range keys {
 			wg.Go(func() {
 				sem <- struct{}{}
@@ -390,8 +393,8 @@ func storedUnencrypted(ctx context.Context, t Target, r *findings, resources []s
 				defer mu.Unlock()
 				switch {
 				case err != nil:
-					if firstErr == nil {
-						firstErr = fmt.Errorf("read %s from etcd: %w", k, err)
+					if readErr == nil {
+						readErr = fmt.Errorf("read %s from etcd: %w", k, err)
 					}
 					return
 				case !found:
@@ -414,8 +417,8 @@ func storedUnencrypted(ctx context.Context, t Target, r *findings, resources []s
 			})
 		}
 		wg.Wait()
-		if firstErr != nil {
-			return n, firstErr
+		if readErr != nil {
+			return n, readErr
 		}
 	}
 	if plain > maxListed {
