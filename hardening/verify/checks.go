@@ -1,10 +1,24 @@
 package verify
 
-// Checks returns the full suite in report order. Each check lives in a
-// checks_<area>.go file of its own.
+// Checks returns the full suite in report order: exposure and API server
+// flags, the other components, etcd, PKI and files, encryption, audit,
+// workload protections, isolation. Each check lives in a checks_<area>.go
+// file; every control with ByVerify in the catalog has exactly one
+// (TestEveryVerifyControlHasOneCheck).
 func Checks() []Check {
 	var all []Check
-	for _, group := range [][]Check{} {
+	for _, group := range [][]Check{
+		apiServerChecks(),
+		componentChecks(),
+		etcdChecks(),
+		pkiChecks(),
+		encryptionChecks(),
+		auditChecks(),
+		podSecurityChecks(),
+		rbacChecks(),
+		networkChecks(),
+		isolationChecks(),
+	} {
 		all = append(all, group...)
 	}
 	return all

@@ -27,7 +27,20 @@ type Info struct {
 	Files              hardening.Files
 	APIServerURL       string // https://host:port
 	HasNodes           bool
+	// PrivateFiles hold credentials beyond Files (client kubeconfigs, key
+	// stores, CA keys the control plane never reads) and must be owner-only.
+	PrivateFiles []string
+	// PrivateDirs hold keys or state and must be 0700.
+	PrivateDirs []string
 }
+
+// Control-plane component names, as Target.Component takes them.
+const (
+	Etcd              = "etcd"
+	APIServer         = "kube-apiserver"
+	ControllerManager = "kube-controller-manager"
+	Scheduler         = "kube-scheduler"
+)
 
 // Component is a running control-plane process as seen from its host.
 type Component struct {

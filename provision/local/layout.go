@@ -14,16 +14,17 @@ import (
 	"path/filepath"
 
 	"secprov.dev/secprov/hardening"
+	"secprov.dev/secprov/hardening/verify"
 	"secprov.dev/secprov/provision/local/internal/atomicfile"
 	"secprov.dev/secprov/provision/local/pki"
 )
 
-// Components in start order.
+// Components in start order, named as verify names them.
 const (
-	Etcd              = "etcd"
-	APIServer         = "kube-apiserver"
-	ControllerManager = "kube-controller-manager"
-	Scheduler         = "kube-scheduler"
+	Etcd              = verify.Etcd
+	APIServer         = verify.APIServer
+	ControllerManager = verify.ControllerManager
+	Scheduler         = verify.Scheduler
 )
 
 // Components lists the control-plane processes in start order.

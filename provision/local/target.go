@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -84,7 +85,27 @@ func (t *Target) Info() verify.Info {
 		EncryptionProvider: t.meta.EncryptionProvider,
 		Files:              t.layout.Files(pki.Paths(t.layout.PKIDir())),
 		APIServerURL:       t.meta.APIServerURL,
+		PrivateFiles:       t.privateFiles(),
+		PrivateDirs: []string{t.layout.Dir, t.layout.PKIDir(), t.layout.ConfigDir(), t.layout.LogDir(),
+			t.layout.RunDir(), t.layout.EtcdDataDir()},
 	}
+}
+
+// privateFiles are the credentials of the cluster directory that the
+// control-plane flags do not name: client kubeconfigs, the encryption key
+// store and every key in the PKI directory (the CA keys included).
+func (t *Target) privateFiles() []string {
+	out := []string{t.layout.AdminKubeconfig(), t.layout.SuperAdminKubeconfig(), t.layout.EncryptionKeys()}
+	ents, err := os.ReadDir(t.layout.PKIDir())
+	if err != nil {
+		return out // the check reports the directory itself
+	}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".key") {
+			out = append(out, filepath.Join(t.layout.PKIDir(), e.Name()))
+		}
+	}
+	return out
 }
 
 // RESTConfig implements verify.Target.
@@ -96,6 +117,14 @@ func (t *Target) RESTConfig() (*rest.Config, error) {
 		}
 		t.cfg.Timeout = 15 * time.Second
 		t.cfg.UserAgent = "secprov-verify"
+		// The suite sends a few dozen requests from concurrent checks;
+		// client-go's default 5 QPS would make it wait on itself for
+		// seconds. The API server's own limits still apply.
+		t.cfg.QPS, t.cfg.Burst = 100, 200
+		// Checks send deprecated or refused requests on purpose (dry-run
+		// externalIPs, pods that break Pod Security); the API server's
+		// warnings about them are expected, not news for the user.
+		t.cfg.WarningHandler = rest.NoWarnings{}
 		t.client, t.err = kubernetes.NewForConfig(t.cfg)
 	})
 	if t.err != nil {
@@ -194,6 +223,20 @@ func parseProcAddr(s string) (netip.AddrPort, error) {
 
 // ReadFile implements verify.Target.
 func (t *Target) ReadFile(_ context.Context, path string) ([]byte, error) { return os.ReadFile(path) }
+
+// ReadFileFrom implements verify.RangeReader: the audit check reads only
+// what its canary appended.
+func (t *Target) ReadFileFrom(_ context.Context, path string, offset int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return io.ReadAll(f)
+}
 
 // Stat implements verify.Target.
 func (t *Target) Stat(_ context.Context, path string) (fs.FileInfo, error) { return os.Stat(path) }

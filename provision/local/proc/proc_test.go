@@ -424,9 +424,15 @@ func TestFreePorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := map[int]bool{}
+	low := ephemeralLow()
 	for _, p := range ports {
 		if p <= 0 || p > 65535 || seen[p] {
 			t.Fatalf("ports %v: %d is out of range or repeated", ports, p)
+		}
+		// Outgoing connections take source ports from the ephemeral range;
+		// a component's port must not be among them.
+		if low-portFloor >= minPortSpan && (p < portFloor || p >= low) {
+			t.Errorf("port %d is outside [%d, %d): inside the ephemeral range or among well-known ports", p, portFloor, low)
 		}
 		seen[p] = true
 	}

@@ -1,0 +1,46 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// componentChecks prove the controller manager's and scheduler's flags
+// and that they listen on loopback only (SP-KCM-001, SP-SCHED-001).
+func componentChecks() []Check {
+	return []Check{
+		{ID: "SP-KCM-001", Run: func(ctx context.Context, t Target) Outcome {
+			return loopbackComponent(ctx, t, "SP-KCM-001", ControllerManager)
+		}},
+		{ID: "SP-SCHED-001", Run: func(ctx context.Context, t Target) Outcome {
+			return loopbackComponent(ctx, t, "SP-SCHED-001", Scheduler)
+		}},
+	}
+}
+
+func loopbackComponent(ctx context.Context, t Target, id, name string) Outcome {
+	var r findings
+	comps, ok := flagCheck(ctx, t, id, []string{name}, &r)
+	if c := comps[name]; ok && c != nil {
+		if len(c.Listen) == 0 {
+			r.errorf("%s has no listening TCP socket that this host can see", name)
+		}
+		r.ok(listenOnly(&r, name, c, false, "a loopback address", isLoopbackHost)...)
+	}
+	return r.outcome(fmt.Sprintf("%s runs with the hardened flags and listens on loopback only", name))
+}
+
+// loopbackSockets is listenOnly for components that must never listen
+// beyond loopback; a provider without process access skips.
+func loopbackSockets(ctx context.Context, t Target, r *findings, name string) {
+	c, err := t.Component(ctx, name)
+	switch {
+	case errors.Is(err, ErrNoAccess):
+		r.skip(name + "'s sockets are " + err.Error())
+	case err != nil:
+		r.errorf("read %s's sockets: %v", name, err)
+	default:
+		r.ok(listenOnly(r, name, c, false, "a loopback address", isLoopbackHost)...)
+	}
+}

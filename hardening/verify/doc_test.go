@@ -1,0 +1,33 @@
+package verify
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+)
+
+// TestDocChecksTable fails when docs/verify.md's check table misses a
+// check or names one that does not exist.
+func TestDocChecksTable(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "docs", "verify.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]int{}
+	for _, m := range regexp.MustCompile(`(?m)^\| (SP-[A-Z]+-\d{3}) \|`).FindAllStringSubmatch(string(data), -1) {
+		rows[m[1]]++
+	}
+	ids := map[string]bool{}
+	for _, c := range Checks() {
+		ids[c.ID] = true
+		if rows[c.ID] != 1 {
+			t.Errorf("docs/verify.md has %d rows for %s, want 1", rows[c.ID], c.ID)
+		}
+	}
+	for id := range rows {
+		if !ids[id] {
+			t.Errorf("docs/verify.md documents %s, which has no check", id)
+		}
+	}
+}
