@@ -5,9 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
-	"flag"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -15,27 +12,8 @@ import (
 	"time"
 
 	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/blueprints/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files in testdata")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(want, got) {
-		t.Errorf("%s differs (go test -update if intended):\n--- want\n%s\n--- got\n%s", path, want, got)
-	}
-}
 
 // infoTarget is a Target that only answers Info; runner tests need no more.
 type infoTarget struct{ Target }
@@ -131,7 +109,7 @@ func TestEncodersGolden(t *testing.T) {
 			if err := WriteReports(&buf, f, fixedReports(), false); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "report."+f, buf.Bytes())
+			golden.Check(t, "report."+f, buf.Bytes())
 			switch f {
 			case "json":
 				var v struct {
