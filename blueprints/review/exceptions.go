@@ -3,9 +3,6 @@ package review
 import (
 	"fmt"
 	"strings"
-	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
@@ -20,43 +17,7 @@ func (s exceptionState) valid() bool { return s.known && s.justified && !s.expir
 
 func judgeException(e *env, x v1alpha1.Exception) exceptionState {
 	_, known := blueprints.ControlByID(x.Control)
-	return exceptionState{known: known, justified: isJustified(x.Justification), expired: isExpired(x.Expires, e.now)}
-}
-
-// isExpired reports whether the exception's last day (YYYY-MM-DD, in UTC)
-// lies before now. An unparsable date counts as expired; the loader rejects
-// those anyway.
-func isExpired(expires string, now time.Time) bool {
-	d, err := time.Parse(blueprints.ExceptionDateLayout, expires)
-	if err != nil {
-		return true
-	}
-	return now.UTC().Format(blueprints.ExceptionDateLayout) > d.Format(blueprints.ExceptionDateLayout)
-}
-
-// minJustification is the fewest non-space characters a justification
-// needs: enough for "why" and "who accepted it", not a placeholder.
-const minJustification = 10
-
-func isJustified(j string) bool {
-	n := 0
-	for _, r := range j {
-		if !unicode.IsSpace(r) {
-			n++
-		}
-	}
-	if n < minJustification {
-		return false
-	}
-	lower := strings.ToLower(strings.TrimSpace(j))
-	for _, ph := range []string{"todo", "tbd", "n/a", "fixme", "xxx"} {
-		if rest, ok := strings.CutPrefix(lower, ph); ok {
-			if next, _ := utf8.DecodeRuneInString(rest); rest == "" || !unicode.IsLetter(next) {
-				return false // a placeholder, perhaps with a note after it
-			}
-		}
-	}
-	return true
+	return exceptionState{known: known, justified: blueprints.ExceptionJustified(x.Justification), expired: blueprints.ExceptionExpired(x.Expires, e.now)}
 }
 
 func ruleExceptionExpired(e *env, b *blueprints.Blueprint, out *emitter) {
@@ -70,7 +31,7 @@ func ruleExceptionExpired(e *env, b *blueprints.Blueprint, out *emitter) {
 func ruleExceptionJustified(e *env, b *blueprints.Blueprint, out *emitter) {
 	for i, x := range b.Spec.Exceptions {
 		if st := judgeException(e, x); st.known && !st.justified {
-			out.add(b, fmt.Sprintf("spec.exceptions[%d].justification", i), 0, "exception for %s has justification %q, which says nothing; it does not apply until it explains why (at least %d characters)", x.Control, x.Justification, minJustification)
+			out.add(b, fmt.Sprintf("spec.exceptions[%d].justification", i), 0, "exception for %s has justification %q, which says nothing; it does not apply until it explains why (at least %d characters)", x.Control, x.Justification, blueprints.MinJustification)
 		}
 	}
 }

@@ -3,6 +3,8 @@ package review
 import (
 	"strings"
 	"testing"
+
+	"secprov.dev/secprov/blueprints"
 )
 
 func exc(control, justification, expires string) edit {
@@ -77,8 +79,8 @@ func TestIsJustified(t *testing.T) {
 		"todolist app is a demo":      true,
 		"needed for the load test of Q3, approved by CISO": true,
 	} {
-		if got := isJustified(j); got != want {
-			t.Errorf("isJustified(%q) = %v, want %v", j, got, want)
+		if got := blueprints.ExceptionJustified(j); got != want {
+			t.Errorf("blueprints.ExceptionJustified(%q) = %v, want %v", j, got, want)
 		}
 	}
 }
