@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/blueprints/v1alpha1"
 )
 
 // Status is the closed set of check outcomes.
@@ -130,6 +131,8 @@ type Options struct {
 	Concurrency int
 	// Timeout per check; 0 means 30s.
 	Timeout time.Duration
+	// Now judges blueprint exceptions; nil means time.Now.
+	Now func() time.Time
 }
 
 // Run runs checks against the target and returns the report, results in
@@ -149,6 +152,10 @@ func Run(ctx context.Context, t Target, checks []Check, opts Options) *Report {
 	if conc <= 0 {
 		conc = 8
 	}
+	now := time.Now()
+	if opts.Now != nil {
+		now = opts.Now()
+	}
 	timeout := opts.Timeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
@@ -164,12 +171,14 @@ func Run(ctx context.Context, t Target, checks []Check, opts Options) *Report {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			rep.Results[i] = runOne(ctx, t, c, timeout)
+			applyException(&rep.Results[i], info.Spec, now)
 		}()
 	}
 	wg.Wait()
 	for i, c := range selected {
 		if c.Exclusive {
 			rep.Results[i] = runOne(ctx, t, c, timeout)
+			applyException(&rep.Results[i], info.Spec, now)
 		}
 	}
 	rep.Summary = summarize(rep.Results)
@@ -205,6 +214,22 @@ func runOne(ctx context.Context, t Target, c Check, timeout time.Duration) (res 
 		res.Evidence = out.Evidence
 	}
 	return res
+}
+
+// applyException turns a failure into a warning when the cluster's
+// blueprint holds a valid exception for the control: the weakening is
+// deliberate, justified and not yet expired, as review reports it too. An
+// expired or unjustified exception changes nothing.
+func applyException(res *Result, spec v1alpha1.Spec, now time.Time) {
+	if res.Status != StatusFail {
+		return
+	}
+	x, ok := blueprints.ActiveException(spec.Exceptions, res.ID, now)
+	if !ok {
+		return
+	}
+	res.Status = StatusWarn
+	res.Reason = fmt.Sprintf("excepted until %s (%s): %s", x.Expires, x.Justification, res.Reason)
 }
 
 func summarize(rs []Result) Summary {

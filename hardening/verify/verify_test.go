@@ -13,6 +13,7 @@ import (
 
 	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/golden"
+	"secprov.dev/secprov/blueprints/v1alpha1"
 )
 
 // infoTarget is a Target that only answers Info; runner tests need no more.
@@ -151,5 +152,52 @@ func TestArgs(t *testing.T) {
 		if got[k] != v {
 			t.Errorf("%s = %q, want %q", k, got[k], v)
 		}
+	}
+}
+
+// exceptionTarget carries blueprint exceptions in its Info.
+type exceptionTarget struct {
+	Target
+	exceptions []v1alpha1.Exception
+}
+
+func (e exceptionTarget) Info() Info {
+	return Info{Name: "c1", Environment: "prod", Provider: "local", Spec: v1alpha1.Spec{Exceptions: e.exceptions}}
+}
+
+func TestExceptionsTurnFailuresIntoWarnings(t *testing.T) {
+	now := func() time.Time { return time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC) }
+	failing := []Check{{ID: "SP-API-001", Run: func(context.Context, Target) Outcome {
+		return Fail("listens on 0.0.0.0", Evidence{Object: "kube-apiserver", Field: "socket", Want: "loopback", Got: "0.0.0.0:6443"})
+	}}}
+	why := "public demo endpoint for the Q4 workshop, accepted by security"
+	tests := []struct {
+		name string
+		exc  []v1alpha1.Exception
+		want Status
+	}{
+		{"none", nil, StatusFail},
+		{"valid", []v1alpha1.Exception{{Control: "SP-API-001", Justification: why, Expires: "2027-01-31"}}, StatusWarn},
+		{"expires today is still valid", []v1alpha1.Exception{{Control: "SP-API-001", Justification: why, Expires: "2026-11-23"}}, StatusWarn},
+		{"expired", []v1alpha1.Exception{{Control: "SP-API-001", Justification: why, Expires: "2026-11-22"}}, StatusFail},
+		{"unjustified", []v1alpha1.Exception{{Control: "SP-API-001", Justification: "TODO", Expires: "2027-01-31"}}, StatusFail},
+		{"other control", []v1alpha1.Exception{{Control: "SP-ENC-001", Justification: why, Expires: "2027-01-31"}}, StatusFail},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := Run(context.Background(), exceptionTarget{exceptions: tt.exc}, failing, Options{Now: now})
+			r := rep.Results[0]
+			if r.Status != tt.want {
+				t.Fatalf("status %s (%s), want %s", r.Status, r.Reason, tt.want)
+			}
+			if tt.want == StatusWarn {
+				if !strings.Contains(r.Reason, "excepted until") || !strings.Contains(r.Reason, "listens on 0.0.0.0") {
+					t.Errorf("reason %q must name the exception and keep the finding", r.Reason)
+				}
+				if rep.Failed(blueprints.SeverityInfo) {
+					t.Error("an excepted failure still fails the report")
+				}
+			}
+		})
 	}
 }
