@@ -12,9 +12,10 @@ import (
 	"secprov.dev/secprov/hardening"
 )
 
-// networkChecks prove the default-deny policies (SP-NET-002).
+// networkChecks prove the default-deny policies (SP-NET-002) and that
+// the allow rules are no wider than the blueprint (SP-NET-003).
 func networkChecks() []Check {
-	return []Check{{ID: "SP-NET-002", Run: checkDefaultDeny}}
+	return []Check{{ID: "SP-NET-002", Run: checkDefaultDeny}, {ID: "SP-NET-003", Run: checkAllowRules}}
 }
 
 // isDefaultDeny: selects every pod, both directions, no allow rule.

@@ -19,7 +19,11 @@ import (
 // podSecurityChecks prove Pod Security admission on the workload
 // namespaces (SP-PSS-001).
 func podSecurityChecks() []Check {
-	return []Check{{ID: "SP-PSS-001", Run: checkPodSecurity}}
+	return []Check{
+		{ID: "SP-PSS-001", Run: checkPodSecurity},
+		{ID: "SP-PSS-002", Run: checkPodSecurityExemptions},
+		{ID: "SP-PSS-003", Run: checkPodSecurityAuditWarn},
+	}
 }
 
 // checkPodSecurity: the cluster-wide PodSecurity defaults enforce

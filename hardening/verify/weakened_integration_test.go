@@ -34,10 +34,14 @@ package verify_test
 //	SP-AUDIT-001   an audit policy that logs everything at RequestResponse (secret bodies in the log)
 //	SP-AUDIT-002   kube-apiserver --audit-log-maxage=7
 //	SP-PSS-001     blueprint podSecurity.enforce: privileged
+//	SP-PSS-002     blueprint podSecurity.exemptNamespaces: kube-system, kube-public, kube-node-lease, monitoring
+//	SP-PSS-003     blueprint podSecurity.warn: baseline
 //	SP-RBAC-001    after up: a ClusterRoleBinding of cluster-admin to group contractors (hardened cluster)
 //	SP-RBAC-001    after up: a RoleBinding of a */* Role in payments to user intern (hardened cluster)
 //	SP-RBAC-002    after up: automountServiceAccountToken: true on storefront's default SA (hardened cluster)
 //	SP-NET-002     after up: payments' default-deny NetworkPolicy deleted (hardened cluster)
+//	SP-NET-003     after up: payments' allow policy widened to every peer (hardened cluster)
+//	SP-NET-003     after up: an allow-all NetworkPolicy added in storefront (hardened cluster)
 //	SP-ISO-005     a test-environment cluster created with a copy of the prod cluster's CA
 
 import (
@@ -348,6 +352,10 @@ func weakenedRows() []row {
 		}},
 		{id: "SP-AUDIT-002", want: "--audit-log-maxage is 7", component: local.APIServer, tweak: set("audit-log-maxage", "7")},
 		{id: "SP-PSS-001", want: "want rejected by PodSecurity restricted, got admitted", spec: func(s *v1alpha1.Spec) { s.PodSecurity.Enforce = v1alpha1.PSSPrivileged }},
+		{id: "SP-PSS-002", want: "4 namespaces are exempt", spec: func(s *v1alpha1.Spec) {
+			s.PodSecurity.ExemptNamespaces = []string{"kube-system", "kube-public", "kube-node-lease", "monitoring"}
+		}},
+		{id: "SP-PSS-003", want: "warn is baseline", spec: func(s *v1alpha1.Spec) { s.PodSecurity.Warn = v1alpha1.PSSBaseline }},
 		{id: "SP-ISO-005", run: sharedCA},
 	}
 }
@@ -451,6 +459,25 @@ func hardenedRows(t *testing.T, h *harness, ctx context.Context) {
 				restored := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: np.Name, Namespace: np.Namespace, Labels: np.Labels}, Spec: np.Spec}
 				must(t, ignore(cs.NetworkingV1().NetworkPolicies("payments").Create(ctx, restored, metav1.CreateOptions{})))
 			}
+		}},
+		{"SP-NET-003", "allow rule widened to every peer", "differs from the blueprint", func(t *testing.T) func() {
+			np, err := cs.NetworkingV1().NetworkPolicies("payments").Get(ctx, "secprov-allow-0-ingress", metav1.GetOptions{})
+			must(t, err)
+			orig := np.Spec.Ingress[0].From
+			np.Spec.Ingress[0].From = nil
+			must(t, ignore(cs.NetworkingV1().NetworkPolicies("payments").Update(ctx, np, metav1.UpdateOptions{})))
+			return func() {
+				np, err := cs.NetworkingV1().NetworkPolicies("payments").Get(ctx, "secprov-allow-0-ingress", metav1.GetOptions{})
+				must(t, err)
+				np.Spec.Ingress[0].From = orig
+				must(t, ignore(cs.NetworkingV1().NetworkPolicies("payments").Update(ctx, np, metav1.UpdateOptions{})))
+			}
+		}},
+		{"SP-NET-003", "an allow-all policy added", "allows ingress from every peer", func(t *testing.T) func() {
+			np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "allow-all", Namespace: "storefront"},
+				Spec: networkingv1.NetworkPolicySpec{Ingress: []networkingv1.NetworkPolicyIngressRule{{}}}}
+			must(t, ignore(cs.NetworkingV1().NetworkPolicies("storefront").Create(ctx, np, metav1.CreateOptions{})))
+			return func() { must(t, cs.NetworkingV1().NetworkPolicies("storefront").Delete(ctx, np.Name, metav1.DeleteOptions{})) }
 		}},
 		{"SP-FILE-001", "a key made world-readable", "sa.key is 0644", func(t *testing.T) func() {
 			must(t, os.Chmod(b.ServiceAccountKey, 0o644))
