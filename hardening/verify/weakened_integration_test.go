@@ -477,7 +477,9 @@ func hardenedRows(t *testing.T, h *harness, ctx context.Context) {
 			np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "allow-all", Namespace: "storefront"},
 				Spec: networkingv1.NetworkPolicySpec{Ingress: []networkingv1.NetworkPolicyIngressRule{{}}}}
 			must(t, ignore(cs.NetworkingV1().NetworkPolicies("storefront").Create(ctx, np, metav1.CreateOptions{})))
-			return func() { must(t, cs.NetworkingV1().NetworkPolicies("storefront").Delete(ctx, np.Name, metav1.DeleteOptions{})) }
+			return func() {
+				must(t, cs.NetworkingV1().NetworkPolicies("storefront").Delete(ctx, np.Name, metav1.DeleteOptions{}))
+			}
 		}},
 		{"SP-FILE-001", "a key made world-readable", "sa.key is 0644", func(t *testing.T) func() {
 			must(t, os.Chmod(b.ServiceAccountKey, 0o644))
