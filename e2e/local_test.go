@@ -309,6 +309,28 @@ func TestLocalProdAndTest(t *testing.T) {
 		}
 	})
 
+	t.Run("up repairs drift", func(t *testing.T) {
+		if err := cs.NetworkingV1().NetworkPolicies("payments").Delete(ctx, "secprov-default-deny", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(prodPKI.ServiceAccountKey, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if r := h.exec("verify", "--cluster", "shop-prod", "--check", "SP-NET-002|SP-FILE-001"); r.code != 1 {
+			t.Fatalf("verify does not see the drift:\n%s", r)
+		}
+		u := h.up("-f", "blueprints/examples", "--only", "prod")
+		if u.Clusters[0].Changes["update"] != 2 {
+			t.Errorf("up repaired %v, want the PKI modes and the bootstrap objects updated", u.Clusters[0].Changes)
+		}
+		if _, err := cs.NetworkingV1().NetworkPolicies("payments").Get(ctx, "secprov-default-deny", metav1.GetOptions{}); err != nil {
+			t.Errorf("default deny not restored: %v", err)
+		}
+		if fi, _ := os.Stat(prodPKI.ServiceAccountKey); fi.Mode().Perm() != 0o600 {
+			t.Errorf("sa.key mode %v after up", fi.Mode().Perm())
+		}
+	})
+
 	t.Run("verify passes on both", func(t *testing.T) {
 		r := h.exec("verify", "--all", "-o", "json")
 		if r.code != 0 {

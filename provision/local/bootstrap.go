@@ -179,6 +179,17 @@ func bootstrapKind() provider.TypedKind[bootstrapIn, bootstrapOut] {
 			out, err := runBootstrap(ctx, req.Inputs, bootstrapIn{})
 			return "bootstrap", out, err
 		},
+		// Objects changed by hand (a deleted policy, a relabelled namespace)
+		// show as changes, so `up` puts them back.
+		Diff: func(ctx context.Context, req provider.TypedRequest[bootstrapIn, bootstrapOut], d provider.Diff) (provider.Diff, error) {
+			if d.Changed() {
+				return d, nil
+			}
+			for _, i := range drifted(ctx, req.Inputs.Dir, req.Inputs.Objects) {
+				d.Changes = append(d.Changes, provider.Change{Path: fmt.Sprintf("objects[%d]", i), Kind: provider.Update})
+			}
+			return d, nil
+		},
 		Update: func(ctx context.Context, req provider.TypedRequest[bootstrapIn, bootstrapOut]) (bootstrapOut, error) {
 			return runBootstrap(ctx, req.Inputs, req.OldInputs)
 		},
@@ -199,4 +210,100 @@ func RenderObjects(objs []hardening.Object) ([]string, error) {
 		out[i] = string(data)
 	}
 	return out, nil
+}
+
+// drifted returns the indexes of objects whose live state no longer has
+// what secprov applied (deleted, relabelled, a policy edited by hand), so
+// `up` re-applies them. An unreachable API server reports nothing: the
+// Process resources show and repair that first.
+func drifted(ctx context.Context, dir string, objs []string) []int {
+	want, err := decodeObjects(objs)
+	if err != nil {
+		return nil
+	}
+	dc, err := bootstrapClient(dir)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var out []int
+	for i, u := range want {
+		gvr := gvrs[u.GetAPIVersion()+"/"+u.GetKind()]
+		var ri dynamic.ResourceInterface = dc.Resource(gvr)
+		if ns := u.GetNamespace(); ns != "" {
+			ri = dc.Resource(gvr).Namespace(ns)
+		}
+		live, err := ri.Get(ctx, u.GetName(), metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			out = append(out, i)
+		case err != nil:
+			return nil // cannot tell; do not guess
+		case !containsApplied(u.Object, live.Object):
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// containsApplied reports whether live holds every field secprov applied:
+// maps by key (extra live fields are fine: defaults, status, other
+// managers), lists and scalars by equality. Of metadata only the labels
+// count.
+func containsApplied(applied, live map[string]any) bool {
+	for k, v := range applied {
+		if k == "metadata" {
+			am, _ := v.(map[string]any)
+			lm, _ := live[k].(map[string]any)
+			al, _ := am["labels"].(map[string]any)
+			ll, _ := lm["labels"].(map[string]any)
+			if !subset(al, ll) {
+				return false
+			}
+			continue
+		}
+		if k == "status" {
+			continue
+		}
+		if !subsetValue(v, live[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+func subset(a, b map[string]any) bool {
+	for k, v := range a {
+		if !subsetValue(v, b[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+func subsetValue(a, b any) bool {
+	switch av := a.(type) {
+	case map[string]any:
+		bv, ok := b.(map[string]any)
+		if !ok {
+			return len(av) == 0 && b == nil
+		}
+		return subset(av, bv)
+	case []any:
+		bv, ok := b.([]any)
+		if !ok || len(av) != len(bv) {
+			return len(av) == 0 && b == nil
+		}
+		for i := range av {
+			if !subsetValue(av[i], bv[i]) {
+				return false
+			}
+		}
+		return true
+	case nil:
+		return true
+	default:
+		return fmt.Sprint(a) == fmt.Sprint(b)
+	}
 }

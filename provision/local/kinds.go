@@ -207,8 +207,13 @@ func pkiKind() provider.TypedKind[pkiIn, pkiOut] {
 			if t, err := time.Parse(time.RFC3339, req.State.NotAfter); err == nil && time.Until(t) < RenewBefore {
 				d.Changes = append(d.Changes, provider.Change{Path: "notAfter", Kind: provider.Update})
 			}
-			if _, err := os.Stat(pki.Paths(NewLayout(req.Inputs.Dir).PKIDir()).Manifest); err != nil {
+			l := NewLayout(req.Inputs.Dir)
+			if _, err := os.Stat(pki.Paths(l.PKIDir()).Manifest); err != nil {
 				d.Changes = append(d.Changes, provider.Change{Path: "dir", Kind: provider.Update})
+			} else if exposed(l.PKIDir(), l.AdminKubeconfig(), l.SuperAdminKubeconfig(), l.Kubeconfig(ControllerManager), l.Kubeconfig(Scheduler)) {
+				// A key or kubeconfig someone made readable: Ensure and the
+				// kubeconfig writes put the modes back.
+				d.Changes = append(d.Changes, provider.Change{Path: "modes", Kind: provider.Update})
 			}
 			return d, nil
 		},
@@ -231,6 +236,37 @@ func pkiKind() provider.TypedKind[pkiIn, pkiOut] {
 			return errors.Join(errs...)
 		},
 	}
+}
+
+// exposed reports whether any of paths (files, or directories walked
+// one level deep) can be read by group or others: a key, kubeconfig or
+// config file that must stay private, or its directory.
+func exposed(paths ...string) bool {
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			// Certificates are public; everything else here is not.
+			if !fi.IsDir() && (strings.HasSuffix(p, ".crt") || strings.HasSuffix(p, ".pub") || strings.HasSuffix(p, ".json")) {
+				continue
+			}
+			return true
+		}
+		if fi.IsDir() {
+			ents, err := os.ReadDir(p)
+			if err != nil {
+				continue
+			}
+			for _, e := range ents {
+				if exposed(filepath.Join(p, e.Name())) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // --- Config: EncryptionConfiguration, audit policy, admission config ----
@@ -342,6 +378,14 @@ func configKind() provider.TypedKind[configIn, configOut] {
 		Read: func(_ context.Context, req provider.TypedRequest[configIn, configOut]) (configIn, configOut, bool, error) {
 			_, err := os.Stat(NewLayout(req.Inputs.Dir).AdmissionConfig())
 			return req.Inputs, req.State, err == nil, nil
+		},
+		// Deleted or exposed config files are rewritten by `up`.
+		Diff: func(_ context.Context, req provider.TypedRequest[configIn, configOut], d provider.Diff) (provider.Diff, error) {
+			l := NewLayout(req.Inputs.Dir)
+			if _, err := os.Stat(l.AdmissionConfig()); err != nil || exposed(l.ConfigDir()) {
+				d.Changes = append(d.Changes, provider.Change{Path: "files", Kind: provider.Update})
+			}
+			return d, nil
 		},
 		Update: func(_ context.Context, req provider.TypedRequest[configIn, configOut]) (configOut, error) {
 			return writeConfig(req.Inputs)
