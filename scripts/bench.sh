@@ -23,15 +23,15 @@ metric() { # file, benchmark name, unit → mean of that metric over -count runs
   awk -v b="$2" -v u="$3" '$1 ~ "^"b"(-[0-9]+)?$" { for (i=3;i<NF;i++) if ($(i+1)==u) { s+=$i; n++ } } END { if (n) printf "%.3f", s/n; else printf "n/a" }' "$1"
 }
 
-review_ms=$(awk '$1 ~ /^BenchmarkReview1000/ {printf "%.1f", $3/1e6}' "$tmp/review.out")
-load_ms=$(awk '$1 ~ /^BenchmarkLoadAndReview1000/ {printf "%.1f", $3/1e6}' "$tmp/review.out")
+review_ms=$(awk '$1 ~ /^BenchmarkReview1000/ {s+=$3; n++} END {if (n) printf "%.1f", s/n/1e6}' "$tmp/review.out")
+load_ms=$(awk '$1 ~ /^BenchmarkLoadAndReview1000/ {s+=$3; n++} END {if (n) printf "%.1f", s/n/1e6}' "$tmp/review.out")
 up_s=$(metric "$tmp/up.out" BenchmarkUpVsFloor up-s/op)
 floor_s=$(metric "$tmp/up.out" BenchmarkUpVsFloor floor-s/op)
 ratio=$(metric "$tmp/up.out" BenchmarkUpVsFloor up/floor)
 one_s=$(metric "$tmp/up.out" BenchmarkUpOne s/up)
 both_s=$(metric "$tmp/up.out" BenchmarkUpProdTest s/up)
 both_ratio=$(awk -v a="$both_s" -v b="$one_s" 'BEGIN { if (b+0 > 0) printf "%.2f", a/b; else print "n/a" }')
-suite_s=$(metric "$tmp/verify.out" BenchmarkSuite s/suite)
+suite_s=$(awk '$1 ~ /^BenchmarkSuite/ {s+=$3; n++} END {if (n) printf "%.3f", s/n/1e9; else print "n/a"}' "$tmp/verify.out")
 
 {
   echo "# Benchmarks"
