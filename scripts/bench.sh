@@ -88,7 +88,9 @@ suite_s=$(awk '$1 ~ /^BenchmarkSuite/ {s+=$3; n++} END {if (n) printf "%.3f", s/
   echo "iteration, so both see the same machine load. \`up\` includes the Pulumi engine,"
   echo "PKI generation, config rendering, etcd, the API server, controller manager,"
   echo "scheduler and the in-cluster bootstrap objects; the floor only starts etcd and"
-  echo "the API server with the same flags and an existing PKI."
+  echo "the API server with the same flags and an existing PKI. In the raw output below,"
+  echo "ns/op of the up benchmarks includes untimed setup and teardown; s/up, up-s/op and"
+  echo "floor-s/op are the measured times."
   echo
   for f in review up verify; do
     echo "## $f"
