@@ -417,6 +417,11 @@ func TestBlueprintErrorCreatesNothing(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(h.dir, "clusters")); !os.IsNotExist(err) {
 		t.Errorf("a cluster directory was created: %v", err)
 	}
+	for _, args := range [][]string{{"down", "--cluster", "nope"}, {"verify", "--cluster", "nope"}, {"kubeconfig", "--cluster", "nope"}} {
+		if r := h.exec(args...); r.code != 2 || !strings.Contains(r.stderr, `no cluster "nope"`) {
+			t.Errorf("secprov %s on an unknown cluster:\n%s", strings.Join(args, " "), r)
+		}
+	}
 }
 
 // TestKilledUpConverges kills `up` (and its engine and provider) while

@@ -132,6 +132,10 @@ func (p *Provisioner) Up(ctx context.Context, bps []*blueprints.Blueprint, onEve
 	})
 }
 
+// ErrUnknownCluster is returned for a cluster secprov has neither state
+// nor a directory for.
+var ErrUnknownCluster = errors.New("no cluster")
+
 // Down deletes the named clusters (every resource of their stacks, then the
 // stacks), concurrently.
 func (p *Provisioner) Down(ctx context.Context, names []string, onEvent func(ClusterEvent)) []ClusterResult {
@@ -142,6 +146,13 @@ func (p *Provisioner) Down(ctx context.Context, names []string, onEvent func(Clu
 			res, err := p.cfg.Engine.Destroy(ctx, name, engine.Options{OnEvent: clusterEvents(name, onEvent)})
 			if err == nil {
 				err = p.cfg.Engine.RemoveStack(ctx, name, false)
+			}
+			if errors.Is(err, engine.ErrNoStack) {
+				if _, statErr := os.Stat(p.clusterDir(name)); statErr != nil {
+					out[i] = ClusterResult{Cluster: name, Err: fmt.Errorf("%w %q: see secprov status", ErrUnknownCluster, name)}
+					return
+				}
+				err = nil // state lost, directory left: clean it up below
 			}
 			if err == nil {
 				// The Cluster resource removes its directory; this catches a

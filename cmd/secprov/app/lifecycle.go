@@ -155,13 +155,22 @@ func newDownCommand(s Streams, root *rootFlags) *cobra.Command {
 			}
 			printer := newStepPrinter(s.Err, names, root.verbose > 0)
 			var errs []error
+			unknown := 0
 			for _, r := range e.prov.Down(cmd.Context(), names, printer.event) {
+				if errors.Is(r.Err, provision.ErrUnknownCluster) {
+					unknown++
+					errs = append(errs, r.Err)
+					continue
+				}
 				if r.Err != nil {
 					errs = append(errs, fmt.Errorf("%s: %w", r.Cluster, r.Err))
 					fmt.Fprintf(s.Err, "✗ %s: %v\n", r.Cluster, r.Err)
 					continue
 				}
 				fmt.Fprintf(s.Err, "✓ %s deleted\n", r.Cluster)
+			}
+			if unknown == len(errs) && unknown > 0 {
+				return usageErr(errors.Join(errs...))
 			}
 			if len(errs) > 0 {
 				return &ExitError{Code: 1, Err: fmt.Errorf("%w\nrun secprov down again to retry", errors.Join(errs...))}
