@@ -35,7 +35,7 @@ fuzz:
 	$(GO) test ./blueprints -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
 
 bench: build tools
-	./scripts/bench.sh
+	./.ci/bench
 
 demo: build tools
 	$(SECPROV) review blueprints/examples

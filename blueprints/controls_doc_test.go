@@ -9,7 +9,7 @@ import (
 	"secprov.dev/secprov/blueprints/golden"
 )
 
-// controlsMarkdown renders the catalog as the docs/controls.md table.
+// controlsMarkdown renders the catalog as the hardening/CONTROLS.md table.
 func controlsMarkdown() string {
 	var b strings.Builder
 	b.WriteString("| ID | Severity | Title | Review | Hardening | Verify | Blueprint field | References |\n|---|---|---|---|---|---|---|---|\n")
@@ -39,10 +39,10 @@ const (
 	endControls   = "<!-- END CONTROLS -->"
 )
 
-// TestDocControlsTable keeps docs/controls.md in step with the catalog;
+// TestDocControlsTable keeps hardening/CONTROLS.md in step with the catalog;
 // go test ./blueprints -run TestDocControlsTable -update rewrites it.
 func TestDocControlsTable(t *testing.T) {
-	path := "../docs/controls.md"
+	path := "../hardening/CONTROLS.md"
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -26,7 +26,7 @@ func refStrings(c blueprints.Control) []string {
 }
 
 // WriteRules lists the review rules: a table for text, the markdown table
-// docs/review.md embeds, or {"rules":[{"id","title","severity","refs"}]}.
+// blueprints/review/README.md embeds, or {"rules":[{"id","title","severity","refs"}]}.
 func WriteRules(w io.Writer, f Format) error {
 	rules := Rules()
 	switch f {
@@ -59,7 +59,7 @@ func WriteRules(w io.Writer, f Format) error {
 	return fmt.Errorf("--list-rules prints text, json or markdown, not %q", f)
 }
 
-// RulesMarkdown renders the rule table of docs/review.md from the catalog.
+// RulesMarkdown renders the rule table of blueprints/review/README.md from the catalog.
 func RulesMarkdown() string {
 	var b strings.Builder
 	b.WriteString("| ID | Severity | Title | Field | References |\n|---|---|---|---|---|\n")

@@ -2,15 +2,14 @@ package verify
 
 import (
 	"os"
-	"path/filepath"
 	"regexp"
 	"testing"
 )
 
-// TestDocChecksTable fails when docs/verify.md's check table misses a
+// TestDocChecksTable fails when README.md's check table misses a
 // check or names one that does not exist.
 func TestDocChecksTable(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("..", "..", "docs", "verify.md"))
+	data, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,12 +21,12 @@ func TestDocChecksTable(t *testing.T) {
 	for _, c := range Checks() {
 		ids[c.ID] = true
 		if rows[c.ID] != 1 {
-			t.Errorf("docs/verify.md has %d rows for %s, want 1", rows[c.ID], c.ID)
+			t.Errorf("README.md has %d rows for %s, want 1", rows[c.ID], c.ID)
 		}
 	}
 	for id := range rows {
 		if !ids[id] {
-			t.Errorf("docs/verify.md documents %s, which has no check", id)
+			t.Errorf("README.md documents %s, which has no check", id)
 		}
 	}
 }
