@@ -14,6 +14,7 @@ import (
 	"secprov.dev/secprov/provision"
 	"secprov.dev/secprov/provision/engine/enginetest"
 	"secprov.dev/secprov/provision/local"
+	"secprov.dev/secprov/provision/local/localtest"
 	"secprov.dev/secprov/provision/local/pki"
 	"secprov.dev/secprov/provision/local/proc"
 	"secprov.dev/secprov/provision/paths"
@@ -26,26 +27,6 @@ func TestMain(m *testing.M) {
 	}
 	enginetest.ServeIfPlugin(reg)
 	os.Exit(m.Run())
-}
-
-func binaries(tb testing.TB) local.Binaries {
-	tb.Helper()
-	if testing.Short() {
-		tb.Skip("skipping: starts real control planes (-short)")
-	}
-	cache, err := paths.CacheDir()
-	if err != nil {
-		tb.Skipf("skipping: %v", err)
-	}
-	k := filepath.Join(cache, "tools", "kubernetes", "v1.37.2")
-	b := local.Binaries{Etcd: filepath.Join(cache, "tools", "etcd", "v3.7.3", "etcd"), APIServer: filepath.Join(k, local.APIServer),
-		ControllerManager: filepath.Join(k, local.ControllerManager), Scheduler: filepath.Join(k, local.Scheduler)}
-	for _, p := range []string{b.Etcd, b.APIServer, b.ControllerManager, b.Scheduler} {
-		if _, err := os.Stat(p); err != nil {
-			tb.Skipf("skipping: toolchain not installed (make tools): %v", err)
-		}
-	}
-	return b
 }
 
 func examples(tb testing.TB, names ...string) []*blueprints.Blueprint {
@@ -102,20 +83,20 @@ func timed(b *testing.B, f func() time.Duration) {
 // toolchain: engine, PKI, config, etcd, API server, controller manager,
 // scheduler and bootstrap objects.
 func BenchmarkUpOne(b *testing.B) {
-	bins, bps := binaries(b), examples(b, "test.yaml")
+	bins, bps := localtest.Binaries(b), examples(b, "test.yaml")
 	timed(b, func() time.Duration { return upOnce(b, bins, bps) })
 }
 
 // BenchmarkUpProdTest brings prod and test up together.
 func BenchmarkUpProdTest(b *testing.B) {
-	bins, bps := binaries(b), examples(b, "prod.yaml", "test.yaml")
+	bins, bps := localtest.Binaries(b), examples(b, "prod.yaml", "test.yaml")
 	timed(b, func() time.Duration { return upOnce(b, bins, bps) })
 }
 
 // BenchmarkUpVsFloor alternates the floor and one up in every iteration,
 // so both see the same machine load, and reports their ratio.
 func BenchmarkUpVsFloor(b *testing.B) {
-	bins, bps := binaries(b), examples(b, "test.yaml")
+	bins, bps := localtest.Binaries(b), examples(b, "test.yaml")
 	var up, floor time.Duration
 	for b.Loop() {
 		floor += floorOnce(b, bins, bps[0])
@@ -130,7 +111,7 @@ func BenchmarkUpVsFloor(b *testing.B) {
 // hand, with the same flags and an existing PKI, to /readyz: the floor
 // that up cannot beat.
 func BenchmarkFloorEtcdAPIServer(b *testing.B) {
-	bins, bp := binaries(b), examples(b, "test.yaml")[0]
+	bins, bp := localtest.Binaries(b), examples(b, "test.yaml")[0]
 	timed(b, func() time.Duration { return floorOnce(b, bins, bp) })
 }
 

@@ -82,6 +82,7 @@ import (
 	"secprov.dev/secprov/provision/engine"
 	"secprov.dev/secprov/provision/engine/enginetest"
 	"secprov.dev/secprov/provision/local"
+	"secprov.dev/secprov/provision/local/localtest"
 	"secprov.dev/secprov/provision/local/pki"
 	"secprov.dev/secprov/provision/paths"
 )
@@ -111,21 +112,7 @@ type harness struct {
 // a test, or skips when the toolchain is missing or under -short.
 func newHarness(tb testing.TB) *harness {
 	tb.Helper()
-	if testing.Short() {
-		tb.Skipf("skipping: brings up real control planes (-short)")
-	}
-	cache, err := paths.CacheDir()
-	if err != nil {
-		tb.Skipf("skipping: no toolchain cache: %v", err)
-	}
-	k := filepath.Join(cache, "tools", "kubernetes", "v1.37.2")
-	bins := local.Binaries{Etcd: filepath.Join(cache, "tools", "etcd", "v3.7.3", "etcd"),
-		APIServer: filepath.Join(k, local.APIServer), ControllerManager: filepath.Join(k, local.ControllerManager), Scheduler: filepath.Join(k, local.Scheduler)}
-	for _, p := range []string{bins.Etcd, bins.APIServer, bins.ControllerManager, bins.Scheduler} {
-		if _, err := os.Stat(p); err != nil {
-			tb.Skipf("skipping: toolchain not installed (secprov tools install): %v", err)
-		}
-	}
+	bins := localtest.Binaries(tb)
 	eng, stateDir := enginetest.NewEngine(tb, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	return &harness{eng: eng, stateDir: stateDir, bins: bins, slots: make(chan struct{}, clusterSlots)}
 }

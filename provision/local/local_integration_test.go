@@ -1,10 +1,9 @@
-package local
+package local_test
 
 import (
 	"context"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,11 +11,13 @@ import (
 	"secprov.dev/secprov/provision/engine"
 	"secprov.dev/secprov/provision/engine/enginetest"
 	"secprov.dev/secprov/provision/engine/provider"
+	"secprov.dev/secprov/provision/local"
+	"secprov.dev/secprov/provision/local/localtest"
 	"secprov.dev/secprov/provision/paths"
 )
 
 func registry() *provider.Registry {
-	reg, err := provider.NewRegistry(Kinds()...)
+	reg, err := provider.NewRegistry(local.Kinds()...)
 	if err != nil {
 		panic(err)
 	}
@@ -28,35 +29,14 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// testBinaries returns the cached control-plane binaries or skips.
-func testBinaries(t *testing.T) Binaries {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("skipping: starts a real control plane (-short)")
-	}
-	cache, err := paths.CacheDir()
-	if err != nil {
-		t.Skipf("skipping: %v", err)
-	}
-	k := filepath.Join(cache, "tools", "kubernetes", "v1.37.2")
-	b := Binaries{Etcd: filepath.Join(cache, "tools", "etcd", "v3.7.3", "etcd"),
-		APIServer: filepath.Join(k, APIServer), ControllerManager: filepath.Join(k, ControllerManager), Scheduler: filepath.Join(k, Scheduler)}
-	for _, p := range []string{b.Etcd, b.APIServer, b.ControllerManager, b.Scheduler} {
-		if _, err := os.Stat(p); err != nil {
-			t.Skipf("skipping: toolchain not installed (make tools): %v", err)
-		}
-	}
-	return b
-}
-
 func TestUpNoopDown(t *testing.T) {
-	bins := testBinaries(t)
+	bins := localtest.Binaries(t)
 	eng, stateDir := enginetest.NewEngine(t, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	bps, err := blueprints.Load("../../blueprints/examples/test.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{Blueprint: bps[0].Blueprint, Dir: paths.ClusterDir(stateDir, bps[0].Name()), Binaries: bins}
+	c := &local.Cluster{Blueprint: bps[0].Blueprint, Dir: paths.ClusterDir(stateDir, bps[0].Name()), Binaries: bins}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	prog, err := c.Program()
