@@ -54,14 +54,9 @@ func verifyFails(reps []*verify.Report, o verifyOpts) bool {
 	return false
 }
 
-// runVerify runs the suite on each cluster (one after the other: each
-// suite already runs its checks concurrently) and, unless quiet, prints
-// the text report to stdout.
-func runVerify(ctx context.Context, s Streams, stateDir string, clusters []string, o verifyOpts, quiet bool) ([]*verify.Report, error) {
-	filter, _, err := o.parse()
-	if err != nil {
-		return nil, err
-	}
+// verifyClusters runs the suite on each cluster, one after the other: each
+// suite already runs its checks concurrently.
+func verifyClusters(ctx context.Context, stateDir string, clusters []string, filter *regexp.Regexp) ([]*verify.Report, error) {
 	var reps []*verify.Report
 	for _, c := range clusters {
 		t, err := provision.Target(stateDir, c)
@@ -73,6 +68,20 @@ func runVerify(ctx context.Context, s Streams, stateDir string, clusters []strin
 			closer.Close()
 		}
 		reps = append(reps, rep)
+	}
+	return reps, nil
+}
+
+// runVerify is up's verify step: the suite on each cluster and, unless
+// quiet, the text report on stdout.
+func runVerify(ctx context.Context, s Streams, stateDir string, clusters []string, o verifyOpts, quiet bool) ([]*verify.Report, error) {
+	filter, _, err := o.parse()
+	if err != nil {
+		return nil, err
+	}
+	reps, err := verifyClusters(ctx, stateDir, clusters, filter)
+	if err != nil {
+		return reps, err
 	}
 	if !quiet && len(reps) > 0 {
 		fmt.Fprintln(s.Out)
@@ -126,17 +135,9 @@ errored at or above --fail-on; 2 usage errors or no such cluster.`,
 					return usageErr(fmt.Errorf("no clusters in %s: run secprov up first", stateDir))
 				}
 			}
-			var reps []*verify.Report
-			for _, c := range names {
-				t, err := provision.Target(stateDir, c)
-				if err != nil {
-					return usageErr(err)
-				}
-				rep := verify.Run(cmd.Context(), t, verify.Checks(), verify.Options{Filter: filter})
-				if closer, ok := t.(interface{ Close() error }); ok {
-					closer.Close()
-				}
-				reps = append(reps, rep)
+			reps, err := verifyClusters(cmd.Context(), stateDir, names, filter)
+			if err != nil {
+				return usageErr(err) // an unknown or half-deleted cluster
 			}
 			if err := verify.WriteReports(s.Out, flags.output, reps, root.verbose > 0); err != nil {
 				return err
