@@ -52,14 +52,9 @@ func checkEndpoint(ctx context.Context, t Target) Outcome {
 		r.ok(listenOnly(&r, APIServer, c, public, "a loopback or private address (private endpoint)",
 			func(h string) bool { return isPrivateHost(h) })...)
 	}
-	tc, base, err := apiTLS(t, false)
+	tc, base, addr, err := apiHandshake(t)
 	if err != nil {
 		r.errorf("%v", err)
-		return r.outcome("")
-	}
-	addr, err := hostPort(base)
-	if err != nil {
-		r.errorf("API server URL %q: %v", base, err)
 		return r.outcome("")
 	}
 	tc.MinVersion, tc.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
@@ -269,14 +264,9 @@ func checkProfiling(ctx context.Context, t Target) Outcome {
 func checkServingTLS(ctx context.Context, t Target) Outcome {
 	var r findings
 	flagCheck(ctx, t, "SP-APISRV-006", []string{APIServer}, &r)
-	tc, base, err := apiTLS(t, false)
+	tc, base, addr, err := apiHandshake(t)
 	if err != nil {
 		r.errorf("%v", err)
-		return r.outcome("")
-	}
-	addr, err := hostPort(base)
-	if err != nil {
-		r.errorf("API server URL %q: %v", base, err)
 		return r.outcome("")
 	}
 	tc.MinVersion, tc.MaxVersion = tls.VersionTLS12, tls.VersionTLS12

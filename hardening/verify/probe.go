@@ -117,6 +117,18 @@ func isTimeout(err error) bool {
 }
 
 // hostPort returns the host:port of an https URL.
+// apiHandshake is apiTLS plus the host:port to dial, for checks that
+// probe the API server's TLS handshake itself.
+func apiHandshake(t Target) (tc *tls.Config, base, addr string, err error) {
+	if tc, base, err = apiTLS(t, false); err != nil {
+		return nil, "", "", err
+	}
+	if addr, err = hostPort(base); err != nil {
+		return nil, "", "", fmt.Errorf("API server URL %q: %w", base, err)
+	}
+	return tc, base, addr, nil
+}
+
 func hostPort(rawURL string) (string, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
