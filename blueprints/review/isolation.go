@@ -56,6 +56,7 @@ func ruleSharedVault(_ *env, bps []*blueprints.Blueprint, out *emitter) {
 	type field struct{ path, what string }
 	fields := []field{
 		{"spec.vault.kvMount", "KV mount"},
+		{"spec.vault.transitMount", "transit mount"},
 		{"spec.vault.transitKey", "transit key"},
 		{"spec.vault.authPath", "Kubernetes auth path"},
 	}
@@ -69,6 +70,8 @@ func ruleSharedVault(_ *env, bps []*blueprints.Blueprint, out *emitter) {
 		switch f.path {
 		case "spec.vault.kvMount":
 			return addr + "\x00kv\x00" + v.KVMount
+		case "spec.vault.transitMount":
+			return addr + "\x00transitmount\x00" + v.TransitMount
 		case "spec.vault.transitKey":
 			return addr + "\x00transit\x00" + v.TransitMount + "\x00" + v.TransitKey
 		default:

@@ -144,16 +144,18 @@ func ruleCases() []ruleCase {
 		{rule: "SP-RBAC-001", name: "named subjects", edits: map[string][]edit{P: {{`admins: ["group:platform-admins"]`, `admins: ["group:platform-admins", "user:alice@example.com", "serviceaccount:ci:deployer"]`}}}},
 
 		{rule: "SP-ISO-001", name: "same cluster name", edits: map[string][]edit{T: {{"name: shop-test ", "name: shop-prod "}}}, msg: "prod.yaml:7",
-			// The derived transit key kms-shop-prod is then shared too.
-			want: []w{{"SP-ISO-001", T, "metadata.name", crit}, {"SP-ISO-002", T, "spec.vault.transitKey", high}}},
+			// The examples spell out their Vault names, so only the name collides.
+			want: []w{{"SP-ISO-001", T, "metadata.name", crit}}},
 		{rule: "SP-ISO-001", name: "distinct names", edits: map[string][]edit{T: {{"name: shop-test ", "name: shop-staging "}}}},
 
 		{rule: "SP-ISO-002", name: "shared KV mount", edits: map[string][]edit{T: {{"kvMount: kv-shop-test", "kvMount: kv-shop-prod"}}}, msg: `"kv-shop-prod" is also used by "shop-prod"`,
 			want: []w{{"SP-ISO-002", T, "spec.vault.kvMount", high}}},
-		{rule: "SP-ISO-002", name: "shared transit key and auth path", edits: map[string][]edit{
-			P: {{"transitMount: transit\n", "transitMount: transit\n    transitKey: kms\n"}},
-			T: {{"transitMount: transit\n", "transitMount: transit\n    transitKey: kms\n"}, {"authPath: kubernetes-shop-test", "authPath: kubernetes-shop-prod"}}},
-			want: []w{{"SP-ISO-002", T, "spec.vault.transitKey", high}, {"SP-ISO-002", T, "spec.vault.authPath", high}}},
+		{rule: "SP-ISO-002", name: "shared transit mount, key and auth path", edits: map[string][]edit{
+			T: {{"transitMount: transit-shop-test", "transitMount: transit-shop-prod"}, {"transitKey: kms-shop-test", "transitKey: kms-shop-prod"},
+				{"authPath: kubernetes-shop-test", "authPath: kubernetes-shop-prod"}}},
+			want: []w{{"SP-ISO-002", T, "spec.vault.transitMount", high}, {"SP-ISO-002", T, "spec.vault.transitKey", high}, {"SP-ISO-002", T, "spec.vault.authPath", high}}},
+		{rule: "SP-ISO-002", name: "same key name in separate transit mounts", edits: map[string][]edit{
+			P: {{"transitKey: kms-shop-prod", "transitKey: kms"}}, T: {{"transitKey: kms-shop-test", "transitKey: kms"}}}},
 		{rule: "SP-ISO-002", name: "same names in different Vaults", edits: map[string][]edit{
 			P: {{`address: ""`, `address: "https://vault.prod.example.com"`}},
 			T: {{"kvMount: kv-shop-test", "kvMount: kv-shop-prod"}, {`address: ""`, `address: "https://vault.test.example.com"`}}}},

@@ -10,7 +10,6 @@ const KubernetesVersion = "v1.37.2"
 
 // Default values, all the secure choice.
 const (
-	DefaultTransitMount      = "transit"
 	DefaultAuditMaxAgeDays   = 30
 	DefaultAuditMaxBackups   = 10
 	DefaultAuditMaxSizeMB    = 100
@@ -51,7 +50,7 @@ func SetDefaults(b *Blueprint) {
 	}
 
 	setBool(&s.Vault.Enabled, true)
-	setString(&s.Vault.TransitMount, DefaultTransitMount)
+	setString(&s.Vault.TransitMount, "transit-"+name)
 	setString(&s.Vault.TransitKey, "kms-"+name)
 	setString(&s.Vault.KVMount, "kv-"+name)
 	setString(&s.Vault.AuthPath, "kubernetes-"+name)

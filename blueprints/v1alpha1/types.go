@@ -182,9 +182,11 @@ type Vault struct {
 	// Enabled: whether workloads get their secrets from Vault. Default true.
 	Enabled *bool `yaml:"enabled,omitempty" json:"enabled,omitempty"`
 	// Address of an existing Vault (https://…). Empty: secprov runs one
-	// per cluster.
+	// local Vault for the clusters it manages (per-cluster mounts, keys,
+	// roles and tokens inside it).
 	Address string `yaml:"address,omitempty" json:"address,omitempty"`
-	// TransitMount is the transit secrets engine mount. Default transit.
+	// TransitMount is the transit secrets engine mount. Default:
+	// transit-<cluster>, so `down` can remove it with the cluster.
 	TransitMount string `yaml:"transitMount,omitempty" json:"transitMount,omitempty"`
 	// TransitKey is the KMS key name. Default: kms-<cluster>.
 	TransitKey string `yaml:"transitKey,omitempty" json:"transitKey,omitempty"`
