@@ -1,7 +1,9 @@
-// Package vault is where secprov's Vault integration lands: transit keys,
-// per-cluster KV mounts, policies and Kubernetes auth, and the KMS v2
-// plugin backed by Vault Transit that turns encryptionAtRest vault-kms into
-// a real provider. Until then the local provider encrypts with secretbox
-// and says so (see provision/local.EffectiveEncryption); the pinned Vault
-// server (v1.17.6) is already part of the toolchain.
+// Package vault is secprov's Vault integration: how to reach a Vault
+// (Access), the per-cluster names of every Vault object (Names), the
+// policies secprov writes, and the idempotent setup of transit keys, KV
+// mounts, Kubernetes auth and the KMS plugin's narrow token. Package
+// vault/kms is the Kubernetes KMS v2 plugin backed by Vault Transit.
+//
+// It is a leaf: provision and verify import it, it imports only the
+// blueprint types.
 package vault
