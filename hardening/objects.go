@@ -24,6 +24,16 @@ const (
 	DefaultDenyPolicy   = "secprov-default-deny"
 	AllowDNSPolicy      = "secprov-allow-dns"
 	PodSecurityLabelKey = "pod-security.kubernetes.io/"
+
+	// Vault's Kubernetes auth validates workload tokens with the
+	// TokenReview API as this service account, which may do that and
+	// nothing else (system:auth-delegator). Its long-lived token lives in
+	// a service-account-token Secret (encrypted at rest) that secprov
+	// hands to Vault.
+	VaultAuthNamespace      = "kube-system"
+	VaultAuthServiceAccount = "secprov-vault-auth"
+	VaultAuthSecret         = "secprov-vault-auth-token"
+	VaultAuthBinding        = "secprov:vault-auth"
 )
 
 // WorkloadNamespaces are the namespaces secprov hardens: the blueprint's
@@ -113,7 +123,37 @@ func Objects(spec v1alpha1.Spec) ([]Object, error) {
 		}
 	}
 	out = append(out, allowPolicies(spec)...)
+	if spec.Vault.IsEnabled() {
+		out = append(out, vaultAuthObjects()...)
+	}
 	return out, nil
+}
+
+// vaultAuthObjects are the token reviewer Vault's Kubernetes auth uses
+// (SP-VAULT-001).
+func vaultAuthObjects() []Object {
+	ctl := []string{"SP-VAULT-001"}
+	return []Object{
+		{Controls: ctl, Object: &corev1.ServiceAccount{
+			TypeMeta:                     metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
+			ObjectMeta:                   meta(VaultAuthNamespace, VaultAuthServiceAccount, nil),
+			AutomountServiceAccountToken: ptr(false)}},
+		{Controls: ctl, Object: &rbacv1.ClusterRoleBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRoleBinding"},
+			ObjectMeta: meta("", VaultAuthBinding, nil),
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:auth-delegator"},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: VaultAuthNamespace, Name: VaultAuthServiceAccount}},
+		}},
+		{Controls: ctl, Object: &corev1.Secret{
+			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+			ObjectMeta: func() metav1.ObjectMeta {
+				m := meta(VaultAuthNamespace, VaultAuthSecret, nil)
+				m.Annotations = map[string]string{corev1.ServiceAccountNameKey: VaultAuthServiceAccount}
+				return m
+			}(),
+			Type: corev1.SecretTypeServiceAccountToken,
+		}},
+	}
 }
 
 // allowPolicies turns spec.network.allow into NetworkPolicies: ingress in

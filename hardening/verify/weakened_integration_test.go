@@ -556,7 +556,7 @@ func encryptionLater(t *testing.T, h *harness, ctx context.Context, r row) {
 	must(t, ignore(h.admin(t, name).CoreV1().Secrets("payments").Create(ctx, legacy, metav1.CreateOptions{})))
 	bp = blueprint(t, "prod.yaml", name, func(s *v1alpha1.Spec) { s.EncryptionAtRest.Provider = v1alpha1.EncryptionSecretbox })
 	h.up(t, ctx, h.cluster(bp, nil))
-	expectOnly(t, h.suite(t, ctx, name), "SP-ENC-003", "/registry/secrets/payments/legacy-plain is stored unencrypted")
+	expectOnly(t, h.suite(t, ctx, name), "SP-ENC-003", "etcd /registry/secrets/payments/legacy-plain stored value: want k8s:enc:secretbox:v1:, got plaintext")
 }
 
 // sharedCA is the SP-ISO-005 row: a test cluster whose PKI starts from a
