@@ -37,6 +37,35 @@ type Access struct {
 // Client returns a Vault client for a, authenticated. Errors name the Vault
 // and say what to do; they never contain the token.
 func (a Access) Client(ctx context.Context) (*api.Client, error) {
+	c, err := a.Anonymous()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case a.TokenFile != "":
+		b, err := os.ReadFile(a.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("vault %s: read token file: %w", a.Address, err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return nil, fmt.Errorf("vault %s: token file %s is empty", a.Address, a.TokenFile)
+		}
+		c.SetToken(tok)
+	case os.Getenv(EnvToken) != "":
+		c.SetToken(strings.TrimSpace(os.Getenv(EnvToken)))
+	case os.Getenv(EnvRoleID) != "":
+		if err := appRoleLogin(ctx, c); err != nil {
+			return nil, fmt.Errorf("vault %s: %w", a.Address, err)
+		}
+	default:
+		return nil, fmt.Errorf("vault %s: no credentials: set %s, or %s and %s for an AppRole login", a.Address, EnvToken, EnvRoleID, EnvSecretID)
+	}
+	return c, nil
+}
+
+// Anonymous returns a client for a without a token, for logins.
+func (a Access) Anonymous() (*api.Client, error) {
 	if a.Address == "" {
 		return nil, errors.New("vault: no address: set spec.vault.address or leave it empty for the local Vault")
 	}
@@ -63,26 +92,6 @@ func (a Access) Client(ctx context.Context) (*api.Client, error) {
 	// decide explicitly instead.
 	c.ClearToken()
 	c.ClearNamespace()
-	switch {
-	case a.TokenFile != "":
-		b, err := os.ReadFile(a.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("vault %s: read token file: %w", a.Address, err)
-		}
-		tok := strings.TrimSpace(string(b))
-		if tok == "" {
-			return nil, fmt.Errorf("vault %s: token file %s is empty", a.Address, a.TokenFile)
-		}
-		c.SetToken(tok)
-	case os.Getenv(EnvToken) != "":
-		c.SetToken(strings.TrimSpace(os.Getenv(EnvToken)))
-	case os.Getenv(EnvRoleID) != "":
-		if err := appRoleLogin(ctx, c); err != nil {
-			return nil, fmt.Errorf("vault %s: %w", a.Address, err)
-		}
-	default:
-		return nil, fmt.Errorf("vault %s: no credentials: set %s, or %s and %s for an AppRole login", a.Address, EnvToken, EnvRoleID, EnvSecretID)
-	}
 	return c, nil
 }
 
