@@ -106,17 +106,37 @@ func EncryptionConfig(spec v1alpha1.Spec, provider string, keys []EncryptionKey,
 			return nil, fmt.Errorf("encryption provider vault-kms needs a KMS plugin endpoint")
 		}
 		p.KMS = &kmsProvider{APIVersion: "v2", Name: kms.Name, Endpoint: kms.Endpoint, Timeout: "3s"}
+		if len(keys) > 0 {
+			// Keys of an earlier local provider (a cluster moved from
+			// secretbox to vault-kms) stay as a read-only provider so data
+			// written before the move remains readable until rewritten.
+			legacy, err := EncryptionConfig(spec, v1alpha1.EncryptionSecretbox, keys, nil)
+			if err != nil {
+				return nil, err
+			}
+			var old encryptionConfiguration
+			if err := yaml.Unmarshal(legacy, &old); err != nil {
+				return nil, err
+			}
+			return marshalEncryption(spec, p, old.Resources[0].Providers[0])
+		}
 	case v1alpha1.EncryptionNone:
 		return nil, fmt.Errorf("encryption provider none needs no EncryptionConfiguration")
 	default:
 		return nil, fmt.Errorf("unknown encryption provider %q", provider)
 	}
+	return marshalEncryption(spec, p)
+}
+
+// marshalEncryption writes the providers in order (the first encrypts,
+// all decrypt), then identity.
+func marshalEncryption(spec v1alpha1.Spec, providers ...encryptionProvider) ([]byte, error) {
 	cfg := encryptionConfiguration{
 		APIVersion: "apiserver.config.k8s.io/v1",
 		Kind:       "EncryptionConfiguration",
 		Resources: []encryptionResource{{
 			Resources: spec.EncryptionAtRest.Resources,
-			Providers: []encryptionProvider{p, {Identity: &struct{}{}}},
+			Providers: append(providers, encryptionProvider{Identity: &struct{}{}}),
 		}},
 	}
 	return yaml.Marshal(cfg)

@@ -117,6 +117,7 @@ func TestEncryptionProviders(t *testing.T) {
 		{v1alpha1.EncryptionAESGCM, key, nil, "aesgcm:", false},
 		{v1alpha1.EncryptionAESCBC, key, nil, "aescbc:", false},
 		{v1alpha1.EncryptionVaultKMS, nil, &KMS{Name: "vault", Endpoint: "unix:///run/kms.sock"}, "apiVersion: v2", false},
+		{v1alpha1.EncryptionVaultKMS, key, &KMS{Name: "vault", Endpoint: "unix:///run/kms.sock"}, "secretbox:", false},
 		{v1alpha1.EncryptionSecretbox, nil, nil, "needs at least one key", true},
 		{v1alpha1.EncryptionSecretbox, []EncryptionKey{{Name: "short", Secret: Secret("x")}}, nil, "want 32", true},
 		{v1alpha1.EncryptionVaultKMS, nil, nil, "KMS plugin endpoint", true},
@@ -203,4 +204,16 @@ func TestServiceIP(t *testing.T) {
 	if err != nil || ip.String() != "10.128.0.1" {
 		t.Errorf("ServiceIP = %v, %v", ip, err)
 	}
+}
+
+// A cluster moved from secretbox to vault-kms encrypts with KMS v2 and
+// keeps its old keys for reading only, in that order.
+func TestEncryptionConfigKMSKeepsLegacyKeys(t *testing.T) {
+	spec := testControlPlane(t).Spec
+	key := []EncryptionKey{{Name: "key-1", Secret: Secret(bytes.Repeat([]byte{7}, 32))}}
+	got, err := EncryptionConfig(spec, v1alpha1.EncryptionVaultKMS, key, &KMS{Name: "vault-shop-prod", Endpoint: "unix:///state/run/kms.sock"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, "prod-encryption-kms.yaml", got)
 }
