@@ -89,6 +89,10 @@ func newServer(t testing.TB) (*Server, *syncBuffer) {
 		Log:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	t.Cleanup(func() {
+		// Stop first: should Destroy refuse, no Vault outlives the test.
+		if err := s.Stop(context.Background()); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
 		if err := s.Destroy(context.Background()); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
