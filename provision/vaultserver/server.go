@@ -197,10 +197,11 @@ func (s *Server) Ensure(ctx context.Context) (vault.Access, error) {
 		return vault.Access{}, err
 	}
 
-	c, err := newClient(l, addr)
+	c, done, err := newClient(l, addr)
 	if err != nil {
 		return vault.Access{}, err
 	}
+	defer done()
 	h, err := c.Sys().HealthWithContext(ctx)
 	if err != nil {
 		return vault.Access{}, fmt.Errorf("local Vault at %s: health: %w", addr, err)
@@ -340,25 +341,28 @@ func (s *Server) waitAnswer(ctx context.Context, l layout, addr string, limit ti
 }
 
 // newClient returns an unauthenticated client for the local Vault that
-// trusts only its CA and ignores VAULT_* variables and proxies.
-func newClient(l layout, addr string) (*api.Client, error) {
+// trusts only its CA and ignores VAULT_* variables and proxies. Call done
+// when finished: it closes the kept-alive connections, which a long-lived
+// caller would otherwise collect, one set per call.
+func newClient(l layout, addr string) (c *api.Client, done func(), err error) {
 	tlsCfg, err := clientTLS(l)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	tr := &http.Transport{Proxy: nil, TLSClientConfig: tlsCfg}
 	cfg := &api.Config{
 		Address:    addr,
-		HttpClient: &http.Client{Transport: &http.Transport{Proxy: nil, TLSClientConfig: tlsCfg}},
+		HttpClient: &http.Client{Transport: tr},
 		MaxRetries: 0,
 		Timeout:    requestTimeout,
 	}
-	c, err := api.NewClient(cfg)
+	c, err = api.NewClient(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("local Vault client: %w", err)
+		return nil, nil, fmt.Errorf("local Vault client: %w", err)
 	}
 	c.ClearToken()
 	c.ClearNamespace()
-	return c, nil
+	return c, tr.CloseIdleConnections, nil
 }
 
 // initialize runs sys/init with a single key share and keeps the result.
@@ -506,11 +510,12 @@ func (s *Server) Status(ctx context.Context) (Status, error) {
 		st.Problem = fmt.Sprintf("%s is missing: the address is unknown", l.stateFile())
 		return st, nil
 	}
-	c, err := newClient(l, st.Address)
+	c, done, err := newClient(l, st.Address)
 	if err != nil {
 		st.Problem = err.Error()
 		return st, nil
 	}
+	defer done()
 	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
 	h, err := c.Sys().HealthWithContext(ctx)
