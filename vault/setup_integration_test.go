@@ -550,7 +550,10 @@ func TestKMSTokenIsNarrow(t *testing.T) {
 			_, err := kms.Logical().Write(a.n.TransitMount+"/encrypt/other", map[string]any{"plaintext": plain})
 			return err
 		}},
-		{"rotate its key", func() error { _, err := kms.Logical().Write(a.n.TransitMount+"/keys/"+a.n.TransitKey+"/rotate", nil); return err }},
+		{"rotate its key", func() error {
+			_, err := kms.Logical().Write(a.n.TransitMount+"/keys/"+a.n.TransitKey+"/rotate", nil)
+			return err
+		}},
 		{"export or reconfigure its key", func() error {
 			_, err := kms.Logical().Write(a.n.TransitMount+"/keys/"+a.n.TransitKey+"/config", map[string]any{"deletion_allowed": true})
 			return err
