@@ -127,4 +127,3 @@ func (d *Dev) MustWrite(tb testing.TB, path string, data map[string]any) {
 		tb.Fatalf("vault write %s: %v", path, err)
 	}
 }
-
