@@ -9,9 +9,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"math/big"
 	"io/fs"
 	"log/slog"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,7 +88,10 @@ func localCluster(t *testing.T, ctx context.Context) (eng *engine.Engine, stateD
 
 type testLog struct{ t *testing.T }
 
-func (w testLog) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // createReviewer creates the token reviewer the cluster bootstrap will
 // create: a service account bound to system:auth-delegator and its
