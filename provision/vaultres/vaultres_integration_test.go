@@ -498,6 +498,46 @@ func testKinds(t *testing.T, ctx context.Context, eng *engine.Engine, stateDir, 
 	timed("up rewriting the Kubernetes auth config", func() error { _, err := eng.Up(ctx, stack, prog, engine.Options{}); return err })
 	check("after the config was rewritten")
 
+	// Drift: the reviewer's token Secret recreated (the old JWT dies with
+	// it): the config is rewritten with the new token, logins work again.
+	if err := cs.CoreV1().Secrets(vault.ReviewerNamespace).Delete(ctx, vault.ReviewerSecret, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	createReviewer(t, ctx, cs)
+	// (The old token keeps working for up to 10 s, the API server's token
+	// cache; not worth waiting for here.)
+	wantPlan("reviewer Secret recreated", vaultres.KubernetesAuthType, engine.OpUpdate)
+	timed("up writing the new reviewer token", func() error { _, err := eng.Up(ctx, stack, prog, engine.Options{}); return err })
+	if _, err := login(root, n.AuthPath, "payments", saToken(t, ctx, cs, "payments", "app")); err != nil {
+		t.Errorf("login after the reviewer token was replaced: %v", err)
+	}
+	noChanges("after the reviewer token was replaced")
+
+	// Drift: the auth mount disabled (its roles go with it): the mount is
+	// replaced and the roles written again.
+	if err := root.Sys().DisableAuth(n.AuthPath); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := eng.Preview(ctx, stack, prog, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range plan.Resources {
+		want := engine.OpSame
+		switch r.Type {
+		case vaultres.KubernetesAuthType:
+			want = engine.OpReplace
+		case vaultres.NamespaceRoleType:
+			want = engine.OpUpdate
+		}
+		if r.Op != want {
+			t.Errorf("auth mount disabled: plan for %s %s is %s, want %s", r.Type, r.Name, r.Op, want)
+		}
+	}
+	timed("up re-enabling the auth mount", func() error { _, err := eng.Up(ctx, stack, prog, engine.Options{}); return err })
+	check("after the auth mount was re-enabled")
+	noChanges("after the auth mount was re-enabled")
+
 	// Drift: the KMS token revoked: replaced, the file holds a new token.
 	self, err := asToken(t, root, kmsToken).Auth().Token().LookupSelf()
 	if err != nil {
