@@ -42,9 +42,6 @@ func NewSetupWithClient(c *api.Client, log *slog.Logger) *Setup {
 	return &Setup{c: c, log: log}
 }
 
-// Client is the authenticated client Setup uses.
-func (s *Setup) Client() *api.Client { return s.c }
-
 func (s *Setup) fail(op, path, need string, err error) error {
 	return fail(s.c.Address(), op, path, need, err)
 }

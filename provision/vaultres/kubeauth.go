@@ -43,14 +43,15 @@ type KubernetesAuthInputs struct {
 }
 
 // KubernetesAuthOutputs say what Vault was configured with. None of it is
-// secret: the JWT is represented by the version of the Secret it came from.
+// secret: the JWT is represented by the uid of the Secret it came from.
 type KubernetesAuthOutputs struct {
 	Host     string `json:"host"`
 	CASHA256 string `json:"caSHA256"`
-	// ReviewerSecretVersion is the reviewer Secret's uid/resourceVersion
-	// when its token was written to Vault; a recreated Secret (new token)
-	// shows as drift.
-	ReviewerSecretVersion string `json:"reviewerSecretVersion"`
+	// ReviewerSecretUID is the uid of the reviewer Secret whose token was
+	// written to Vault: a recreated Secret (new token, the old one no
+	// longer valid) shows as drift. Not its resourceVersion: the API server
+	// labels the Secret when the token is used.
+	ReviewerSecretUID string `json:"reviewerSecretUID"`
 }
 
 // apiServer is what Vault needs of a cluster, from its kubeconfig.
@@ -88,11 +89,11 @@ func sha(s string) string {
 	return "sha256:" + hex.EncodeToString(h[:])
 }
 
-// reviewerToken returns the reviewer's token and the Secret's version,
+// reviewerToken returns the reviewer's token and the Secret's uid,
 // waiting up to wait for the Secret to exist and be filled. The Secret
 // must be a service-account token of the reviewer account: anything else
 // in that name is refused rather than handed to Vault.
-func (k *apiServer) reviewerToken(ctx context.Context, in KubernetesAuthInputs, wait time.Duration) (jwt, version string, err error) {
+func (k *apiServer) reviewerToken(ctx context.Context, in KubernetesAuthInputs, wait time.Duration) (jwt, uid string, err error) {
 	ref := in.ReviewerNamespace + "/" + in.ReviewerSecret
 	deadline := time.Now().Add(wait)
 	for {
@@ -103,7 +104,7 @@ func (k *apiServer) reviewerToken(ctx context.Context, in KubernetesAuthInputs, 
 		case err == nil && s.Annotations[corev1.ServiceAccountNameKey] != in.ReviewerServiceAccount:
 			return "", "", fmt.Errorf("cluster %s: Secret %s holds a token of service account %q, not %q", k.host, ref, s.Annotations[corev1.ServiceAccountNameKey], in.ReviewerServiceAccount)
 		case err == nil && len(s.Data[corev1.ServiceAccountTokenKey]) > 0:
-			return string(s.Data[corev1.ServiceAccountTokenKey]), string(s.UID) + "/" + s.ResourceVersion, nil
+			return string(s.Data[corev1.ServiceAccountTokenKey]), string(s.UID), nil
 		case err != nil && !apierrors.IsNotFound(err):
 			return "", "", fmt.Errorf("cluster %s: read Secret %s: %w", k.host, ref, err)
 		}
@@ -130,7 +131,7 @@ func kubernetesAuthKind() provider.TypedKind[KubernetesAuthInputs, KubernetesAut
 		if err != nil {
 			return KubernetesAuthOutputs{}, err
 		}
-		jwt, version, err := k.reviewerToken(ctx, in, ReviewerTokenWait)
+		jwt, uid, err := k.reviewerToken(ctx, in, ReviewerTokenWait)
 		if err != nil {
 			return KubernetesAuthOutputs{}, err
 		}
@@ -139,7 +140,7 @@ func kubernetesAuthKind() provider.TypedKind[KubernetesAuthInputs, KubernetesAut
 			return KubernetesAuthOutputs{}, err
 		}
 		err = s.EnsureKubernetesAuth(ctx, in.Path, vault.KubernetesAuthConfig{Host: k.host, CACert: k.caPEM, ReviewerJWT: jwt, Issuer: in.Issuer})
-		return KubernetesAuthOutputs{Host: k.host, CASHA256: sha(k.caPEM), ReviewerSecretVersion: version}, err
+		return KubernetesAuthOutputs{Host: k.host, CASHA256: sha(k.caPEM), ReviewerSecretUID: uid}, err
 	}
 	return provider.TypedKind[KubernetesAuthInputs, KubernetesAuthOutputs]{
 		Token:               KubernetesAuthType,
@@ -168,8 +169,8 @@ func kubernetesAuthKind() provider.TypedKind[KubernetesAuthInputs, KubernetesAut
 			return r.Inputs.Path, out, nil
 		},
 		// Vault returns the configuration without the JWT: compare the
-		// address and CA with the kubeconfig, and the reviewer Secret's
-		// version with the one whose token was written.
+		// address and CA with the kubeconfig, and the reviewer Secret with
+		// the one whose token was written.
 		Diff: func(ctx context.Context, r req, d provider.Diff) (provider.Diff, error) {
 			in := r.Inputs
 			if d.Replaces() || !known(in.Access, in.Path, in.Kubeconfig) {
@@ -205,7 +206,7 @@ func kubernetesAuthKind() provider.TypedKind[KubernetesAuthInputs, KubernetesAut
 			if sha(live.CACert) != sha(k.caPEM) {
 				d = drift(d, "kubernetesCACert", provider.Update, false)
 			}
-			if _, version, err := k.reviewerToken(ctx, in, 0); err != nil || version != r.State.ReviewerSecretVersion {
+			if _, uid, err := k.reviewerToken(ctx, in, 0); err != nil || uid != r.State.ReviewerSecretUID {
 				// A new token, or the API server is down (a component
 				// restarted by the same run): rewriting is harmless.
 				d = drift(d, "reviewerSecret", provider.Update, false)

@@ -553,6 +553,29 @@ func testKinds(t *testing.T, ctx context.Context, eng *engine.Engine, stateDir, 
 	}
 	noChanges("after the token was replaced")
 
+	// Drift seen by refresh (Read): the token file lost while the token
+	// lives. The replacement must revoke the live token, not orphan it.
+	tok := check("before the token file is lost")
+	self, err = asToken(t, root, tok).Auth().Token().LookupSelf()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := self.Data["accessor"].(string)
+	if err := os.Remove(tokenFile); err != nil {
+		t.Fatal(err)
+	}
+	timed("up --refresh replacing a token whose file was lost", func() error {
+		_, err := eng.Up(ctx, stack, prog, engine.Options{Refresh: true})
+		return err
+	})
+	if tok := check("after the lost token file"); tok == kmsToken {
+		t.Error("the token file holds an old token")
+	}
+	if _, ok, err := s.LookupAccessor(ctx, lost); err != nil || ok {
+		t.Errorf("the token whose file was lost is still valid (%v, %v): orphaned", ok, err)
+	}
+	noChanges("after the lost token file")
+
 	// Drift seen by refresh (Read): the KV mount disabled.
 	if err := root.Sys().Unmount(n.KVMount); err != nil {
 		t.Fatal(err)
