@@ -26,11 +26,12 @@ import (
 	"secprov.dev/secprov/provision/engine/provider"
 	"secprov.dev/secprov/provision/local"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/vaultres"
 )
 
 // Registry is every resource kind secprov's provider plugin serves.
 func Registry() (*provider.Registry, error) {
-	return provider.NewRegistry(local.Kinds()...)
+	return provider.NewRegistry(append(local.Kinds(), vaultres.Kinds()...)...)
 }
 
 // Provider creates clusters of one provider type.
