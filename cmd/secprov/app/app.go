@@ -124,6 +124,7 @@ and reviews blueprints statically in code review.`,
 		newStatusCommand(s),
 		newKubeconfigCommand(s),
 		newDownCommand(s, flags),
+		newKMSPluginCommand(s, flags),
 	)
 	return cmd
 }
