@@ -181,9 +181,14 @@ func serve(t testing.TB, o Options) *running {
 			t.Errorf("Serve: %v", err)
 		}
 	})
+	// The socket file appears at bind, a moment before the plugin
+	// listens: wait for an answer (healthy or not), not for the file.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := os.Stat(r.socket); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		st, _ := Probe(ctx, r.socket)
+		cancel()
+		if st.Version == APIVersion {
 			break
 		}
 		select {
@@ -192,7 +197,7 @@ func serve(t testing.TB, o Options) *running {
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("socket not created within 10s")
+			t.Fatal("plugin did not answer within 10s")
 		}
 	}
 	conn, err := grpc.NewClient("unix://"+r.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -227,6 +232,18 @@ func (r *running) probe(t testing.TB) (StatusResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return Probe(ctx, r.socket)
+}
+
+// waitLog waits up to 5 s for msg to appear in the plugin's log.
+func (r *running) waitLog(t testing.TB, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(r.logs.String(), msg) {
+		if time.Now().After(deadline) {
+			t.Fatalf("log has no %q after 5s:\n%s", msg, r.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // seed is what the apiserver sends: 32 random bytes.

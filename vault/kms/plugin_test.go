@@ -316,6 +316,9 @@ func TestServeStopsCleanlyAndRefusesALiveSocket(t *testing.T) {
 	if err := Serve(context.Background(), o); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Errorf("Serve on a live socket: %v, want 'in use'", err)
 	}
+	if _, err := r.probe(t); err != nil {
+		t.Errorf("the running plugin after a second one was refused: %v", err)
+	}
 
 	if err := r.stop(); err != nil {
 		t.Fatalf("Serve after cancel: %v", err)
@@ -335,6 +338,34 @@ func BenchmarkEncrypt(b *testing.B) {
 	for b.Loop() {
 		if _, err := r.encrypt(b, pt); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestTokensVaultWillNotRenew(t *testing.T) {
+	e := newEnv(t)
+	s, err := e.root.Logical().Write("auth/token/create", map[string]any{
+		"policies": []string{"kms-" + e.c1.mount}, "ttl": "1h", "renewable": false, "no_parent": true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeToken(t, e.c1.tokenFile, s.Auth.ClientToken)
+	fixed := serve(t, Options{Vault: e.access(e.c1), Mount: e.c1.mount, Key: e.c1.key})
+	// The root token never expires: nothing to renew, nothing to warn about.
+	root := serve(t, Options{Vault: e.d.Access(), Mount: e.c1.mount, Key: e.c1.key})
+	for _, r := range []*running{fixed, root} {
+		if _, err := r.encrypt(t, seed(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Renewal runs beside serving: give its first round a moment.
+	fixed.waitLog(t, "not renewable; replace the token file before it expires")
+	mustContain(t, "log", fixed.logs.String(), `"expiresIn":"`)
+	root.waitLog(t, "never expires; not renewing it")
+	for _, r := range []*running{fixed, root} {
+		if strings.Contains(r.logs.String(), "renewal failed") {
+			t.Errorf("renewal reported as failed: %s", r.logs.String())
 		}
 	}
 }

@@ -140,6 +140,7 @@ func Serve(ctx context.Context, o Options) error {
 	go func() { served <- gs.Serve(ln) }()
 	select {
 	case err = <-served:
+		gs.Stop()
 		err = fmt.Errorf("kms plugin: serving %s: %w", o.Socket, err)
 	case <-ctx.Done():
 		stopGracefully(gs, shutdownGrace)

@@ -76,7 +76,8 @@ func TestServeStartsWithoutVaultAndReportsIt(t *testing.T) {
 	if st.Version != "v2" || st.KeyID != "" {
 		t.Errorf("Probe = %+v: want version v2 and no key ID before Vault ever answered", st)
 	}
-	mustContain(t, "log", r.logs.String(), "KMS plugin serving", `"healthy":false`, "renewal failed")
+	r.waitLog(t, "renewal failed")
+	mustContain(t, "log", r.logs.String(), "KMS plugin serving", `"healthy":false`)
 	if strings.Contains(r.logs.String(), "test-not-a-real-token") {
 		t.Error("log holds the token")
 	}

@@ -1,6 +1,8 @@
 package kms
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -161,6 +163,13 @@ func FuzzParseStored(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
+	for _, file := range []string{"secret-kms-v1.etcd", "secret-kms-v2.etcd"} {
+		raw, err := os.ReadFile(filepath.Join("testdata", file))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		s, err := ParseStored(raw)
 		if err != nil {
@@ -177,4 +186,30 @@ func FuzzParseStored(f *testing.F) {
 			t.Errorf("provider name %q holds ':'", s.ProviderName)
 		}
 	})
+}
+
+// The testdata values are raw etcd values of a Secret, written by a real
+// kube-apiserver v1.37.2 through this plugin (secprov kms-plugin) before
+// and after a rotation of the transit key. The dev Vault that held the key
+// is gone, so they are safe to keep.
+func TestParseStoredFromARealAPIServer(t *testing.T) {
+	for file, keyID := range map[string]string{
+		"secret-kms-v1.etcd": KeyID("transit-smoke", "kms", 1),
+		"secret-kms-v2.etcd": KeyID("transit-smoke", "kms", 2),
+	} {
+		raw, err := os.ReadFile(filepath.Join("testdata", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ParseStored(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		// A 32-byte seed wrapped by transit: vault:vN: + base64(nonce 12 + 32 + tag 16).
+		want := Stored{ProviderName: "secprov-vault", KeyID: keyID, DEKSourceType: DEKSourceHKDFSHA256Seed,
+			DataLen: s.DataLen, DEKSourceLen: len("vault:v1:") + 80}
+		if !reflect.DeepEqual(s, want) || s.DataLen < 100 {
+			t.Errorf("%s: ParseStored = %+v, want %+v and some data", file, s, want)
+		}
+	}
 }
