@@ -35,6 +35,7 @@ test: build vet tools
 
 fuzz:
 	$(GO) test ./blueprints -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+	$(GO) test ./vault/kms -run '^$$' -fuzz FuzzParseStored -fuzztime $(FUZZTIME)
 
 bench: build tools
 	./.ci/bench

@@ -125,6 +125,7 @@ and reviews blueprints statically in code review.`,
 		newKubeconfigCommand(s),
 		newDownCommand(s, flags),
 		newVaultCommand(s, flags),
+		newKMSPluginCommand(s, flags),
 	)
 	return cmd
 }

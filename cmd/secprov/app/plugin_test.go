@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
-	"secprov.dev/secprov/provision"
+	"syscall"
 	"testing"
+
+	"secprov.dev/secprov/provision"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -26,6 +29,16 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	}
+	if os.Getenv(envRunMain) == "1" {
+		// What cmd/secprov/main.go does, for TestKMSPluginExitsCleanlyOnSIGTERM.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := Main(ctx, append([]string{"secprov"}, os.Args[1:]...), os.Stdin, os.Stdout, os.Stderr)
+		stop()
+		if err != nil && err.Error() != "" {
+			fmt.Fprintln(os.Stderr, "error:", err)
+		}
+		os.Exit(ExitCode(err))
 	}
 	os.Exit(m.Run())
 }
