@@ -173,9 +173,24 @@ var Controls = sortControls([]Control{
 		Remediation: "Include secrets in spec.encryptionAtRest.resources."},
 
 	// Vault.
-	{ID: "SP-VAULT-001", Title: "Workload secrets come from Vault", Severity: SeverityHigh, Where: ByReview, Field: "spec.vault.enabled",
+	{ID: "SP-VAULT-001", Title: "Workload secrets come from Vault", Severity: SeverityHigh, Where: all, Field: "spec.vault.enabled",
 		Refs: append(cis("5.4.2"), nsa("Secrets")...), Rationale: "Kubernetes Secrets are only base64 in the API; an external secret store adds auditing, leasing and rotation.",
-		Remediation: "Set spec.vault.enabled: true (the default)."},
+		Remediation: "Set spec.vault.enabled: true (the default); secprov configures Kubernetes auth and one role per spec.vault.namespaces entry."},
+	{ID: "SP-VAULT-002", Title: "Vault roles are read-only and scoped to their namespace", Severity: SeverityHigh, Where: ByHardening | ByVerify, Field: "spec.vault.namespaces",
+		Refs: nsa("Authentication and authorization"), Rationale: "A namespace that can read another namespace's paths, write, or log in with someone else's role turns one compromised pod into many secrets.",
+		Remediation: "Run secprov up to put the roles and policies back; grant paths only through spec.vault.namespaces."},
+	{ID: "SP-VAULT-003", Title: "Environments are isolated inside Vault", Severity: SeverityCritical, Where: ByHardening | ByVerify, Field: "spec.vault",
+		Refs: nsa("Secrets"), Rationale: "If a test workload or test's KMS token can use prod's key or read prod's KV mount, separate clusters protect nothing.",
+		Remediation: "Remove the grant on the other environment's mount or key from this cluster's Vault policies (secprov up rewrites them)."},
+	{ID: "SP-KMS-001", Title: "The KMS v2 plugin is healthy and serves the API server", Severity: SeverityCritical, Where: ByHardening | ByVerify, Field: "spec.encryptionAtRest.provider",
+		Refs: cis("1.2.27"), Rationale: "With the plugin down the API server cannot create new data keys; once its cached key expires, writes of secrets fail.",
+		Remediation: "Run secprov up to restart the plugin, and check that Vault is reachable (secprov vault status)."},
+	{ID: "SP-KMS-002", Title: "Stored secrets use the current Vault key", Severity: SeverityMedium, Where: ByHardening | ByVerify, Field: "spec.encryptionAtRest.provider",
+		Refs: cis("1.2.27"), Rationale: "After a key rotation, data still under old key versions keeps those versions in use and cannot be retired.",
+		Remediation: "Run secprov rotate-keys --cluster NAME, which rewrites every encrypted object under the new key."},
+	{ID: "SP-KMS-003", Title: "The KMS plugin's Vault token can only use its own key", Severity: SeverityHigh, Where: ByHardening | ByVerify, Field: "spec.encryptionAtRest.provider",
+		Refs: nsa("Secrets"), Rationale: "The token sits on the control plane's disk; anything more than encrypt and decrypt with one key is a standing privilege for whoever reads it.",
+		Remediation: "Run secprov up to rewrite the KMS policy, or revoke the token (secprov up mints a new narrow one)."},
 
 	// Audit.
 	{ID: "SP-AUDIT-001", Title: "API audit logging is on", Severity: SeverityHigh, Where: all, Field: "spec.audit.enabled",

@@ -27,6 +27,8 @@ import (
 	"secprov.dev/secprov/provision/local"
 	"secprov.dev/secprov/provision/paths"
 	"secprov.dev/secprov/provision/vaultres"
+	"secprov.dev/secprov/provision/vaultserver"
+	"secprov.dev/secprov/vault"
 )
 
 // Registry is every resource kind secprov's provider plugin serves.
@@ -37,8 +39,9 @@ func Registry() (*provider.Registry, error) {
 // Provider creates clusters of one provider type.
 type Provider interface {
 	Name() string
-	// Program declares a cluster's resources.
-	Program(bp *blueprints.Blueprint) (pulumi.RunFunc, error)
+	// Program declares a cluster's resources; va is how it reaches its
+	// Vault (nil when the blueprint uses none).
+	Program(bp *blueprints.Blueprint, va *vault.Access) (pulumi.RunFunc, error)
 	// Target opens a live cluster for verify.
 	Target(cluster string) (verify.Target, error)
 	// Notes are things the user should know about how the provider realises
@@ -52,7 +55,10 @@ type Config struct {
 	Engine   *engine.Engine
 	// Binaries of the control plane for the local provider.
 	LocalBinaries local.Binaries
-	Log           *slog.Logger
+	// VaultBinary runs the local Vault for blueprints without
+	// spec.vault.address; empty when none is needed.
+	VaultBinary string
+	Log         *slog.Logger
 	// Tweak may change a component's flags before they are declared; tests
 	// use it to build a cluster with one control removed.
 	Tweak func(cluster, component string, flags hardening.Flags) hardening.Flags
@@ -62,6 +68,9 @@ type Config struct {
 type Provisioner struct {
 	cfg       Config
 	providers map[string]Provider
+
+	vaultMu     sync.Mutex
+	localAccess *vault.Access // the local Vault, once ensured in this run
 }
 
 // New returns a Provisioner.
@@ -112,7 +121,7 @@ type ClusterResult struct {
 // Plan previews every blueprint concurrently.
 func (p *Provisioner) Plan(ctx context.Context, bps []*blueprints.Blueprint, onEvent func(ClusterEvent)) []ClusterResult {
 	return p.each(ctx, bps, func(ctx context.Context, bp *blueprints.Blueprint) ClusterResult {
-		prog, err := p.program(bp)
+		prog, err := p.program(ctx, bp)
 		if err != nil {
 			return ClusterResult{Cluster: bp.Name(), Err: err}
 		}
@@ -124,7 +133,7 @@ func (p *Provisioner) Plan(ctx context.Context, bps []*blueprints.Blueprint, onE
 // Up creates or updates every blueprint's cluster, concurrently.
 func (p *Provisioner) Up(ctx context.Context, bps []*blueprints.Blueprint, onEvent func(ClusterEvent)) []ClusterResult {
 	return p.each(ctx, bps, func(ctx context.Context, bp *blueprints.Blueprint) ClusterResult {
-		prog, err := p.program(bp)
+		prog, err := p.program(ctx, bp)
 		if err != nil {
 			return ClusterResult{Cluster: bp.Name(), Err: err}
 		}
@@ -141,6 +150,17 @@ var ErrUnknownCluster = errors.New("no cluster")
 // stacks), concurrently.
 func (p *Provisioner) Down(ctx context.Context, names []string, onEvent func(ClusterEvent)) []ClusterResult {
 	out := make([]ClusterResult, len(names))
+	// The clusters' Vault objects are deleted through the local Vault, so
+	// it must run (and be unsealed) while they are destroyed.
+	if _, err := os.Stat(vaultserver.DirIn(p.cfg.StateDir)); err == nil {
+		if _, err := p.localVault(ctx); err != nil {
+			for i, name := range names {
+				out[i] = ClusterResult{Cluster: name, Err: err}
+			}
+			return out
+		}
+		defer p.stopIdleVault(ctx)
+	}
 	var wg sync.WaitGroup
 	for i, name := range names {
 		wg.Go(func() {
@@ -187,12 +207,76 @@ func clusterEvents(name string, onEvent func(ClusterEvent)) func(engine.Event) {
 	return func(e engine.Event) { onEvent(ClusterEvent{Cluster: name, Event: e}) }
 }
 
-func (p *Provisioner) program(bp *blueprints.Blueprint) (pulumi.RunFunc, error) {
+func (p *Provisioner) program(ctx context.Context, bp *blueprints.Blueprint) (pulumi.RunFunc, error) {
 	prov, err := p.provider(bp)
 	if err != nil {
 		return nil, err
 	}
-	return prov.Program(bp)
+	va, err := p.vaultAccess(ctx, bp)
+	if err != nil {
+		return nil, err
+	}
+	return prov.Program(bp, va)
+}
+
+// NeedsVault says whether a blueprint uses Vault: for the KMS key or for
+// workload secrets.
+func NeedsVault(spec v1alpha1.Spec) bool {
+	return spec.EncryptionAtRest.Provider == v1alpha1.EncryptionVaultKMS || spec.Vault.IsEnabled()
+}
+
+// vaultAccess is how a blueprint's cluster reaches its Vault (nil: it
+// uses none): the operator's Vault at spec.vault.address with their
+// VAULT_TOKEN or AppRole, else the local Vault, started on first use.
+func (p *Provisioner) vaultAccess(ctx context.Context, bp *blueprints.Blueprint) (*vault.Access, error) {
+	if !NeedsVault(bp.Spec) {
+		return nil, nil
+	}
+	if addr := bp.Spec.Vault.Address; addr != "" {
+		// The CA path is captured now: the KMS plugin runs with a minimal
+		// environment and must be told explicitly.
+		a := vault.Access{Address: addr, CAFile: os.Getenv(vault.EnvCACert)}
+		if a.CAFile != "" {
+			abs, err := filepath.Abs(a.CAFile)
+			if err != nil {
+				return nil, err
+			}
+			a.CAFile = abs
+		}
+		return &a, nil
+	}
+	return p.localVault(ctx)
+}
+
+// localVault starts, initializes and unseals the local Vault once per run.
+func (p *Provisioner) localVault(ctx context.Context) (*vault.Access, error) {
+	p.vaultMu.Lock()
+	defer p.vaultMu.Unlock()
+	if p.localAccess != nil {
+		return p.localAccess, nil
+	}
+	if p.cfg.VaultBinary == "" {
+		return nil, errors.New("the local Vault is needed but no vault binary was given: run secprov tools install")
+	}
+	s := &vaultserver.Server{Dir: vaultserver.DirIn(p.cfg.StateDir), Binary: p.cfg.VaultBinary, Log: p.cfg.Log}
+	a, err := s.Ensure(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("local Vault: %w", err)
+	}
+	p.localAccess = &a
+	return &a, nil
+}
+
+// stopIdleVault stops the local Vault when no cluster is left to use it;
+// its data stays (secprov vault reset removes it).
+func (p *Provisioner) stopIdleVault(ctx context.Context) {
+	if names, err := Clusters(p.cfg.StateDir); err != nil || len(names) > 0 {
+		return
+	}
+	s := &vaultserver.Server{Dir: vaultserver.DirIn(p.cfg.StateDir), Log: p.cfg.Log}
+	if err := s.Stop(ctx); err != nil {
+		p.cfg.Log.Warn("stop the idle local Vault", "err", err)
+	}
 }
 
 // Notes returns the provider notes for every blueprint.
@@ -250,8 +334,8 @@ type localProvider struct{ p *Provisioner }
 
 func (l *localProvider) Name() string { return v1alpha1.ProviderLocal }
 
-func (l *localProvider) Program(bp *blueprints.Blueprint) (pulumi.RunFunc, error) {
-	c := &local.Cluster{Blueprint: bp.Blueprint, Dir: l.p.clusterDir(bp.Name()), Binaries: l.p.cfg.LocalBinaries}
+func (l *localProvider) Program(bp *blueprints.Blueprint, va *vault.Access) (pulumi.RunFunc, error) {
+	c := &local.Cluster{Blueprint: bp.Blueprint, Dir: l.p.clusterDir(bp.Name()), Binaries: l.p.cfg.LocalBinaries, Vault: va}
 	if tw := l.p.cfg.Tweak; tw != nil {
 		name := bp.Name()
 		c.Tweak = func(component string, flags hardening.Flags) hardening.Flags { return tw(name, component, flags) }
@@ -264,8 +348,13 @@ func (l *localProvider) Target(cluster string) (verify.Target, error) {
 }
 
 func (l *localProvider) Notes(bp *blueprints.Blueprint) []string {
+	var out []string
 	if _, note := local.EffectiveEncryption(bp.Spec); note != "" {
-		return []string{note}
+		out = append(out, note)
 	}
-	return nil
+	if NeedsVault(bp.Spec) && bp.Spec.Vault.Address == "" {
+		out = append(out, "Vault: the local Vault secprov runs on loopback (a local-only convenience; its unseal key and root token are kept 0600 in "+
+			vaultserver.DirIn(l.p.cfg.StateDir)+"; set spec.vault.address to use your own)")
+	}
+	return out
 }

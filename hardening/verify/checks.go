@@ -18,6 +18,7 @@ func Checks() []Check {
 		rbacChecks(),
 		networkChecks(),
 		isolationChecks(),
+		vaultChecks(),
 	} {
 		all = append(all, group...)
 	}

@@ -29,6 +29,7 @@ type fakeTarget struct {
 	etcd    map[string][]byte
 	client  kubernetes.Interface
 	foreign []Credential
+	vault   *Vault
 }
 
 var errNoServer = errors.New("fake target has no API server")
@@ -37,6 +38,13 @@ func (f *fakeTarget) Info() Info                                               {
 func (f *fakeTarget) RESTConfig() (*rest.Config, error)                        { return nil, errNoServer }
 func (f *fakeTarget) Client() (kubernetes.Interface, error)                    { return f.client, nil }
 func (f *fakeTarget) ForeignCredentials(context.Context) ([]Credential, error) { return f.foreign, nil }
+
+func (f *fakeTarget) Vault(context.Context) (*Vault, error) {
+	if f.vault == nil {
+		return nil, fmt.Errorf("fake target: %w", ErrNoAccess)
+	}
+	return f.vault, nil
+}
 
 func (f *fakeTarget) Component(_ context.Context, name string) (*Component, error) {
 	c, ok := f.comps[name]

@@ -12,6 +12,7 @@ import (
 
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
+	"secprov.dev/secprov/vault"
 )
 
 // Info describes the cluster under test as its provider created it.
@@ -82,6 +83,29 @@ type Target interface {
 	// ForeignCredentials are admin credentials of clusters of other
 	// environments, to prove this cluster rejects them.
 	ForeignCredentials(ctx context.Context) ([]Credential, error)
+	// Vault describes the cluster's Vault objects and how to reach them;
+	// ErrNoAccess when the cluster uses no Vault.
+	Vault(ctx context.Context) (*Vault, error)
+}
+
+// Vault is what the Vault and KMS checks see of a cluster's Vault.
+type Vault struct {
+	// Admin may read the cluster's Vault configuration: the local Vault's
+	// root token, or the operator's own token for an external Vault.
+	Admin vault.Access
+	// KMSToken is the KMS plugin's own narrow token (empty when the
+	// cluster does not encrypt with vault-kms).
+	KMSToken  vault.Access
+	KMSSocket string
+	Names     vault.Names
+	// Peers are the clusters of other environments in the same Vault.
+	Peers []VaultPeer
+}
+
+// VaultPeer is another environment's cluster sharing this Vault.
+type VaultPeer struct {
+	Cluster, Environment string
+	Names                vault.Names
 }
 
 // Args parses "--name=value" and "--name value" arguments into a map; a

@@ -25,6 +25,7 @@ import (
 	"secprov.dev/secprov/provision/local/pki"
 	"secprov.dev/secprov/provision/local/proc"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/vault/kms"
 )
 
 // Resource type tokens of the local provider.
@@ -56,6 +57,7 @@ type clusterIn struct {
 	Ports              hardening.Ports `json:"ports"`
 	Spec               string          `json:"spec"` // defaulted blueprint spec, JSON
 	EncryptionProvider string          `json:"encryptionProvider"`
+	Vault              *VaultMeta      `json:"vault,omitempty"`
 }
 
 type clusterOut struct {
@@ -74,7 +76,7 @@ func clusterKind() provider.TypedKind[clusterIn, clusterOut] {
 			}
 		}
 		m := &Meta{Name: in.Name, Environment: in.Environment, Ports: in.Ports, Spec: json.RawMessage(in.Spec),
-			EncryptionProvider: in.EncryptionProvider, APIServerURL: apiServerURL(in.Ports.APIServer)}
+			EncryptionProvider: in.EncryptionProvider, APIServerURL: apiServerURL(in.Ports.APIServer), Vault: in.Vault}
 		if err := l.WriteMeta(m); err != nil {
 			return clusterOut{}, err
 		}
@@ -113,6 +115,11 @@ func clusterKind() provider.TypedKind[clusterIn, clusterOut] {
 			if err := StopAll(ctx, l); err != nil {
 				return err
 			}
+			if sock := filepath.Dir(l.KMSSocket()); !strings.HasPrefix(sock, l.Dir+string(filepath.Separator)) {
+				if err := removeAll(sock); err != nil {
+					return err
+				}
+			}
 			return removeAll(l.Dir)
 		},
 	}
@@ -121,7 +128,7 @@ func clusterKind() provider.TypedKind[clusterIn, clusterOut] {
 // StopAll stops every component of a cluster, last started first.
 func StopAll(ctx context.Context, l Layout) error {
 	var errs []error
-	for _, c := range slices.Backward(Components) {
+	for _, c := range slices.Backward(processes) {
 		if err := proc.Stop(ctx, l.PidFile(c), stopGrace(c)); err != nil {
 			errs = append(errs, fmt.Errorf("stop %s: %w", c, err))
 		}
@@ -277,6 +284,9 @@ type configIn struct {
 	EncryptedResources []string `json:"encryptedResources"`
 	AuditPolicy        string   `json:"auditPolicy"`     // rendered YAML, empty when audit is off
 	AdmissionConfig    string   `json:"admissionConfig"` // rendered YAML
+	// KMSName and KMSSocket name the KMS v2 plugin for vault-kms.
+	KMSName   string `json:"kmsName,omitempty"`
+	KMSSocket string `json:"kmsSocket,omitempty"`
 }
 
 type configOut struct {
@@ -338,12 +348,24 @@ func writeConfig(in configIn) (configOut, error) {
 		return atomicfile.Write(path, data, 0o600)
 	}
 	if in.EncryptionProvider != v1alpha1.EncryptionNone {
-		keys, err := loadOrCreateKeys(l)
+		var keys []hardening.EncryptionKey
+		var kms *hardening.KMS
+		var err error
+		if in.EncryptionProvider == v1alpha1.EncryptionVaultKMS {
+			// Local keys only if an earlier provider left some: they
+			// decrypt old data, KMS v2 encrypts.
+			if _, serr := os.Stat(l.EncryptionKeys()); serr == nil {
+				keys, err = loadOrCreateKeys(l)
+			}
+			kms = &hardening.KMS{Name: in.KMSName, Endpoint: "unix://" + in.KMSSocket}
+		} else {
+			keys, err = loadOrCreateKeys(l)
+		}
 		if err != nil {
 			return out, err
 		}
 		spec := v1alpha1.Spec{EncryptionAtRest: v1alpha1.EncryptionAtRest{Provider: in.EncryptionProvider, Resources: in.EncryptedResources}}
-		enc, err := hardening.EncryptionConfig(spec, in.EncryptionProvider, keys, nil)
+		enc, err := hardening.EncryptionConfig(spec, in.EncryptionProvider, keys, kms)
 		if err != nil {
 			return out, err
 		}
@@ -405,6 +427,9 @@ type readiness struct {
 	CAFile   string `json:"caFile,omitempty"`
 	CertFile string `json:"certFile,omitempty"`
 	KeyFile  string `json:"keyFile,omitempty"`
+	// Socket, instead of URL: a KMS v2 plugin socket, ready when the
+	// plugin's Status says healthy.
+	Socket string `json:"socket,omitempty"`
 }
 
 type processIn struct {
@@ -440,6 +465,13 @@ func startProcess(ctx context.Context, in processIn) (processOut, error) {
 			return processOut{}, err
 		}
 	}
+	if in.Ready.Socket != "" {
+		// The socket's directory may be outside the cluster directory
+		// (see Layout.KMSSocket); it must be private either way.
+		if err := paths.EnsurePrivateDir(filepath.Dir(in.Ready.Socket)); err != nil {
+			return processOut{}, err
+		}
+	}
 	p, err := proc.Start(proc.Spec{
 		Name: in.Component, Path: in.Binary, Args: in.Args, Dir: l.Dir,
 		Env:     []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + l.Dir},
@@ -462,6 +494,18 @@ func startProcess(ctx context.Context, in processIn) (processOut, error) {
 }
 
 func readyProbe(r readiness) (proc.Probe, error) {
+	if r.Socket != "" {
+		return func(ctx context.Context) error {
+			st, err := kms.Probe(ctx, r.Socket)
+			if err != nil {
+				return err
+			}
+			if !st.Healthy() {
+				return fmt.Errorf("KMS plugin not healthy: %s", st.Healthz)
+			}
+			return nil
+		}, nil
+	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if r.CAFile == "" {
 		cfg.InsecureSkipVerify = true // loopback health port with an in-memory self-signed cert
@@ -492,8 +536,8 @@ func processKind() provider.TypedKind[processIn, processOut] {
 		Token:               ProcessType,
 		DeleteBeforeReplace: true, // same ports
 		Check: func(_ context.Context, in *processIn) []provider.Failure {
-			if !slices.Contains(Components, in.Component) {
-				return []provider.Failure{{Property: "component", Reason: "unknown component; want one of " + strings.Join(Components, ", ")}}
+			if !slices.Contains(processes, in.Component) {
+				return []provider.Failure{{Property: "component", Reason: "unknown component; want one of " + strings.Join(processes, ", ")}}
 			}
 			return nil
 		},

@@ -6,6 +6,8 @@
 package local
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 	"secprov.dev/secprov/hardening/verify"
 	"secprov.dev/secprov/provision/local/internal/atomicfile"
 	"secprov.dev/secprov/provision/local/pki"
+	"secprov.dev/secprov/vault"
 )
 
 // Components in start order, named as verify names them.
@@ -27,8 +30,15 @@ const (
 	Scheduler         = verify.Scheduler
 )
 
+// KMSPlugin is the KMS v2 plugin process (secprov kms-plugin) of a
+// cluster that encrypts with vault-kms; it starts before the API server.
+const KMSPlugin = "kms-plugin"
+
 // Components lists the control-plane processes in start order.
 var Components = []string{Etcd, APIServer, ControllerManager, Scheduler}
+
+// processes are every process a cluster may run, in start order.
+var processes = []string{KMSPlugin, Etcd, APIServer, ControllerManager, Scheduler}
 
 // Layout names every path of one cluster's directory.
 type Layout struct {
@@ -56,6 +66,8 @@ func (l Layout) EncryptionKeys() string          { return l.path("config", "encr
 func (l Layout) AuditPolicy() string             { return l.path("config", "audit-policy.yaml") }
 func (l Layout) AdmissionConfig() string         { return l.path("config", "admission.yaml") }
 func (l Layout) AuditLog() string                { return l.path("logs", "audit.log") }
+func (l Layout) VaultDir() string                { return l.path("vault") }
+func (l Layout) KMSToken() string                { return l.path("vault", "kms-token") }
 func (l Layout) PidFile(component string) string { return l.path("run", component+".pid") }
 func (l Layout) LogFile(component string) string { return l.path("logs", component+".log") }
 func (l Layout) Kubeconfig(component string) string {
@@ -96,6 +108,32 @@ type Meta struct {
 	// EncryptionProvider actually configured.
 	EncryptionProvider string `json:"encryptionProvider,omitempty"`
 	APIServerURL       string `json:"apiServerURL,omitempty"`
+	// Vault the cluster uses (nil: none). Paths only, never tokens.
+	Vault *VaultMeta `json:"vault,omitempty"`
+}
+
+// VaultMeta says how the cluster reaches its Vault.
+type VaultMeta struct {
+	// Admin reaches the Vault as its administrator: the local Vault's root
+	// token file, or, for an external Vault, no token file (the
+	// operator's VAULT_TOKEN or AppRole).
+	Admin vault.Access `json:"admin"`
+	// KMSSocket is the KMS plugin's socket, when the cluster encrypts with
+	// vault-kms.
+	KMSSocket string `json:"kmsSocket,omitempty"`
+}
+
+// KMSSocket is where the cluster's KMS plugin listens. A unix socket path
+// must fit in 108 bytes; a cluster directory that deep (long test temp
+// dirs) gets a private directory under the system temp dir instead, named
+// by a hash of the cluster directory so every run finds the same one.
+func (l Layout) KMSSocket() string {
+	p := l.path("run", "kms.sock")
+	if len(p) < 100 {
+		return p
+	}
+	sum := sha256.Sum256([]byte(l.Dir))
+	return filepath.Join(os.TempDir(), "secprov-"+hex.EncodeToString(sum[:8]), "kms.sock")
 }
 
 // ErrNoCluster means the directory holds no local cluster.

@@ -14,10 +14,12 @@ import (
 	"secprov.dev/secprov/provision/local"
 	"secprov.dev/secprov/provision/local/localtest"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/vaultres"
+	"secprov.dev/secprov/vault/vaulttest"
 )
 
 func registry() *provider.Registry {
-	reg, err := provider.NewRegistry(local.Kinds()...)
+	reg, err := provider.NewRegistry(append(local.Kinds(), vaultres.Kinds()...)...)
 	if err != nil {
 		panic(err)
 	}
@@ -36,7 +38,11 @@ func TestUpNoopDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &local.Cluster{Blueprint: bps[0].Blueprint, Dir: paths.ClusterDir(stateDir, bps[0].Name()), Binaries: bins}
+	// The example encrypts with vault-kms and uses Vault for workload
+	// secrets: a real Vault (dev server) backs the KMS plugin, the
+	// transit key, KV mount, Kubernetes auth and roles.
+	va := vaulttest.StartDev(t).Access()
+	c := &local.Cluster{Blueprint: bps[0].Blueprint, Dir: paths.ClusterDir(stateDir, bps[0].Name()), Binaries: bins, Vault: &va}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	prog, err := c.Program()

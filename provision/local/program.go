@@ -13,11 +13,16 @@ import (
 	"secprov.dev/secprov/provision/engine"
 	"secprov.dev/secprov/provision/local/pki"
 	"secprov.dev/secprov/provision/local/proc"
+	"secprov.dev/secprov/provision/vaultres"
+	"secprov.dev/secprov/vault"
 )
 
 // Binaries are the absolute paths of the control-plane binaries.
 type Binaries struct {
 	Etcd, APIServer, ControllerManager, Scheduler string
+	// KMSPlugin is a binary that serves `kms-plugin` (the secprov binary
+	// itself; a test binary whose TestMain dispatches it in tests).
+	KMSPlugin string
 }
 
 func (b Binaries) of(component string) string {
@@ -42,18 +47,40 @@ type Cluster struct {
 	// declared. Tests use it to build a cluster with one control removed;
 	// the CLI never sets it.
 	Tweak func(component string, flags hardening.Flags) hardening.Flags
+	// Vault is how the cluster reaches its Vault; nil when the blueprint
+	// uses none (no vault-kms, vault.enabled false).
+	Vault *vault.Access
+}
+
+// KMSName is the KMS v2 provider name in the EncryptionConfiguration; it
+// shows in raw etcd values as k8s:enc:kms:v2:<name>:.
+func KMSName(cluster string) string { return "vault-" + cluster }
+
+// useKMS says whether the cluster encrypts through the KMS plugin.
+func (c *Cluster) useKMS() bool {
+	return c.Vault != nil && c.Blueprint.Spec.EncryptionAtRest.Provider == v1alpha1.EncryptionVaultKMS
+}
+
+// kmsPluginArgs runs `secprov kms-plugin` for the cluster's transit key
+// with its own narrow token.
+func (c *Cluster) kmsPluginArgs() []string {
+	l := NewLayout(c.Dir)
+	n := vault.NamesFor(c.Blueprint.Metadata.Name, c.Blueprint.Spec)
+	args := []string{"kms-plugin", "--socket", l.KMSSocket(), "--vault-addr", c.Vault.Address,
+		"--token-file", l.KMSToken(), "--transit-mount", n.TransitMount, "--transit-key", n.TransitKey}
+	if c.Vault.CAFile != "" {
+		args = append(args, "--vault-cacert", c.Vault.CAFile)
+	}
+	return args
 }
 
 // EffectiveEncryption is the encryption provider the local provider
-// configures for a blueprint: vault-kms needs a Vault per cluster, which
-// the local provider does not run yet, so it falls back to secretbox with
-// a per-cluster key (still encrypted, key on the control plane's disk).
+// configures for a blueprint, and a note when it differs. Every provider
+// is available on local (vault-kms through the KMS plugin and a Vault), so
+// it is the blueprint's; the note is where a provider without one would
+// explain a fallback.
 func EffectiveEncryption(spec v1alpha1.Spec) (provider string, note string) {
-	p := spec.EncryptionAtRest.Provider
-	if p == v1alpha1.EncryptionVaultKMS {
-		return v1alpha1.EncryptionSecretbox, "vault-kms is not available on the local provider yet; using secretbox with a per-cluster key"
-	}
-	return p, ""
+	return spec.EncryptionAtRest.Provider, ""
 }
 
 // ControlPlane renders the hardened control plane of c with the given
@@ -61,10 +88,11 @@ func EffectiveEncryption(spec v1alpha1.Spec) (provider string, note string) {
 func (c *Cluster) ControlPlane(ports hardening.Ports) *hardening.ControlPlane {
 	l := NewLayout(c.Dir)
 	enc, _ := EffectiveEncryption(c.Blueprint.Spec)
-	return &hardening.ControlPlane{
+	cp := &hardening.ControlPlane{
 		Name: c.Blueprint.Metadata.Name, Spec: c.Blueprint.Spec, Ports: ports,
 		Files: l.Files(pki.Paths(l.PKIDir())), EncryptionProvider: enc,
 	}
+	return cp
 }
 
 // Ports returns the cluster's ports: those recorded in cluster.json by an
@@ -135,13 +163,49 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 		Scheduler:         {URL: fmt.Sprintf("https://%s:%d/healthz", hardening.Loopback, ports.Scheduler)},
 	}
 	enc, _ := EffectiveEncryption(spec)
+	if enc == v1alpha1.EncryptionVaultKMS && !c.useKMS() {
+		return nil, fmt.Errorf("cluster %s: encryptionAtRest.provider vault-kms needs a Vault", name)
+	}
+	l := NewLayout(c.Dir)
+	var vmeta *VaultMeta
+	if c.Vault != nil {
+		vmeta = &VaultMeta{Admin: *c.Vault}
+		if c.useKMS() {
+			vmeta.KMSSocket = l.KMSSocket()
+		}
+	}
+	names := vault.NamesFor(name, spec)
 
 	return func(ctx *pulumi.Context) error {
 		cluster, err := engine.Resource(ctx, ClusterType, name, clusterIn{
 			Name: name, Dir: c.Dir, Environment: spec.Environment, Ports: ports, Spec: string(specJSON), EncryptionProvider: enc,
+			Vault: vmeta,
 		})
 		if err != nil {
 			return err
+		}
+		// The KMS plugin, with its key and token, runs before the API
+		// server that needs it to start.
+		var kmsPlugin *engine.Res
+		if c.useKMS() {
+			transit, err := engine.Resource(ctx, vaultres.TransitType, "vault-transit",
+				vaultres.TransitInputs{Access: *c.Vault, Mount: names.TransitMount, Key: names.TransitKey}, engine.DependsOn(cluster))
+			if err != nil {
+				return err
+			}
+			token, err := engine.Resource(ctx, vaultres.KMSTokenType, "vault-kms-token", vaultres.KMSTokenInputs{
+				Access: *c.Vault, Cluster: name, Mount: names.TransitMount, Key: names.TransitKey, TokenFile: l.KMSToken(),
+			}, engine.DependsOn(transit))
+			if err != nil {
+				return err
+			}
+			// A new token restarts the plugin so it reads it at once.
+			if kmsPlugin, err = engine.Resource(ctx, ProcessType, KMSPlugin, map[string]any{
+				"dir": c.Dir, "component": KMSPlugin, "binary": c.Binaries.KMSPlugin, "args": c.kmsPluginArgs(),
+				"restart": token.String("accessor"), "ready": readiness{Socket: l.KMSSocket()},
+			}, engine.DependsOn(token)); err != nil {
+				return err
+			}
 		}
 		certs, err := engine.Resource(ctx, PKIType, "pki", pkiIn{
 			Dir: c.Dir, ClusterName: name, ServiceCIDR: spec.Network.ServiceCIDR, APIServerURL: url,
@@ -149,10 +213,14 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 		if err != nil {
 			return err
 		}
-		config, err := engine.Resource(ctx, ConfigType, "config", configIn{
+		cfgIn := configIn{
 			Dir: c.Dir, EncryptionProvider: enc, EncryptedResources: spec.EncryptionAtRest.Resources,
 			AuditPolicy: string(auditPolicy), AdmissionConfig: string(admission),
-		}, engine.DependsOn(cluster))
+		}
+		if c.useKMS() {
+			cfgIn.KMSName, cfgIn.KMSSocket = KMSName(name), l.KMSSocket()
+		}
+		config, err := engine.Resource(ctx, ConfigType, "config", cfgIn, engine.DependsOn(cluster))
 		if err != nil {
 			return err
 		}
@@ -167,6 +235,9 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 			switch comp {
 			case APIServer:
 				after = append(after, procs[Etcd])
+				if kmsPlugin != nil {
+					after = append(after, kmsPlugin)
+				}
 			case ControllerManager, Scheduler:
 				after = append(after, procs[APIServer])
 			}
@@ -187,9 +258,34 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 			}
 			procs[comp] = r
 		}
-		if _, err := engine.Resource(ctx, BootstrapType, "bootstrap", bootstrapIn{Dir: c.Dir, Objects: objJSON},
-			engine.DependsOn(procs[APIServer])); err != nil {
+		bootstrap, err := engine.Resource(ctx, BootstrapType, "bootstrap", bootstrapIn{Dir: c.Dir, Objects: objJSON},
+			engine.DependsOn(procs[APIServer]))
+		if err != nil {
 			return err
+		}
+		// Workload secrets: KV mount, Kubernetes auth against this API
+		// server (its token reviewer is among the bootstrap objects), and
+		// one read-only role per listed namespace.
+		if c.Vault != nil && spec.Vault.IsEnabled() {
+			kv, err := engine.Resource(ctx, vaultres.KVType, "vault-kv",
+				vaultres.KVInputs{Access: *c.Vault, Mount: names.KVMount}, engine.DependsOn(cluster))
+			if err != nil {
+				return err
+			}
+			auth, err := engine.Resource(ctx, vaultres.KubernetesAuthType, "vault-kubernetes-auth",
+				vaultres.KubernetesAuthInputs{Access: *c.Vault, Path: names.AuthPath, Kubeconfig: l.AdminKubeconfig()},
+				engine.DependsOn(bootstrap))
+			if err != nil {
+				return err
+			}
+			for _, ns := range names.Namespaces {
+				if _, err := engine.Resource(ctx, vaultres.NamespaceRoleType, "vault-role-"+ns.Namespace, vaultres.NamespaceRoleInputs{
+					Access: *c.Vault, Cluster: name, AuthPath: names.AuthPath, KVMount: names.KVMount,
+					Namespace: ns.Namespace, Paths: ns.Paths,
+				}, engine.DependsOn(auth, kv)); err != nil {
+					return err
+				}
+			}
 		}
 		ctx.Export("apiServerURL", pulumi.String(url))
 		ctx.Export("kubeconfig", pulumi.String(NewLayout(c.Dir).AdminKubeconfig()))

@@ -31,6 +31,7 @@ import (
 	"secprov.dev/secprov/hardening/verify"
 	"secprov.dev/secprov/provision/local/pki"
 	"secprov.dev/secprov/provision/local/proc"
+	"secprov.dev/secprov/vault"
 )
 
 // Target is a live local cluster as the verify checks see it: the API
@@ -83,6 +84,7 @@ func (t *Target) Info() verify.Info {
 	return verify.Info{
 		Name: t.meta.Name, Environment: t.meta.Environment, Provider: v1alpha1.ProviderLocal, Spec: t.spec,
 		EncryptionProvider: t.meta.EncryptionProvider,
+		KMSName:            KMSName(t.meta.Name),
 		Files:              t.layout.Files(pki.Paths(t.layout.PKIDir())),
 		APIServerURL:       t.meta.APIServerURL,
 		PrivateFiles:       t.privateFiles(),
@@ -325,4 +327,42 @@ func (t *Target) ForeignCredentials(context.Context) ([]verify.Credential, error
 		out = append(out, verify.Credential{Cluster: m.Name, Environment: m.Environment, CertPEM: cert, KeyPEM: hardening.Secret(key)})
 	}
 	return out, nil
+}
+
+// Vault implements verify.Target from cluster.json: how to reach the
+// cluster's Vault, its object names, and the clusters of other
+// environments that use the same Vault.
+func (t *Target) Vault(context.Context) (*verify.Vault, error) {
+	vm := t.meta.Vault
+	if vm == nil {
+		return nil, fmt.Errorf("cluster %s was created without Vault; run secprov up to add it", t.meta.Name)
+	}
+	v := &verify.Vault{Admin: vm.Admin, KMSSocket: vm.KMSSocket, Names: vault.NamesFor(t.meta.Name, t.spec)}
+	if vm.KMSSocket != "" {
+		v.KMSToken = vault.Access{Address: vm.Admin.Address, CAFile: vm.Admin.CAFile, TokenFile: t.layout.KMSToken()}
+	}
+	if t.clusters == nil {
+		return v, nil
+	}
+	dirs, err := t.clusters()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range dirs {
+		m, err := NewLayout(d).ReadMeta()
+		if err != nil || m.Name == t.meta.Name || m.Environment == t.meta.Environment || m.Vault == nil ||
+			!sameVault(m.Vault.Admin.Address, vm.Admin.Address) {
+			continue
+		}
+		var spec v1alpha1.Spec
+		if err := json.Unmarshal(m.Spec, &spec); err != nil {
+			continue // a damaged peer; its own verify reports it
+		}
+		v.Peers = append(v.Peers, verify.VaultPeer{Cluster: m.Name, Environment: m.Environment, Names: vault.NamesFor(m.Name, spec)})
+	}
+	return v, nil
+}
+
+func sameVault(a, b string) bool {
+	return strings.EqualFold(strings.TrimSuffix(a, "/"), strings.TrimSuffix(b, "/"))
 }

@@ -64,6 +64,11 @@ func localCluster(t *testing.T, ctx context.Context) (eng *engine.Engine, stateD
 	if err != nil {
 		t.Fatal(err)
 	}
+	// This test declares the Vault objects itself: the cluster gets no
+	// Vault of its own (secretbox, no reviewer in its bootstrap objects).
+	off := false
+	bps[0].Spec.EncryptionAtRest.Provider = v1alpha1.EncryptionSecretbox
+	bps[0].Spec.Vault.Enabled = &off
 	c := &local.Cluster{Blueprint: bps[0].Blueprint, Dir: paths.ClusterDir(stateDir, bps[0].Name()), Binaries: bins}
 	prog, err := c.Program()
 	if err != nil {

@@ -126,6 +126,7 @@ and reviews blueprints statically in code review.`,
 		newDownCommand(s, flags),
 		newVaultCommand(s, flags),
 		newKMSPluginCommand(s, flags),
+		newRotateKeysCommand(s),
 	)
 	return cmd
 }

@@ -93,7 +93,7 @@ func openEnv(ctx context.Context, s Streams, root *rootFlags, sf *stateFlags) (*
 		progress.stop()
 		return nil, err
 	}
-	installed, err := m.EnsureAll(ctx, "kubernetes", "etcd", "pulumi")
+	installed, err := m.EnsureAll(ctx, "kubernetes", "etcd", "pulumi", "vault")
 	progress.stop()
 	if err != nil {
 		return nil, fmt.Errorf("toolchain: %w\nrun `secprov tools install -v` to see what failed", err)
@@ -115,10 +115,16 @@ func openEnv(ctx context.Context, s Streams, root *rootFlags, sf *stateFlags) (*
 		return nil, err
 	}
 	k := tools["kubernetes"].Bin
+	// The KMS plugin is this binary, run as `secprov kms-plugin`.
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find the secprov binary for the KMS plugin: %w", err)
+	}
 	bins := local.Binaries{Etcd: tools["etcd"].Bin["etcd"], APIServer: k["kube-apiserver"],
-		ControllerManager: k["kube-controller-manager"], Scheduler: k["kube-scheduler"]}
+		ControllerManager: k["kube-controller-manager"], Scheduler: k["kube-scheduler"], KMSPlugin: self}
 	return &env{stateDir: stateDir, eng: eng,
-		prov: provision.New(provision.Config{StateDir: stateDir, Engine: eng, LocalBinaries: bins, Log: log})}, nil
+		prov: provision.New(provision.Config{StateDir: stateDir, Engine: eng, LocalBinaries: bins,
+			VaultBinary: tools["vault"].Bin["vault"], Log: log})}, nil
 }
 
 // stepPrinter prints engine progress as a step list: one line per finished

@@ -22,6 +22,7 @@ import (
 	"secprov.dev/secprov/provision/engine"
 	"secprov.dev/secprov/provision/engine/provider"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/vault/kms"
 )
 
 // PulumiVersion is the engine version the toolchain builds.
@@ -33,7 +34,11 @@ const EnvPulumiRoot = "SECPROV_PULUMI_ROOT"
 // ServeIfPlugin serves reg and exits if this process was started by the
 // engine as pulumi-resource-secprov; otherwise it returns at once. Call it
 // first thing in TestMain.
+//
+// It also serves `kms-plugin` (vault/kms.MainIfPlugin): clusters built by
+// tests run the test binary as their KMS plugin.
 func ServeIfPlugin(reg *provider.Registry) {
+	kms.MainIfPlugin()
 	if filepath.Base(os.Args[0]) != provider.PluginName {
 		return
 	}

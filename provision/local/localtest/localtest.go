@@ -26,10 +26,32 @@ func Binaries(tb testing.TB) local.Binaries {
 	k := filepath.Join(cache, "tools", "kubernetes", "v1.37.2")
 	b := local.Binaries{Etcd: filepath.Join(cache, "tools", "etcd", "v3.7.3", "etcd"),
 		APIServer: filepath.Join(k, local.APIServer), ControllerManager: filepath.Join(k, local.ControllerManager), Scheduler: filepath.Join(k, local.Scheduler)}
+	// The test binary serves kms-plugin (enginetest.ServeIfPlugin).
+	self, err := os.Executable()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b.KMSPlugin = self
 	for _, p := range []string{b.Etcd, b.APIServer, b.ControllerManager, b.Scheduler} {
 		if _, err := os.Stat(p); err != nil {
 			tb.Skipf("skipping: toolchain not installed (make tools): %v", err)
 		}
 	}
 	return b
+}
+
+// VaultBinary returns the toolchain's vault binary, which runs the local
+// Vault of clusters built from blueprints without spec.vault.address, or
+// skips the test.
+func VaultBinary(tb testing.TB) string {
+	tb.Helper()
+	cache, err := paths.CacheDir()
+	if err != nil {
+		tb.Skipf("skipping: no toolchain cache: %v", err)
+	}
+	p := filepath.Join(cache, "tools", "vault", "v1.17.6", "vault")
+	if _, err := os.Stat(p); err != nil {
+		tb.Skipf("skipping: vault not installed (make tools): %v", err)
+	}
+	return p
 }
