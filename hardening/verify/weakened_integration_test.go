@@ -43,6 +43,12 @@ package verify_test
 //	SP-NET-003     after up: payments' allow policy widened to every peer (hardened cluster)
 //	SP-NET-003     after up: an allow-all NetworkPolicy added in storefront (hardened cluster)
 //	SP-ISO-005     a test-environment cluster created with a copy of the prod cluster's CA
+//	SP-KMS-001     after up: the KMS plugin process stopped (hardened cluster; up restarts it)
+//	SP-KMS-002     after up: the transit key rotated in Vault, stored data not rewritten (then rotate-keys fixes it)
+//	SP-KMS-003     after up: the KMS plugin's policy also reads sys/mounts/* (hardened cluster)
+//	SP-VAULT-001   after up: payments' Kubernetes auth role deleted from Vault (hardened cluster)
+//	SP-VAULT-002   after up: payments' policy widened to the whole KV mount (hardened cluster)
+//	SP-VAULT-003   after up: payments' policy also reads the test cluster's KV mount (hardened cluster)
 
 import (
 	"context"
@@ -85,6 +91,12 @@ import (
 	"secprov.dev/secprov/provision/local/localtest"
 	"secprov.dev/secprov/provision/local/pki"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/vaultserver"
+	"secprov.dev/secprov/vault"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	localproc "secprov.dev/secprov/provision/local/proc"
+	"secprov.dev/secprov/vault/kms"
 )
 
 func TestMain(m *testing.M) {
@@ -106,6 +118,7 @@ type harness struct {
 	stateDir string
 	bins     local.Binaries
 	slots    chan struct{}
+	vault    vault.Access // the local Vault every cluster of the test uses (root)
 }
 
 // newHarness returns one engine and state dir shared by every cluster of
@@ -113,8 +126,17 @@ type harness struct {
 func newHarness(tb testing.TB) *harness {
 	tb.Helper()
 	bins := localtest.Binaries(tb)
+	vaultBin := localtest.VaultBinary(tb)
 	eng, stateDir := enginetest.NewEngine(tb, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	return &harness{eng: eng, stateDir: stateDir, bins: bins, slots: make(chan struct{}, clusterSlots)}
+	// One local Vault for every cluster of the test, as `secprov up` runs
+	// one for every cluster of a machine.
+	vs := &vaultserver.Server{Dir: vaultserver.DirIn(stateDir), Binary: vaultBin}
+	va, err := vs.Ensure(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = vs.Stop(context.Background()) })
+	return &harness{eng: eng, stateDir: stateDir, bins: bins, slots: make(chan struct{}, clusterSlots), vault: va}
 }
 
 // blueprint loads an example blueprint, renamed, and applies mutate.
@@ -126,6 +148,10 @@ func blueprint(tb testing.TB, example, name string, mutate func(*v1alpha1.Spec))
 	}
 	bp := bps[0].Blueprint
 	bp.Metadata.Name = name
+	// The examples spell out their Vault names; a renamed cluster gets its
+	// own, as a blueprint that leaves them empty would.
+	bp.Spec.Vault.TransitMount, bp.Spec.Vault.TransitKey, bp.Spec.Vault.KVMount, bp.Spec.Vault.AuthPath = "", "", "", ""
+	v1alpha1.SetDefaults(&bp)
 	if mutate != nil {
 		mutate(&bp.Spec)
 	}
@@ -133,7 +159,7 @@ func blueprint(tb testing.TB, example, name string, mutate func(*v1alpha1.Spec))
 }
 
 func (h *harness) cluster(bp v1alpha1.Blueprint, tweak func(string, hardening.Flags) hardening.Flags) *local.Cluster {
-	return &local.Cluster{Blueprint: bp, Dir: paths.ClusterDir(h.stateDir, bp.Metadata.Name), Binaries: h.bins, Tweak: tweak}
+	return &local.Cluster{Blueprint: bp, Dir: paths.ClusterDir(h.stateDir, bp.Metadata.Name), Binaries: h.bins, Tweak: tweak, Vault: &h.vault}
 }
 
 // up creates or updates c and registers its teardown.
@@ -405,6 +431,10 @@ func hardenedRows(t *testing.T, h *harness, ctx context.Context) {
 	}
 	cs := h.admin(t, prod)
 	b := h.pki(prod)
+	va, err := h.vault.Client(ctx)
+	must(t, err)
+	outer := t
+	names := vault.NamesFor(prod, blueprint(t, "prod.yaml", prod, nil).Spec)
 	runtime := []struct {
 		id, name, want string
 		weaken         func(t *testing.T) (revert func())
@@ -475,6 +505,51 @@ func hardenedRows(t *testing.T, h *harness, ctx context.Context) {
 		{"SP-CERT-001", "an RSA-1024 kubelet client certificate", "RSA 1024", func(t *testing.T) func() {
 			return replaceWithWeakCert(t, b.CACert, b.CAKey, b.APIServerKubeletClientCert, b.APIServerKubeletClientKey)
 		}},
+		{"SP-KMS-001", "the KMS plugin stopped", "the KMS plugin does not answer", func(t *testing.T) func() {
+			l := local.NewLayout(paths.ClusterDir(h.stateDir, prod))
+			must(t, localproc.Stop(ctx, l.PidFile(local.KMSPlugin), 5*time.Second))
+			// up restarts a dead plugin, as it would after a crash. (The
+			// outer test owns the cluster: an up registers its teardown.)
+			return func() { h.up(outer, ctx, h.cluster(blueprint(t, "prod.yaml", prod, nil), nil)) }
+		}},
+		{"SP-KMS-002", "the transit key rotated in Vault, data not rewritten", "KMS key IDs of stored objects: want all " + kmsKeyID(names, 2), func(t *testing.T) func() {
+			_, err := va.Logical().WriteWithContext(ctx, names.TransitMount+"/keys/"+names.TransitKey+"/rotate", nil)
+			must(t, err)
+			// rotate-keys is the remedy: afterwards the check passes again
+			// (the final suite below proves it).
+			return func() {
+				target, err := provision.Target(h.stateDir, prod)
+				must(t, err)
+				defer target.(interface{ Close() error }).Close()
+				res, err := provision.RotateKeys(ctx, target, nil)
+				must(t, err)
+				t.Logf("rotate-keys: %s -> %s after %s; rewrote %d, %d current, %d stale", res.FromKeyID, res.ToKeyID, res.Observed, res.Rewritten, res.Current, res.Stale)
+				if res.Rewritten == 0 || res.Stale != 0 || res.Current < res.Rewritten {
+					t.Errorf("rotate-keys: %+v, want rewritten objects and none stale", res)
+				}
+			}
+		}},
+		{"SP-KMS-003", "the KMS policy widened", "sys/mounts/" + names.TransitMount, func(t *testing.T) func() {
+			return writePolicy(t, ctx, va, names.KMSPolicy(), vault.KMSPolicy(names)+"\npath \"sys/mounts/*\" {\n  capabilities = [\"read\"]\n}\n")
+		}},
+		{"SP-VAULT-001", "the payments role deleted from Vault", "cannot log in to Vault", func(t *testing.T) func() {
+			path := "auth/" + names.AuthPath + "/role/" + names.NamespaceRole("payments")
+			role, err := va.Logical().ReadWithContext(ctx, path)
+			must(t, err)
+			_, err = va.Logical().DeleteWithContext(ctx, path)
+			must(t, err)
+			return func() { must(t, ignore(va.Logical().WriteWithContext(ctx, path, role.Data))) }
+		}},
+		{"SP-VAULT-002", "the payments policy widened to the whole KV mount", "it is not among payments's paths", func(t *testing.T) func() {
+			ns := names.Namespaces[0]
+			return writePolicy(t, ctx, va, names.NamespacePolicy(ns.Namespace),
+				vault.NamespacePolicy(names, ns)+"\npath \""+names.KVMount+"/data/*\" {\n  capabilities = [\"read\"]\n}\n")
+		}},
+		{"SP-VAULT-003", "the payments policy granted test's KV mount", "belongs to another environment", func(t *testing.T) func() {
+			ns := names.Namespaces[0]
+			return writePolicy(t, ctx, va, names.NamespacePolicy(ns.Namespace),
+				vault.NamespacePolicy(names, ns)+"\npath \"kv-shop-test/data/*\" {\n  capabilities = [\"read\"]\n}\n")
+		}},
 	}
 	for _, rt := range runtime {
 		t.Run(rt.id+" "+rt.name, func(t *testing.T) {
@@ -488,6 +563,18 @@ func hardenedRows(t *testing.T, h *harness, ctx context.Context) {
 	for _, r := range h.suite(t, ctx, prod).Results {
 		expectFine(t, prod, r)
 	}
+}
+
+func kmsKeyID(n vault.Names, version int) string {
+	return kms.KeyID(n.TransitMount, n.TransitKey, version)
+}
+
+// writePolicy replaces a Vault ACL policy and returns the revert.
+func writePolicy(t *testing.T, ctx context.Context, c *vaultapi.Client, name, policy string) func() {
+	old, err := c.Sys().GetPolicyWithContext(ctx, name)
+	must(t, err)
+	must(t, c.Sys().PutPolicyWithContext(ctx, name, policy))
+	return func() { must(t, c.Sys().PutPolicyWithContext(ctx, name, old)) }
 }
 
 func must(t *testing.T, err error) {
