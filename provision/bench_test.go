@@ -7,8 +7,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"secprov.dev/secprov/blueprints/v1alpha1"
 
 	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/provision"
@@ -42,12 +49,27 @@ func examples(tb testing.TB, names ...string) []*blueprints.Blueprint {
 	return bps
 }
 
-// upOnce brings bps up in a fresh state dir and returns how long up took
-// (teardown not included).
+// noVault turns blueprints into their Vault-less variant: secretbox and
+// no workload secrets from Vault, so nothing but the control plane.
+func noVault(bps []*blueprints.Blueprint) []*blueprints.Blueprint {
+	off := false
+	out := make([]*blueprints.Blueprint, len(bps))
+	for i, bp := range bps {
+		c := *bp
+		c.Spec.EncryptionAtRest.Provider = v1alpha1.EncryptionSecretbox
+		c.Spec.Vault.Enabled = &off
+		out[i] = &c
+	}
+	return out
+}
+
+// upOnce brings bps up in a fresh state dir (its own local Vault, started
+// by up when a blueprint needs it) and returns how long up took (teardown
+// not included).
 func upOnce(b *testing.B, bins local.Binaries, bps []*blueprints.Blueprint) time.Duration {
 	ctx := context.Background()
 	eng, stateDir := enginetest.NewEngine(b, nil)
-	p := provision.New(provision.Config{StateDir: stateDir, Engine: eng, LocalBinaries: bins})
+	p := provision.New(provision.Config{StateDir: stateDir, Engine: eng, LocalBinaries: bins, VaultBinary: localtest.VaultBinary(b)})
 	start := time.Now()
 	for _, r := range p.Up(ctx, bps, nil) {
 		if r.Err != nil {
@@ -80,11 +102,71 @@ func timed(b *testing.B, f func() time.Duration) {
 }
 
 // BenchmarkUpOne is `secprov up` of one local cluster with a warm
-// toolchain: engine, PKI, config, etcd, API server, controller manager,
-// scheduler and bootstrap objects.
+// toolchain: engine, local Vault (first start, init, unseal), PKI, config,
+// transit key, KMS token and plugin, etcd, API server, controller manager,
+// scheduler, bootstrap objects, KV mount, Kubernetes auth and roles.
 func BenchmarkUpOne(b *testing.B) {
 	bins, bps := localtest.Binaries(b), examples(b, "test.yaml")
 	timed(b, func() time.Duration { return upOnce(b, bins, bps) })
+}
+
+// BenchmarkUpOneNoVault is the same cluster without Vault (secretbox, no
+// workload secrets): UpOne minus this is what up spends on Vault.
+func BenchmarkUpOneNoVault(b *testing.B) {
+	bins, bps := localtest.Binaries(b), noVault(examples(b, "test.yaml"))
+	timed(b, func() time.Duration { return upOnce(b, bins, bps) })
+}
+
+// BenchmarkSecretCreate measures secret writes on one local cluster,
+// first encrypted with secretbox, then, after an up that switches the
+// same cluster to vault-kms, through the KMS v2 plugin and Vault Transit.
+// KMS v2 wraps one data key per API server (not per write) with Vault, so
+// writes should cost about the same.
+func BenchmarkSecretCreate(b *testing.B) {
+	bins := localtest.Binaries(b)
+	ctx := context.Background()
+	eng, stateDir := enginetest.NewEngine(b, nil)
+	p := provision.New(provision.Config{StateDir: stateDir, Engine: eng, LocalBinaries: bins, VaultBinary: localtest.VaultBinary(b)})
+	bp := examples(b, "test.yaml")[0]
+	b.Cleanup(func() { p.Down(context.Background(), []string{bp.Name()}, nil) })
+	for _, prov := range []string{v1alpha1.EncryptionSecretbox, v1alpha1.EncryptionVaultKMS} {
+		bp.Spec.EncryptionAtRest.Provider = prov
+		for _, r := range p.Up(ctx, []*blueprints.Blueprint{bp}, nil) {
+			if r.Err != nil {
+				b.Fatal(r.Err)
+			}
+		}
+		t, err := provision.Target(stateDir, bp.Name())
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg, err := t.RESTConfig()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.QPS, cfg.Burst = 10000, 10000 // measure the server, not client-side throttling
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var n atomic.Int64
+		b.Run(prov, func(b *testing.B) {
+			b.SetParallelism(4)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					name := fmt.Sprintf("bench-%s-%d", prov, n.Add(1))
+					if _, err := cs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{
+						ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string][]byte{"v": []byte(name)},
+					}, metav1.CreateOptions{}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "secrets/s")
+		})
+		t.(interface{ Close() error }).Close()
+	}
 }
 
 // BenchmarkUpProdTest brings prod and test up together.
@@ -94,9 +176,10 @@ func BenchmarkUpProdTest(b *testing.B) {
 }
 
 // BenchmarkUpVsFloor alternates the floor and one up in every iteration,
-// so both see the same machine load, and reports their ratio.
+// so both see the same machine load, and reports their ratio. Both are the
+// Vault-less variant: the floor is the bare control plane.
 func BenchmarkUpVsFloor(b *testing.B) {
-	bins, bps := localtest.Binaries(b), examples(b, "test.yaml")
+	bins, bps := localtest.Binaries(b), noVault(examples(b, "test.yaml"))
 	var up, floor time.Duration
 	for b.Loop() {
 		floor += floorOnce(b, bins, bps[0])
@@ -111,7 +194,7 @@ func BenchmarkUpVsFloor(b *testing.B) {
 // hand, with the same flags and an existing PKI, to /readyz: the floor
 // that up cannot beat.
 func BenchmarkFloorEtcdAPIServer(b *testing.B) {
-	bins, bp := localtest.Binaries(b), examples(b, "test.yaml")[0]
+	bins, bp := localtest.Binaries(b), noVault(examples(b, "test.yaml"))[0]
 	timed(b, func() time.Duration { return floorOnce(b, bins, bp) })
 }
 

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/vault/api"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -75,6 +74,7 @@ func RotateKeys(ctx context.Context, t verify.Target, step RotateStep) (*RotateR
 	if err != nil {
 		return nil, err
 	}
+	setup := vault.NewSetupWithClient(admin, nil)
 	cs, err := t.Client()
 	if err != nil {
 		return nil, err
@@ -88,14 +88,20 @@ func RotateKeys(ctx context.Context, t verify.Target, step RotateStep) (*RotateR
 		return err
 	}
 	if err := run(fmt.Sprintf("rotate transit key %s/%s", n.TransitMount, n.TransitKey), func() error {
-		if res.FromKeyID, err = keyID(ctx, admin, n); err != nil {
+		before, ok, err := setup.ReadTransit(ctx, n.TransitMount, n.TransitKey)
+		if err != nil {
 			return err
 		}
-		if _, err := admin.Logical().WriteWithContext(ctx, n.TransitMount+"/keys/"+n.TransitKey+"/rotate", nil); err != nil {
-			return fmt.Errorf("vault %s: rotate %s/keys/%s: %w", v.Admin.Address, n.TransitMount, n.TransitKey, err)
+		if !ok {
+			return fmt.Errorf("vault %s: transit key %s/%s does not exist; run secprov up", v.Admin.Address, n.TransitMount, n.TransitKey)
 		}
-		res.ToKeyID, err = keyID(ctx, admin, n)
-		return err
+		after, err := setup.RotateTransit(ctx, n.TransitMount, n.TransitKey)
+		if err != nil {
+			return err
+		}
+		res.FromKeyID = kms.KeyID(n.TransitMount, n.TransitKey, before.LatestVersion)
+		res.ToKeyID = kms.KeyID(n.TransitMount, n.TransitKey, after.LatestVersion)
+		return nil
 	}); err != nil {
 		return res, err
 	}
@@ -122,29 +128,6 @@ func orNone(s string) string {
 		return "(none)"
 	}
 	return s
-}
-
-func keyID(ctx context.Context, c *api.Client, n vault.Names) (string, error) {
-	s, err := c.Logical().ReadWithContext(ctx, n.TransitMount+"/keys/"+n.TransitKey)
-	if err != nil {
-		return "", fmt.Errorf("vault: read transit key %s/%s: %w", n.TransitMount, n.TransitKey, err)
-	}
-	if s == nil {
-		return "", fmt.Errorf("vault: transit key %s/%s does not exist; run secprov up", n.TransitMount, n.TransitKey)
-	}
-	var ver int64
-	switch x := s.Data["latest_version"].(type) {
-	case interface{ Int64() (int64, error) }:
-		ver, err = x.Int64()
-	case float64:
-		ver = int64(x)
-	default:
-		err = fmt.Errorf("latest_version is %T", x)
-	}
-	if err != nil {
-		return "", fmt.Errorf("vault: transit key %s/%s: %w", n.TransitMount, n.TransitKey, err)
-	}
-	return kms.KeyID(n.TransitMount, n.TransitKey, int(ver)), nil
 }
 
 // waitForKey writes the canary secret until its raw etcd value carries

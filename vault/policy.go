@@ -89,6 +89,7 @@ func setupRules(n Names) []rule {
 		{path: "sys/mounts/" + t, caps: []string{"read", "update", "delete"}, why: "the transit mount: enable, check its type, disable on down"},
 		{path: t + "/keys/" + n.TransitKey, caps: []string{"read", "update", "delete"}, why: "the KMS key: create, check, delete on down"},
 		{path: t + "/keys/" + n.TransitKey + "/config", caps: []string{"update"}, why: "allow the key's deletion right before down deletes it"},
+		{path: t + "/keys/" + n.TransitKey + "/rotate", caps: []string{"update"}, why: "secprov rotate-keys: add a new key version"},
 		{path: t + "/keys", caps: []string{"list"}, why: "down disables the transit mount only when no other key is left in it"},
 		{path: "sys/mounts/" + kv, caps: []string{"read", "update", "delete"}, why: "the KV v2 mount of workload secrets: enable, check, disable on down"},
 		{path: kv + "/config", caps: []string{"read"}, why: "wait until a new KV v2 mount has finished upgrading"},

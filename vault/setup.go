@@ -213,6 +213,19 @@ func (s *Setup) ReadTransit(ctx context.Context, mount, key string) (TransitKey,
 	return k, true, nil
 }
 
+// RotateTransit adds a new version of the KMS key (secprov rotate-keys)
+// and returns the key after it. Older versions keep decrypting.
+func (s *Setup) RotateTransit(ctx context.Context, mount, key string) (TransitKey, error) {
+	if _, err := s.write(ctx, "rotate transit key "+key, mount+"/keys/"+key+"/rotate", "update", nil); err != nil {
+		return TransitKey{}, err
+	}
+	k, ok, err := s.ReadTransit(ctx, mount, key)
+	if err == nil && !ok {
+		err = fmt.Errorf("transit key %s/%s is gone after its rotation", mount, key)
+	}
+	return k, err
+}
+
 // DeleteTransit deletes the KMS key (allowing its deletion right before)
 // and then disables the mount if no other key is left in it: a mount
 // shared against advice keeps the other cluster's key.

@@ -636,6 +636,9 @@ func TestSetupPolicyIsEnoughAndMinimal(t *testing.T) {
 		if err == nil {
 			acc, err = c.ensure(ctx, s, acc)
 		}
+		if err == nil { // what secprov rotate-keys does with the same token
+			_, err = s.RotateTransit(ctx, c.n.TransitMount, c.n.TransitKey)
+		}
 		if err == nil {
 			var bad []string
 			if bad, err = c.read(ctx, s, acc); err == nil && len(bad) > 0 {

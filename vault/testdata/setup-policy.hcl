@@ -16,6 +16,11 @@ path "transit-shop-prod/keys/kms-shop-prod/config" {
   capabilities = ["update"]
 }
 
+# secprov rotate-keys: add a new key version
+path "transit-shop-prod/keys/kms-shop-prod/rotate" {
+  capabilities = ["update"]
+}
+
 # down disables the transit mount only when no other key is left in it
 path "transit-shop-prod/keys" {
   capabilities = ["list"]
