@@ -55,6 +55,7 @@ func repoPath(elem ...string) string {
 type home struct {
 	t   *testing.T
 	dir string
+	env []string // added to every secprov run (e.g. VAULT_TOKEN)
 }
 
 func newHome(t *testing.T) *home {
@@ -81,7 +82,7 @@ func (r result) String() string {
 
 func (h *home) cmd(ctx context.Context, args ...string) *exec.Cmd {
 	c := exec.CommandContext(ctx, secprovBin, args...)
-	c.Env = append(os.Environ(), "SECPROV_HOME="+h.dir)
+	c.Env = append(append(os.Environ(), "SECPROV_HOME="+h.dir), h.env...)
 	c.Dir = repoPath()
 	return c
 }

@@ -29,8 +29,12 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"secprov.dev/secprov/provision/local"
+	"secprov.dev/secprov/provision/local/localtest"
 	"secprov.dev/secprov/provision/local/pki"
 	"secprov.dev/secprov/provision/local/proc"
+	"secprov.dev/secprov/provision/vaultserver"
+	"secprov.dev/secprov/vault"
+	"secprov.dev/secprov/vault/kms"
 )
 
 func adminClient(t *testing.T, kubeconfig string) (kubernetes.Interface, *rest.Config) {
@@ -139,10 +143,23 @@ func TestLocalProdAndTest(t *testing.T) {
 		if string(a) == string(b) {
 			t.Error("prod and test share a CA")
 		}
-		ka, _ := os.ReadFile(filepath.Join(prodDir, "config", "encryption-keys.json"))
-		kb, _ := os.ReadFile(filepath.Join(testDir, "config", "encryption-keys.json"))
-		if len(ka) == 0 || string(ka) == string(kb) {
-			t.Error("prod and test share an encryption key (or have none)")
+		// vault-kms: no data key on disk, and each cluster its own Vault
+		// transit key and KMS token.
+		for _, d := range []string{prodDir, testDir} {
+			if _, err := os.Stat(filepath.Join(d, "config", "encryption-keys.json")); !os.IsNotExist(err) {
+				t.Errorf("%s has a local encryption key file (%v); vault-kms keeps none on disk", d, err)
+			}
+		}
+		if prodMeta.Vault == nil || testMeta.Vault == nil {
+			t.Fatalf("cluster.json names no Vault: %+v %+v", prodMeta.Vault, testMeta.Vault)
+		}
+		if prodMeta.Vault.KMSSocket == testMeta.Vault.KMSSocket {
+			t.Errorf("prod and test share a KMS plugin socket %s", prodMeta.Vault.KMSSocket)
+		}
+		ta, _ := os.ReadFile(local.NewLayout(prodDir).KMSToken())
+		tb, _ := os.ReadFile(local.NewLayout(testDir).KMSToken())
+		if len(ta) == 0 || string(ta) == string(tb) {
+			t.Error("prod and test share a KMS token (or have none)")
 		}
 	})
 
@@ -153,11 +170,54 @@ func TestLocalProdAndTest(t *testing.T) {
 			t.Fatal(err)
 		}
 		raw := etcdGet(t, prodDir, "/registry/secrets/default/e2e-canary")
-		if !strings.HasPrefix(string(raw), "k8s:enc:secretbox:v1:") {
-			t.Errorf("raw etcd value starts %q, want k8s:enc:secretbox:v1:", raw[:min(len(raw), 24)])
+		if want := "k8s:enc:kms:v2:vault-shop-prod:"; !strings.HasPrefix(string(raw), want) {
+			t.Errorf("raw etcd value starts %q, want %s", raw[:min(len(raw), 32)], want)
+		}
+		st, err := kms.ParseStored(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := kms.KeyID("transit-shop-prod", "kms-shop-prod", 1); st.KeyID != want {
+			t.Errorf("stored key ID %s, want %s", st.KeyID, want)
 		}
 		if strings.Contains(string(raw), "e2e-top-secret-value") {
 			t.Error("secret value in plaintext in etcd")
+		}
+	})
+
+	// rotate-keys: a new transit key version, the API server switches to
+	// it, the stored secret is rewritten under it and still reads back.
+	t.Run("rotate-keys re-encrypts stored secrets", func(t *testing.T) {
+		var res struct {
+			FromKeyID string `json:"fromKeyID"`
+			ToKeyID   string `json:"toKeyID"`
+			Rewritten int    `json:"rewritten"`
+			Current   int    `json:"current"`
+			Stale     int    `json:"stale"`
+		}
+		out := h.must("rotate-keys", "--cluster", "shop-prod", "-o", "json")
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("rotate-keys -o json: %v\n%s", err, out)
+		}
+		want := kms.KeyID("transit-shop-prod", "kms-shop-prod", 2)
+		if res.ToKeyID != want || res.Rewritten < 1 || res.Stale != 0 {
+			t.Errorf("rotate-keys: %s", out)
+		}
+		st, err := kms.ParseStored(etcdGet(t, prodDir, "/registry/secrets/default/e2e-canary"))
+		if err != nil || st.KeyID != want {
+			t.Errorf("after rotate-keys the canary is under %q (%v), want %s", st.KeyID, err, want)
+		}
+		s, err := cs.CoreV1().Secrets("default").Get(ctx, "e2e-canary", metav1.GetOptions{})
+		if err != nil || string(s.Data["password"]) != "e2e-top-secret-value" {
+			t.Errorf("canary after rotation: %v %q", err, s.Data["password"])
+		}
+		// The other environment's key did not move.
+		tcs, _ := adminClient(t, local.NewLayout(testDir).AdminKubeconfig())
+		if _, err := tcs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "e2e-test-canary"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := kms.ParseStored(etcdGet(t, testDir, "/registry/secrets/default/e2e-test-canary")); err != nil || st.KeyID != kms.KeyID("transit-shop-test", "kms-shop-test", 1) {
+			t.Errorf("test's secret under %q (%v), want test's own key v1", st.KeyID, err)
 		}
 	})
 
@@ -341,7 +401,7 @@ func TestLocalProdAndTest(t *testing.T) {
 	t.Run("down leaves nothing behind", func(t *testing.T) {
 		var pids []int
 		for _, d := range []string{prodDir, testDir} {
-			for _, c := range local.Components {
+			for _, c := range append([]string{local.KMSPlugin}, local.Components...) {
 				if rec, err := proc.ReadPidFile(local.NewLayout(d).PidFile(c)); err == nil {
 					pids = append(pids, rec.Pid)
 				}
@@ -368,7 +428,62 @@ func TestLocalProdAndTest(t *testing.T) {
 		if out := h.must("status"); !strings.Contains(out, "no clusters") {
 			t.Errorf("status after down:\n%s", out)
 		}
+		// down removed the clusters' Vault objects, then stopped the idle
+		// local Vault; start it again to look.
+		vs := &vaultserver.Server{Dir: vaultserver.DirIn(h.dir), Binary: localtest.VaultBinary(t)}
+		if st, _ := vs.Status(ctx); st.Running {
+			t.Error("the local Vault still runs after the last cluster went down")
+		}
+		va, err := vs.Ensure(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer vs.Stop(ctx)
+		if left := vaultLeftovers(t, va, "shop-prod", "shop-test"); len(left) > 0 {
+			t.Errorf("left in Vault after down: %v", left)
+		}
 	})
+}
+
+// vaultLeftovers lists mounts, auth mounts and policies of the named
+// clusters still in the Vault.
+func vaultLeftovers(t *testing.T, a vault.Access, clusters ...string) []string {
+	t.Helper()
+	c, err := a.Client(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	mounts, err := c.Sys().ListMounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	auths, err := c.Sys().ListAuth()
+	if err != nil {
+		t.Fatal(err)
+	}
+	policies, err := c.Sys().ListPolicies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range clusters {
+		for m := range mounts {
+			if strings.Contains(m, cl) {
+				left = append(left, "mount "+m)
+			}
+		}
+		for m := range auths {
+			if strings.Contains(m, cl) {
+				left = append(left, "auth "+m)
+			}
+		}
+		for _, p := range policies {
+			if strings.Contains(p, cl) {
+				left = append(left, "policy "+p)
+			}
+		}
+	}
+	return left
 }
 
 func containsPrefix(list []string, prefix string) bool {
