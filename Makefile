@@ -13,7 +13,7 @@ BENCHTIME ?= 1x
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/secprov
 
-# Pinned etcd, Kubernetes control plane and Pulumi engine: from PATH, the
+# Pinned etcd, Kubernetes control plane, Pulumi engine and Vault: from PATH, the
 # cache, an official download, or built from the Go module proxy.
 tools: build
 	$(SECPROV) tools install

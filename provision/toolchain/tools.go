@@ -233,9 +233,10 @@ func pulumiTool() Tool {
 
 func vaultTool() Tool {
 	t := Tool{
-		Name:     "vault",
-		Version:  vaultVersion,
-		Optional: true,
+		Name:    "vault",
+		Version: vaultVersion,
+		// Required: the default blueprints encrypt with vault-kms and get
+		// workload secrets from Vault, so up needs the local Vault.
 		Binaries: []Binary{{
 			Name:        "vault",
 			VersionArgs: []string{"version"},

@@ -16,7 +16,7 @@ func TestPinnedTable(t *testing.T) {
 		{"kubernetes", "v1.37.2", "", false, []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}},
 		{"etcd", "v3.7.3", "", false, []string{"etcd", "etcdctl"}},
 		{"pulumi", "v3.259.0", "bin", false, []string{"pulumi"}},
-		{"vault", "v1.17.6", "", true, []string{"vault"}},
+		{"vault", "v1.17.6", "", false, []string{"vault"}},
 	}
 	got := Pinned()
 	if len(got) != len(want) {
@@ -332,7 +332,7 @@ func TestNewValidates(t *testing.T) {
 	if u != "https://mirror.example/root/dl.k8s.io/release/v1.37.2/bin/linux/amd64/kube-apiserver" {
 		t.Errorf("mirrored URL = %s", u)
 	}
-	if got := m.DefaultNames(); !reflect.DeepEqual(got, []string{"kubernetes", "etcd", "pulumi"}) {
+	if got := m.DefaultNames(); !reflect.DeepEqual(got, []string{"kubernetes", "etcd", "pulumi", "vault"}) {
 		t.Errorf("DefaultNames = %v", got)
 	}
 	if _, err := m.Ensure(t.Context(), "kubectl"); err == nil || !strings.Contains(err.Error(), "known tools are etcd, kubernetes, pulumi, vault") {
