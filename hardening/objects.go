@@ -27,12 +27,11 @@ const (
 
 	// Vault's Kubernetes auth validates workload tokens with the
 	// TokenReview API as this service account, which may do that and
-	// nothing else (system:auth-delegator). Its long-lived token lives in
-	// a service-account-token Secret (encrypted at rest) that secprov
-	// hands to Vault.
+	// nothing else (system:auth-delegator). secprov requests a token of
+	// it with the TokenRequest API and hands that to Vault; there is no
+	// service-account-token Secret.
 	VaultAuthNamespace      = "kube-system"
 	VaultAuthServiceAccount = "secprov-vault-auth"
-	VaultAuthSecret         = "secprov-vault-auth-token"
 	VaultAuthBinding        = "secprov:vault-auth"
 )
 
@@ -143,15 +142,6 @@ func vaultAuthObjects() []Object {
 			ObjectMeta: meta("", VaultAuthBinding, nil),
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:auth-delegator"},
 			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: VaultAuthNamespace, Name: VaultAuthServiceAccount}},
-		}},
-		{Controls: ctl, Object: &corev1.Secret{
-			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-			ObjectMeta: func() metav1.ObjectMeta {
-				m := meta(VaultAuthNamespace, VaultAuthSecret, nil)
-				m.Annotations = map[string]string{corev1.ServiceAccountNameKey: VaultAuthServiceAccount}
-				return m
-			}(),
-			Type: corev1.SecretTypeServiceAccountToken,
 		}},
 	}
 }

@@ -41,9 +41,8 @@ func (n Names) NamespaceRole(namespace string) string { return namespace }
 
 // Token reviewer: the service account Vault uses to validate workload
 // tokens with the TokenReview API. It is bound to system:auth-delegator
-// and nothing else.
+// and nothing else; Vault gets a TokenRequest token of it.
 const (
 	ReviewerNamespace      = "kube-system"
 	ReviewerServiceAccount = "secprov-vault-auth"
-	ReviewerSecret         = "secprov-vault-auth-token"
 )

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,38 +21,52 @@ import (
 	"secprov.dev/secprov/vault"
 )
 
-// ReviewerTokenWait bounds how long Create waits for the token controller
-// to fill the reviewer's token Secret (normally well under a second after
-// the Secret is created).
-const ReviewerTokenWait = 30 * time.Second
+// The reviewer JWT is a TokenRequest token of the reviewer service
+// account: the API server issues it at once, where a legacy token Secret
+// waits for kube-controller-manager's token controller (seconds after a
+// cluster starts).
+const (
+	// ReviewerTokenLifetime is the lifetime Create asks for; the API
+	// server may grant less (--service-account-max-token-expiration).
+	ReviewerTokenLifetime = 365 * 24 * time.Hour
+	// ReviewerRenewBefore: a reviewer token that expires within this
+	// shows as drift, so a routine `secprov up` replaces it in time.
+	ReviewerRenewBefore = 30 * 24 * time.Hour
+	// reviewerAccountWait bounds how long Create waits for the reviewer
+	// service account; the cluster's bootstrap, which Create depends on,
+	// has already created it, so this only covers a lagging cache.
+	reviewerAccountWait = 5 * time.Second
+)
 
 // KubernetesAuthInputs declare a cluster's Kubernetes auth mount.
 type KubernetesAuthInputs struct {
 	Access vault.Access `json:"access"`
 	Path   string       `json:"path" secprov:"replace"`
 	// Kubeconfig of the cluster admin: the API server address and CA
-	// Vault uses, and the identity that reads the reviewer's token.
+	// Vault uses, and the identity that requests the reviewer's token.
 	Kubeconfig string `json:"kubeconfig"`
 	// The token reviewer (defaults: vault.Reviewer*): a service account
-	// bound to system:auth-delegator and its long-lived token Secret.
+	// bound to system:auth-delegator, created by the cluster's bootstrap.
 	ReviewerNamespace      string `json:"reviewerNamespace,omitempty"`
 	ReviewerServiceAccount string `json:"reviewerServiceAccount,omitempty"`
-	ReviewerSecret         string `json:"reviewerSecret,omitempty"`
 	// Issuer of service-account tokens, if Vault should check it; empty
 	// leaves that to the API server's TokenReview.
 	Issuer string `json:"issuer,omitempty"`
 }
 
 // KubernetesAuthOutputs say what Vault was configured with. None of it is
-// secret: the JWT is represented by the uid of the Secret it came from.
+// secret: the JWT is represented by the account it belongs to and its
+// expiry.
 type KubernetesAuthOutputs struct {
 	Host     string `json:"host"`
 	CASHA256 string `json:"caSHA256"`
-	// ReviewerSecretUID is the uid of the reviewer Secret whose token was
-	// written to Vault: a recreated Secret (new token, the old one no
-	// longer valid) shows as drift. Not its resourceVersion: the API server
-	// labels the Secret when the token is used.
-	ReviewerSecretUID string `json:"reviewerSecretUID"`
+	// ReviewerServiceAccountUID is the uid of the reviewer service account
+	// whose token was written to Vault: a recreated account invalidates
+	// its tokens, so a different uid shows as drift.
+	ReviewerServiceAccountUID string `json:"reviewerServiceAccountUID"`
+	// ReviewerTokenExpires is when that token expires (RFC 3339), as
+	// granted by the API server.
+	ReviewerTokenExpires string `json:"reviewerTokenExpires"`
 }
 
 // apiServer is what Vault needs of a cluster, from its kubeconfig.
@@ -89,38 +104,65 @@ func sha(s string) string {
 	return "sha256:" + hex.EncodeToString(h[:])
 }
 
-// reviewerToken returns the reviewer's token and the Secret's uid,
-// waiting up to wait for the Secret to exist and be filled. The Secret
-// must be a service-account token of the reviewer account: anything else
-// in that name is refused rather than handed to Vault.
-func (k *apiServer) reviewerToken(ctx context.Context, in KubernetesAuthInputs, wait time.Duration) (jwt, uid string, err error) {
-	ref := in.ReviewerNamespace + "/" + in.ReviewerSecret
+// reviewerToken requests a token of the reviewer service account with
+// the TokenRequest API and returns it with the account's uid and the
+// expiry the API server granted. A missing account is retried for up to
+// wait.
+func (k *apiServer) reviewerToken(ctx context.Context, in KubernetesAuthInputs, wait time.Duration) (jwt, uid string, expires time.Time, err error) {
+	ref := in.ReviewerNamespace + "/" + in.ReviewerServiceAccount
+	seconds := int64(ReviewerTokenLifetime / time.Second)
 	deadline := time.Now().Add(wait)
 	for {
-		s, err := k.client.CoreV1().Secrets(in.ReviewerNamespace).Get(ctx, in.ReviewerSecret, metav1.GetOptions{})
-		switch {
-		case err == nil && s.Type != corev1.SecretTypeServiceAccountToken:
-			return "", "", fmt.Errorf("cluster %s: Secret %s is of type %s, not %s", k.host, ref, s.Type, corev1.SecretTypeServiceAccountToken)
-		case err == nil && s.Annotations[corev1.ServiceAccountNameKey] != in.ReviewerServiceAccount:
-			return "", "", fmt.Errorf("cluster %s: Secret %s holds a token of service account %q, not %q", k.host, ref, s.Annotations[corev1.ServiceAccountNameKey], in.ReviewerServiceAccount)
-		case err == nil && len(s.Data[corev1.ServiceAccountTokenKey]) > 0:
-			return string(s.Data[corev1.ServiceAccountTokenKey]), string(s.UID), nil
-		case err != nil && !apierrors.IsNotFound(err):
-			return "", "", fmt.Errorf("cluster %s: read Secret %s: %w", k.host, ref, err)
+		// The account's uid is read before the token is requested: were
+		// the account recreated in between, the recorded uid is the old
+		// one and the next Diff replaces the token, never the reverse.
+		sa, err := k.client.CoreV1().ServiceAccounts(in.ReviewerNamespace).Get(ctx, in.ReviewerServiceAccount, metav1.GetOptions{})
+		if err == nil {
+			var tr *authenticationv1.TokenRequest
+			tr, err = k.client.CoreV1().ServiceAccounts(in.ReviewerNamespace).CreateToken(ctx, in.ReviewerServiceAccount,
+				&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &seconds}}, metav1.CreateOptions{})
+			switch {
+			case err == nil && tr.Status.Token == "":
+				return "", "", time.Time{}, fmt.Errorf("cluster %s: the API server returned an empty token for service account %s", k.host, ref)
+			case err == nil:
+				return tr.Status.Token, string(sa.UID), tr.Status.ExpirationTimestamp.Time, nil
+			}
+		}
+		if !apierrors.IsNotFound(err) {
+			return "", "", time.Time{}, fmt.Errorf("cluster %s: request a token for the Vault token reviewer %s: %w", k.host, ref, err)
 		}
 		if time.Now().After(deadline) {
-			if err != nil {
-				return "", "", fmt.Errorf("cluster %s: Secret %s of the Vault token reviewer not found after %v (the cluster's bootstrap creates it with service account %s bound to system:auth-delegator): %w",
-					k.host, ref, wait, in.ReviewerServiceAccount, err)
-			}
-			return "", "", fmt.Errorf("cluster %s: Secret %s has no token after %v: is kube-controller-manager running (its token controller fills it)?", k.host, ref, wait)
+			return "", "", time.Time{}, fmt.Errorf("cluster %s: service account %s of the Vault token reviewer not found after %v (the cluster's bootstrap creates it, bound to system:auth-delegator; run `secprov up` to restore it): %w",
+				k.host, ref, wait, err)
 		}
 		select {
 		case <-ctx.Done():
-			return "", "", ctx.Err()
+			return "", "", time.Time{}, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// reviewerDrift says why the reviewer token written to Vault (recorded in
+// state) should be replaced, or "" if it is still good: the account is
+// gone or was recreated (its tokens died with it), the expiry is unknown,
+// or it is less than ReviewerRenewBefore away. sa is nil if the account
+// could not be read.
+func reviewerDrift(sa *corev1.ServiceAccount, state KubernetesAuthOutputs, now time.Time) string {
+	if sa == nil {
+		return "reviewer service account not readable"
+	}
+	if string(sa.UID) != state.ReviewerServiceAccountUID {
+		return "reviewer service account recreated"
+	}
+	exp, err := time.Parse(time.RFC3339, state.ReviewerTokenExpires)
+	if err != nil {
+		return "reviewer token expiry unknown"
+	}
+	if exp.Sub(now) < ReviewerRenewBefore {
+		return "reviewer token expires " + state.ReviewerTokenExpires
+	}
+	return ""
 }
 
 func kubernetesAuthKind() provider.TypedKind[KubernetesAuthInputs, KubernetesAuthOutputs] {
@@ -131,16 +173,23 @@ func kubernetesAuthKind() provider.TypedKind[KubernetesAuthInputs, KubernetesAut
 		if err != nil {
 			return KubernetesAuthOutputs{}, err
 		}
-		jwt, uid, err := k.reviewerToken(ctx, in, ReviewerTokenWait)
+		jwt, uid, expires, err := k.reviewerToken(ctx, in, reviewerAccountWait)
 		if err != nil {
 			return KubernetesAuthOutputs{}, err
+		}
+		if time.Until(expires) < ReviewerRenewBefore {
+			// Every preview will show drift and every up renew it; between
+			// ups Vault's logins fail once it has expired.
+			r.Log.Warn("the API server granted the Vault token reviewer a short-lived token: run `secprov up` before it expires, or raise --service-account-max-token-expiration",
+				"cluster", k.host, "expires", expires.UTC().Format(time.RFC3339))
 		}
 		s, err := vault.NewSetup(ctx, in.Access, r.Log)
 		if err != nil {
 			return KubernetesAuthOutputs{}, err
 		}
 		err = s.EnsureKubernetesAuth(ctx, in.Path, vault.KubernetesAuthConfig{Host: k.host, CACert: k.caPEM, ReviewerJWT: jwt, Issuer: in.Issuer})
-		return KubernetesAuthOutputs{Host: k.host, CASHA256: sha(k.caPEM), ReviewerSecretUID: uid}, err
+		return KubernetesAuthOutputs{Host: k.host, CASHA256: sha(k.caPEM),
+			ReviewerServiceAccountUID: uid, ReviewerTokenExpires: expires.UTC().Format(time.RFC3339)}, err
 	}
 	return provider.TypedKind[KubernetesAuthInputs, KubernetesAuthOutputs]{
 		Token:               KubernetesAuthType,
@@ -154,7 +203,7 @@ func kubernetesAuthKind() provider.TypedKind[KubernetesAuthInputs, KubernetesAut
 			for _, d := range []struct {
 				v   *string
 				def string
-			}{{&in.ReviewerNamespace, vault.ReviewerNamespace}, {&in.ReviewerServiceAccount, vault.ReviewerServiceAccount}, {&in.ReviewerSecret, vault.ReviewerSecret}} {
+			}{{&in.ReviewerNamespace, vault.ReviewerNamespace}, {&in.ReviewerServiceAccount, vault.ReviewerServiceAccount}} {
 				if *d.v == "" {
 					*d.v = d.def
 				}
@@ -169,8 +218,9 @@ func kubernetesAuthKind() provider.TypedKind[KubernetesAuthInputs, KubernetesAut
 			return r.Inputs.Path, out, nil
 		},
 		// Vault returns the configuration without the JWT: compare the
-		// address and CA with the kubeconfig, and the reviewer Secret with
-		// the one whose token was written.
+		// address and CA with the kubeconfig, and the reviewer service
+		// account and token expiry with the ones recorded. Diff never
+		// mints a token: a preview must change nothing.
 		Diff: func(ctx context.Context, r req, d provider.Diff) (provider.Diff, error) {
 			in := r.Inputs
 			if d.Replaces() || !known(in.Access, in.Path, in.Kubeconfig) {
@@ -206,10 +256,16 @@ func kubernetesAuthKind() provider.TypedKind[KubernetesAuthInputs, KubernetesAut
 			if sha(live.CACert) != sha(k.caPEM) {
 				d = drift(d, "kubernetesCACert", provider.Update, false)
 			}
-			if _, uid, err := k.reviewerToken(ctx, in, 0); err != nil || uid != r.State.ReviewerSecretUID {
-				// A new token, or the API server is down (a component
-				// restarted by the same run): rewriting is harmless.
-				d = drift(d, "reviewerSecret", provider.Update, false)
+			sa, err := k.client.CoreV1().ServiceAccounts(in.ReviewerNamespace).Get(ctx, in.ReviewerServiceAccount, metav1.GetOptions{})
+			if err != nil {
+				// Gone, or the API server is down (a component restarted
+				// by the same run): rewriting is harmless.
+				r.Log.Debug("reviewer service account not readable; Vault config will be rewritten", "error", err)
+				sa = nil
+			}
+			if why := reviewerDrift(sa, r.State, time.Now()); why != "" {
+				r.Log.Debug("reviewer token will be replaced", "reason", why)
+				d = drift(d, "reviewerToken", provider.Update, false)
 			}
 			return d, nil
 		},

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -99,8 +100,7 @@ func (w testLog) Write(p []byte) (int, error) {
 }
 
 // createReviewer creates the token reviewer the cluster bootstrap will
-// create: a service account bound to system:auth-delegator and its
-// long-lived token Secret.
+// create: a service account bound to system:auth-delegator.
 func createReviewer(t *testing.T, ctx context.Context, cs kubernetes.Interface) {
 	t.Helper()
 	create := func(what string, err error) {
@@ -117,12 +117,6 @@ func createReviewer(t *testing.T, ctx context.Context, cs kubernetes.Interface) 
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: vault.ReviewerServiceAccount, Namespace: vault.ReviewerNamespace}},
 	}, metav1.CreateOptions{})
 	create("auth-delegator binding", err)
-	_, err = cs.CoreV1().Secrets(vault.ReviewerNamespace).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: vault.ReviewerSecret, Namespace: vault.ReviewerNamespace,
-			Annotations: map[string]string{corev1.ServiceAccountNameKey: vault.ReviewerServiceAccount}},
-		Type: corev1.SecretTypeServiceAccountToken,
-	}, metav1.CreateOptions{})
-	create("reviewer token secret", err)
 }
 
 // saToken creates service account name in namespace and requests a
@@ -276,18 +270,10 @@ func testLogin(t *testing.T, ctx context.Context, cs kubernetes.Interface, cfg *
 	s := vault.NewSetupWithClient(root, nil)
 	n := namesOf("shop")
 
-	var jwt string
-	for deadline := time.Now().Add(30 * time.Second); jwt == ""; {
-		sec, err := cs.CoreV1().Secrets(vault.ReviewerNamespace).Get(ctx, vault.ReviewerSecret, metav1.GetOptions{})
-		if err == nil {
-			jwt = string(sec.Data[corev1.ServiceAccountTokenKey])
-		}
-		if jwt == "" && time.Now().After(deadline) {
-			t.Fatalf("the token controller did not fill %s/%s: %v", vault.ReviewerNamespace, vault.ReviewerSecret, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Logf("reviewer token filled by the token controller after %v", time.Since(start).Round(time.Millisecond))
+	// The reviewer's JWT as KubernetesAuth gets it: from the TokenRequest
+	// API, issued at once.
+	jwt := saToken(t, ctx, cs, vault.ReviewerNamespace, vault.ReviewerServiceAccount)
+	t.Logf("reviewer token issued after %v", time.Since(start).Round(time.Millisecond))
 	if err := s.EnsureKubernetesAuth(ctx, n.AuthPath, vault.KubernetesAuthConfig{Host: cfg.Host, CACert: string(cfg.CAData), ReviewerJWT: jwt}); err != nil {
 		t.Fatal(err)
 	}
@@ -353,6 +339,27 @@ func testLogin(t *testing.T, ctx context.Context, cs kubernetes.Interface, cfg *
 // engineFiles returns every file of the engine below stateDir (backend,
 // workspaces, Pulumi home), concatenated; the clusters' own directories
 // (PKI, etcd data) are left out.
+// jwtPattern matches a JWT: base64url header and claims, both JSON
+// objects ("eyJ" is the encoding of `{"`), and a signature.
+var jwtPattern = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+`)
+
+// stateOf returns the recorded outputs of the stack's one resource of
+// type typ.
+func stateOf(t *testing.T, eng *engine.Engine, stack, typ string) map[string]any {
+	t.Helper()
+	st, err := eng.State(context.Background(), stack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range st.Resources {
+		if r.Type == typ {
+			return r.Outputs
+		}
+	}
+	t.Fatalf("no %s in the state of %s", typ, stack)
+	return nil
+}
+
 func engineFiles(t *testing.T, stateDir string) string {
 	var b strings.Builder
 	err := filepath.WalkDir(stateDir, func(p string, d fs.DirEntry, err error) error {
@@ -470,21 +477,35 @@ func testKinds(t *testing.T, ctx context.Context, eng *engine.Engine, stateDir, 
 
 	// Pulumi state (and anything else the engine keeps) must never hold a
 	// secret: not the KMS token, the reviewer JWT or the token secprov
-	// acts with.
-	sec, err := cs.CoreV1().Secrets(vault.ReviewerNamespace).Get(ctx, vault.ReviewerSecret, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// acts with. The reviewer JWT written to Vault cannot be read back, so
+	// no JWT at all may be there (the pattern is proven on a real one).
 	files := engineFiles(t, stateDir)
 	if !strings.Contains(files, vaultres.KMSTokenType) {
 		t.Fatalf("the engine files under %s do not mention %s: wrong directory?", stateDir, vaultres.KMSTokenType)
 	}
-	for what, secret := range map[string]string{"KMS token": kmsToken, "reviewer JWT": string(sec.Data[corev1.ServiceAccountTokenKey]), "root token": d.RootToken} {
+	for what, secret := range map[string]string{"KMS token": kmsToken, "root token": d.RootToken} {
 		if len(secret) < 20 {
 			t.Errorf("no %s to look for", what)
 		} else if strings.Contains(files, secret) {
 			t.Errorf("the %s is in the engine's files", what)
 		}
+	}
+	if !jwtPattern.MatchString(saToken(t, ctx, cs, vault.ReviewerNamespace, vault.ReviewerServiceAccount)) {
+		t.Errorf("%v does not match a service-account token: the check below proves nothing", jwtPattern)
+	}
+	if m := jwtPattern.FindString(files); m != "" {
+		t.Errorf("a JWT is in the engine's files (%d characters)", len(m))
+	}
+	st := stateOf(t, eng, stack, vaultres.KubernetesAuthType)
+	if exp, err := time.Parse(time.RFC3339, st["reviewerTokenExpires"].(string)); err != nil || time.Until(exp) < 360*24*time.Hour {
+		t.Errorf("reviewer token expires %v (%v), want about a year from now", st["reviewerTokenExpires"], err)
+	}
+	sa, err := cs.CoreV1().ServiceAccounts(vault.ReviewerNamespace).Get(ctx, vault.ReviewerServiceAccount, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st["reviewerServiceAccountUID"] != string(sa.UID) {
+		t.Errorf("state records reviewer uid %v, the account's is %s", st["reviewerServiceAccountUID"], sa.UID)
 	}
 
 	// Drift: the transit key deleted out of band shows as a replacement.
@@ -503,15 +524,16 @@ func testKinds(t *testing.T, ctx context.Context, eng *engine.Engine, stateDir, 
 	timed("up rewriting the Kubernetes auth config", func() error { _, err := eng.Up(ctx, stack, prog, engine.Options{}); return err })
 	check("after the config was rewritten")
 
-	// Drift: the reviewer's token Secret recreated (the old JWT dies with
-	// it): the config is rewritten with the new token, logins work again.
-	if err := cs.CoreV1().Secrets(vault.ReviewerNamespace).Delete(ctx, vault.ReviewerSecret, metav1.DeleteOptions{}); err != nil {
+	// Drift: the reviewer service account recreated (a new uid; the old
+	// JWT dies with the old account): the config is rewritten with a new
+	// token, logins work again.
+	if err := cs.CoreV1().ServiceAccounts(vault.ReviewerNamespace).Delete(ctx, vault.ReviewerServiceAccount, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	createReviewer(t, ctx, cs)
 	// (The old token keeps working for up to 10 s, the API server's token
 	// cache; not worth waiting for here.)
-	wantPlan("reviewer Secret recreated", vaultres.KubernetesAuthType, engine.OpUpdate)
+	wantPlan("reviewer ServiceAccount recreated (new uid)", vaultres.KubernetesAuthType, engine.OpUpdate)
 	timed("up writing the new reviewer token", func() error { _, err := eng.Up(ctx, stack, prog, engine.Options{}); return err })
 	if _, err := login(root, n.AuthPath, "payments", saToken(t, ctx, cs, "payments", "app")); err != nil {
 		t.Errorf("login after the reviewer token was replaced: %v", err)

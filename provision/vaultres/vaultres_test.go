@@ -67,9 +67,11 @@ func TestCheck(t *testing.T) {
 		{name: "no address", token: vaultres.KVType,
 			inputs: map[string]any{"access": map[string]any{}, "mount": "kv-shop"}, failures: []string{"access.address"}},
 		{name: "kubernetes auth defaults the reviewer", token: vaultres.KubernetesAuthType,
-			inputs: map[string]any{"access": access, "path": "kubernetes-shop", "kubeconfig": "/c/admin.kubeconfig"},
-			defaults: map[string]string{"reviewerNamespace": vault.ReviewerNamespace, "reviewerServiceAccount": vault.ReviewerServiceAccount,
-				"reviewerSecret": vault.ReviewerSecret}},
+			inputs:   map[string]any{"access": access, "path": "kubernetes-shop", "kubeconfig": "/c/admin.kubeconfig"},
+			defaults: map[string]string{"reviewerNamespace": vault.ReviewerNamespace, "reviewerServiceAccount": vault.ReviewerServiceAccount}},
+		{name: "kubernetes auth no longer takes a reviewer Secret", token: vaultres.KubernetesAuthType,
+			inputs: map[string]any{"access": access, "path": "kubernetes-shop", "kubeconfig": "/c/admin.kubeconfig",
+				"reviewerSecret": "secprov-vault-auth-token"}, failures: []string{"reviewerSecret"}},
 		{name: "kubernetes auth with a relative kubeconfig", token: vaultres.KubernetesAuthType,
 			inputs: map[string]any{"access": access, "path": "kubernetes-shop", "kubeconfig": "admin.kubeconfig"}, failures: []string{"kubeconfig"}},
 		{name: "namespace role defaults its TTL", token: vaultres.NamespaceRoleType,
@@ -135,7 +137,7 @@ func TestNoSecretInputs(t *testing.T) {
 		for _, in := range k.Inputs {
 			l := strings.ToLower(in)
 			if (strings.Contains(l, "token") || strings.Contains(l, "jwt") || strings.Contains(l, "secret") || strings.Contains(l, "password")) &&
-				!strings.HasSuffix(l, "file") && !strings.HasSuffix(l, "ttl") && l != "reviewersecret" { // a Secret's name
+				!strings.HasSuffix(l, "file") && !strings.HasSuffix(l, "ttl") {
 				t.Errorf("%s: input %q looks like a secret value", tok, in)
 			}
 		}
