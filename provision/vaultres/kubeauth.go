@@ -187,9 +187,14 @@ func kubernetesAuthKind() provider.TypedKind[KubernetesAuthInputs, KubernetesAut
 		if err != nil {
 			return KubernetesAuthOutputs{}, err
 		}
-		err = s.EnsureKubernetesAuth(ctx, in.Path, vault.KubernetesAuthConfig{Host: k.host, CACert: k.caPEM, ReviewerJWT: jwt, Issuer: in.Issuer})
-		return KubernetesAuthOutputs{Host: k.host, CASHA256: sha(k.caPEM),
-			ReviewerServiceAccountUID: uid, ReviewerTokenExpires: expires.UTC().Format(time.RFC3339)}, err
+		out := KubernetesAuthOutputs{Host: k.host, CASHA256: sha(k.caPEM)}
+		if err := s.EnsureKubernetesAuth(ctx, in.Path, vault.KubernetesAuthConfig{Host: k.host, CACert: k.caPEM, ReviewerJWT: jwt, Issuer: in.Issuer}); err != nil {
+			// Without the reviewer fields the next Diff asks for a new
+			// token whether or not this one reached Vault.
+			return out, err
+		}
+		out.ReviewerServiceAccountUID, out.ReviewerTokenExpires = uid, expires.UTC().Format(time.RFC3339)
+		return out, nil
 	}
 	return provider.TypedKind[KubernetesAuthInputs, KubernetesAuthOutputs]{
 		Token:               KubernetesAuthType,
