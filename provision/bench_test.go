@@ -150,14 +150,26 @@ func BenchmarkSecretCreate(b *testing.B) {
 			b.Fatal(err)
 		}
 		var n atomic.Int64
+		create := func() error {
+			name := fmt.Sprintf("bench-%s-%d", prov, n.Add(1))
+			_, err := cs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string][]byte{"v": []byte(name)},
+			}, metav1.CreateOptions{})
+			return err
+		}
+		// Warm up the freshly (re)started API server untimed: the first
+		// writes also pay for caches, connections and, with KMS v2, the
+		// one data-key seed wrapped by Vault.
+		for range 200 {
+			if err := create(); err != nil {
+				b.Fatal(err)
+			}
+		}
 		b.Run(prov, func(b *testing.B) {
 			b.SetParallelism(4)
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					name := fmt.Sprintf("bench-%s-%d", prov, n.Add(1))
-					if _, err := cs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{
-						ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string][]byte{"v": []byte(name)},
-					}, metav1.CreateOptions{}); err != nil {
+					if err := create(); err != nil {
 						b.Error(err)
 						return
 					}

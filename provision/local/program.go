@@ -83,6 +83,24 @@ func EffectiveEncryption(spec v1alpha1.Spec) (provider string, note string) {
 	return spec.EncryptionAtRest.Provider, ""
 }
 
+// ProviderChangeAllowed says whether an existing cluster may move from one
+// encryption-at-rest provider to another without making stored data
+// unreadable. Supported: turning encryption on (from none), and secretbox
+// to vault-kms (the secretbox keys stay as a read-only provider until
+// rotate-keys rewrites the data). Any other change would drop the only
+// provider that can read what is stored, so it is refused before anything
+// is touched.
+func ProviderChangeAllowed(from, to string) error {
+	switch {
+	case from == "" || from == to || from == v1alpha1.EncryptionNone:
+		return nil
+	case from == v1alpha1.EncryptionSecretbox && to == v1alpha1.EncryptionVaultKMS:
+		return nil
+	}
+	return fmt.Errorf("encryptionAtRest.provider cannot change from %s to %s on an existing cluster: data stored under %s would become unreadable. "+
+		"Keep %s, or recreate the cluster (secprov down, then up) to start with %s", from, to, from, from, to)
+}
+
 // ControlPlane renders the hardened control plane of c with the given
 // ports.
 func (c *Cluster) ControlPlane(ports hardening.Ports) *hardening.ControlPlane {
@@ -165,6 +183,11 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 	enc, _ := EffectiveEncryption(spec)
 	if enc == v1alpha1.EncryptionVaultKMS && !c.useKMS() {
 		return nil, fmt.Errorf("cluster %s: encryptionAtRest.provider vault-kms needs a Vault", name)
+	}
+	if m, err := NewLayout(c.Dir).ReadMeta(); err == nil {
+		if err := ProviderChangeAllowed(m.EncryptionProvider, enc); err != nil {
+			return nil, fmt.Errorf("cluster %s: %w", name, err)
+		}
 	}
 	l := NewLayout(c.Dir)
 	var vmeta *VaultMeta
