@@ -210,18 +210,16 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 		// The KMS plugin, with its key and token, runs before the API
 		// server that needs it to start.
 		var kmsPlugin *engine.Res
+		vres := &vaultres.Resources{}
+		var vc vaultres.Cluster
+		if c.Vault != nil {
+			vc = vaultres.Cluster{Access: *c.Vault, Names: names, Kubeconfig: l.AdminKubeconfig(), TokenFile: l.KMSToken()}
+		}
 		if c.useKMS() {
-			transit, err := engine.Resource(ctx, vaultres.TransitType, "vault-transit",
-				vaultres.TransitInputs{Access: *c.Vault, Mount: names.TransitMount, Key: names.TransitKey}, engine.DependsOn(cluster))
-			if err != nil {
+			if err := vaultres.DeclareKMS(ctx, vc, vres, engine.DependsOn(cluster)); err != nil {
 				return err
 			}
-			token, err := engine.Resource(ctx, vaultres.KMSTokenType, "vault-kms-token", vaultres.KMSTokenInputs{
-				Access: *c.Vault, Cluster: name, Mount: names.TransitMount, Key: names.TransitKey, TokenFile: l.KMSToken(),
-			}, engine.DependsOn(transit))
-			if err != nil {
-				return err
-			}
+			token := vres.KMSToken
 			// A new token restarts the plugin so it reads it at once.
 			if kmsPlugin, err = engine.Resource(ctx, ProcessType, KMSPlugin, map[string]any{
 				"dir": c.Dir, "component": KMSPlugin, "binary": c.Binaries.KMSPlugin, "args": c.kmsPluginArgs(),
@@ -290,24 +288,8 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 		// server (its token reviewer is among the bootstrap objects), and
 		// one read-only role per listed namespace.
 		if c.Vault != nil && spec.Vault.IsEnabled() {
-			kv, err := engine.Resource(ctx, vaultres.KVType, "vault-kv",
-				vaultres.KVInputs{Access: *c.Vault, Mount: names.KVMount}, engine.DependsOn(cluster))
-			if err != nil {
+			if err := vaultres.DeclareSecrets(ctx, vc, vres, []pulumi.ResourceOption{engine.DependsOn(bootstrap)}, engine.DependsOn(cluster)); err != nil {
 				return err
-			}
-			auth, err := engine.Resource(ctx, vaultres.KubernetesAuthType, "vault-kubernetes-auth",
-				vaultres.KubernetesAuthInputs{Access: *c.Vault, Path: names.AuthPath, Kubeconfig: l.AdminKubeconfig()},
-				engine.DependsOn(bootstrap))
-			if err != nil {
-				return err
-			}
-			for _, ns := range names.Namespaces {
-				if _, err := engine.Resource(ctx, vaultres.NamespaceRoleType, "vault-role-"+ns.Namespace, vaultres.NamespaceRoleInputs{
-					Access: *c.Vault, Cluster: name, AuthPath: names.AuthPath, KVMount: names.KVMount,
-					Namespace: ns.Namespace, Paths: ns.Paths,
-				}, engine.DependsOn(auth, kv)); err != nil {
-					return err
-				}
 			}
 		}
 		ctx.Export("apiServerURL", pulumi.String(url))

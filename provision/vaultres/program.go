@@ -24,25 +24,39 @@ type Resources struct {
 	NamespaceRoles                        map[string]*engine.Res // by namespace
 }
 
-// Declare declares a cluster's Vault resources in an inline program:
-// transit key, KV mount, Kubernetes auth, one role per namespace (after
-// the auth mount and KV mount) and the KMS token (after the key). opts
-// apply to all of them (say, DependsOn the cluster's bootstrap objects,
-// which include the token reviewer).
-func Declare(ctx *pulumi.Context, c Cluster, opts ...pulumi.ResourceOption) (*Resources, error) {
+// DeclareKMS declares what the KMS plugin needs: the transit key, then the
+// plugin's token. A provider declares them before the API server, which
+// cannot start without its KMS plugin. opts apply to both.
+func DeclareKMS(ctx *pulumi.Context, c Cluster, r *Resources, opts ...pulumi.ResourceOption) error {
 	n := c.Names
-	r := &Resources{NamespaceRoles: map[string]*engine.Res{}}
 	var err error
 	if r.Transit, err = engine.Resource(ctx, TransitType, "vault-transit",
 		TransitInputs{Access: c.Access, Mount: n.TransitMount, Key: n.TransitKey}, opts...); err != nil {
-		return nil, err
+		return err
 	}
+	r.KMSToken, err = engine.Resource(ctx, KMSTokenType, "vault-kms-token", KMSTokenInputs{
+		Access: c.Access, Cluster: n.Cluster, Mount: n.TransitMount, Key: n.TransitKey, TokenFile: c.TokenFile,
+	}, append(append([]pulumi.ResourceOption{}, opts...), engine.DependsOn(r.Transit))...)
+	return err
+}
+
+// DeclareSecrets declares workload secrets: the KV mount, Kubernetes auth
+// against the cluster, and one role per namespace (after both). The auth
+// mount needs the running API server and its token reviewer: pass
+// authOpts (say, DependsOn the bootstrap objects); opts apply to all.
+func DeclareSecrets(ctx *pulumi.Context, c Cluster, r *Resources, authOpts []pulumi.ResourceOption, opts ...pulumi.ResourceOption) error {
+	n := c.Names
+	if r.NamespaceRoles == nil {
+		r.NamespaceRoles = map[string]*engine.Res{}
+	}
+	var err error
 	if r.KV, err = engine.Resource(ctx, KVType, "vault-kv", KVInputs{Access: c.Access, Mount: n.KVMount}, opts...); err != nil {
-		return nil, err
+		return err
 	}
 	if r.KubernetesAuth, err = engine.Resource(ctx, KubernetesAuthType, "vault-kubernetes-auth",
-		KubernetesAuthInputs{Access: c.Access, Path: n.AuthPath, Kubeconfig: c.Kubeconfig}, opts...); err != nil {
-		return nil, err
+		KubernetesAuthInputs{Access: c.Access, Path: n.AuthPath, Kubeconfig: c.Kubeconfig},
+		append(append([]pulumi.ResourceOption{}, opts...), authOpts...)...); err != nil {
+		return err
 	}
 	roleOpts := append(append([]pulumi.ResourceOption{}, opts...), engine.DependsOn(r.KubernetesAuth, r.KV))
 	for _, ns := range n.Namespaces {
@@ -51,14 +65,21 @@ func Declare(ctx *pulumi.Context, c Cluster, opts ...pulumi.ResourceOption) (*Re
 			Namespace: ns.Namespace, Paths: ns.Paths,
 		}, roleOpts...)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		r.NamespaceRoles[ns.Namespace] = res
 	}
-	tokenOpts := append(append([]pulumi.ResourceOption{}, opts...), engine.DependsOn(r.Transit))
-	if r.KMSToken, err = engine.Resource(ctx, KMSTokenType, "vault-kms-token", KMSTokenInputs{
-		Access: c.Access, Cluster: n.Cluster, Mount: n.TransitMount, Key: n.TransitKey, TokenFile: c.TokenFile,
-	}, tokenOpts...); err != nil {
+	return nil
+}
+
+// Declare declares a cluster's whole Vault set (DeclareKMS and
+// DeclareSecrets) with opts on all of it.
+func Declare(ctx *pulumi.Context, c Cluster, opts ...pulumi.ResourceOption) (*Resources, error) {
+	r := &Resources{}
+	if err := DeclareKMS(ctx, c, r, opts...); err != nil {
+		return nil, err
+	}
+	if err := DeclareSecrets(ctx, c, r, nil, opts...); err != nil {
 		return nil, err
 	}
 	return r, nil
