@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"secprov.dev/secprov/internal/atomicfile"
 )
 
 // DefaultKMSTokenPeriod is the KMS token's period: the plugin must renew
@@ -292,30 +294,8 @@ func (s *Setup) fileToken(ctx context.Context, path string) (TokenInfo, bool, er
 // partial token and the old token stays until the new one is complete.
 // A missing directory is created 0700.
 func writeSecretFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".secprov-token-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, data, 0o600)
 }

@@ -374,6 +374,35 @@ func login(ctx context.Context, a vault.Access, authPath, role, jwt string) (*ap
 	return c, nil
 }
 
+// workloadLogin is one listed namespace's attempt to log in with its own
+// role: the service-account token it used, and the Vault client it got
+// (nil with err set when Vault refused).
+type workloadLogin struct {
+	ns     v1alpha1.VaultNamespace
+	who    string
+	jwt    string
+	client *api.Client
+	err    error
+}
+
+// eachWorkloadLogin logs in as the default service account of every
+// namespace in spec.vault.namespaces, with that namespace's role, and
+// calls f with the result. A namespace whose token cannot be issued is an
+// error of the check.
+func eachWorkloadLogin(ctx context.Context, cs kubernetes.Interface, v *Vault, r *findings, f func(workloadLogin)) {
+	n := v.Names
+	for _, ns := range n.Namespaces {
+		w := workloadLogin{ns: ns, who: "service account " + ns.Namespace + "/default"}
+		var err error
+		if w.jwt, err = workloadToken(ctx, cs, ns.Namespace); err != nil {
+			r.errorf("%v", err)
+			continue
+		}
+		w.client, w.err = login(ctx, v.Admin, n.AuthPath, n.NamespaceRole(ns.Namespace), w.jwt)
+		f(w)
+	}
+}
+
 // vaultError keeps a Vault API error to one line: status and messages.
 func vaultError(err error) error {
 	var re *api.ResponseError
@@ -444,30 +473,24 @@ func checkVaultLogin(ctx context.Context, t Target) Outcome {
 	if err != nil {
 		return Errorf("admin client: %v", err)
 	}
-	for _, ns := range n.Namespaces {
-		who := "service account " + ns.Namespace + "/default"
-		jwt, err := workloadToken(ctx, cs, ns.Namespace)
-		if err != nil {
-			r.errorf("%v", err)
-			continue
-		}
-		lev := Evidence{Object: who, Field: "login auth/" + n.AuthPath + " role " + n.NamespaceRole(ns.Namespace), Want: "a Vault token"}
-		c, err := login(ctx, v.Admin, n.AuthPath, n.NamespaceRole(ns.Namespace), jwt)
-		if err != nil {
-			lev.Got = err.Error()
-			r.fail(lev, fmt.Sprintf("%s cannot log in to Vault: %v", who, err))
-			continue
+	eachWorkloadLogin(ctx, cs, v, &r, func(w workloadLogin) {
+		who := w.who
+		lev := Evidence{Object: who, Field: "login auth/" + n.AuthPath + " role " + n.NamespaceRole(w.ns.Namespace), Want: "a Vault token"}
+		if w.err != nil {
+			lev.Got = w.err.Error()
+			r.fail(lev, fmt.Sprintf("%s cannot log in to Vault: %v", who, w.err))
+			return
 		}
 		lev.Got = "token"
 		r.ok(lev)
 		var paths []string
-		for _, p := range ns.Paths {
+		for _, p := range w.ns.Paths {
 			paths = append(paths, n.KVMount+"/data/"+samplePath(p))
 		}
-		caps, err := capabilities(ctx, c, paths)
+		caps, err := capabilities(ctx, w.client, paths)
 		if err != nil {
 			r.errorf("vault capabilities of %s: %v", who, err)
-			continue
+			return
 		}
 		for _, p := range paths {
 			ev := Evidence{Object: who, Field: p, Want: "read", Got: strings.Join(caps[p], ",")}
@@ -477,7 +500,7 @@ func checkVaultLogin(ctx context.Context, t Target) Outcome {
 				r.fail(ev, fmt.Sprintf("%s cannot read its own path %s", who, p))
 			}
 		}
-	}
+	})
 	return r.outcome(fmt.Sprintf("Kubernetes auth is configured for this cluster and %d namespace(s) log in and read their paths", len(n.Namespaces)))
 }
 
@@ -517,27 +540,21 @@ func checkVaultScoped(ctx context.Context, t Target) Outcome {
 	for _, ns := range n.Namespaces {
 		listed[ns.Namespace] = true
 	}
-	for _, ns := range n.Namespaces {
-		who := "service account " + ns.Namespace + "/default"
-		jwt, err := workloadToken(ctx, cs, ns.Namespace)
-		if err != nil {
-			r.errorf("%v", err)
-			continue
-		}
-		c, err := login(ctx, v.Admin, n.AuthPath, n.NamespaceRole(ns.Namespace), jwt)
-		if err != nil {
+	eachWorkloadLogin(ctx, cs, v, &r, func(w workloadLogin) {
+		who, ns := w.who, w.ns
+		if w.err != nil {
 			r.skip(who + " cannot log in, so its scope cannot be tried (SP-VAULT-001 reports the login)")
-			continue
+			return
 		}
 		own := []string{}
 		for _, p := range ns.Paths {
 			own = append(own, n.KVMount+"/data/"+samplePath(p))
 		}
 		others := otherPaths(n, ns)
-		caps, err := capabilities(ctx, c, append(slices.Clone(own), others...))
+		caps, err := capabilities(ctx, w.client, append(slices.Clone(own), others...))
 		if err != nil {
 			r.errorf("vault capabilities of %s: %v", who, err)
-			continue
+			return
 		}
 		for _, p := range own {
 			ev := Evidence{Object: who, Field: p, Want: "read (no write)", Got: strings.Join(caps[p], ",")}
@@ -548,7 +565,7 @@ func checkVaultScoped(ctx context.Context, t Target) Outcome {
 			}
 		}
 		expectDenied(&r, who, caps, others, "it is not among "+ns.Namespace+"'s paths")
-	}
+	})
 	// A workload namespace nobody listed must not log in with a listed
 	// namespace's role.
 	for _, ns := range hardening.WorkloadNamespaces(t.Info().Spec) {
@@ -583,7 +600,6 @@ func checkVaultIsolation(ctx context.Context, t Target) Outcome {
 		return Skip("no cluster of another environment uses this Vault, so there is nothing to be isolated from")
 	}
 	var r findings
-	n := v.Names
 	var peerTransit, peerKV []string
 	for _, p := range v.Peers {
 		peerTransit = append(peerTransit, p.Names.TransitMount+"/encrypt/"+p.Names.TransitKey, p.Names.TransitMount+"/decrypt/"+p.Names.TransitKey)
@@ -610,15 +626,10 @@ func checkVaultIsolation(ctx context.Context, t Target) Outcome {
 	if err != nil {
 		return Errorf("admin client: %v", err)
 	}
-	for _, ns := range n.Namespaces {
-		who := "service account " + ns.Namespace + "/default"
-		jwt, err := workloadToken(ctx, cs, ns.Namespace)
-		if err != nil {
-			r.errorf("%v", err)
-			continue
-		}
-		if c, err := login(ctx, v.Admin, n.AuthPath, n.NamespaceRole(ns.Namespace), jwt); err == nil {
-			caps, err := capabilities(ctx, c, append(slices.Clone(peerKV), peerTransit...))
+	eachWorkloadLogin(ctx, cs, v, &r, func(w workloadLogin) {
+		who, jwt := w.who, w.jwt
+		if w.err == nil {
+			caps, err := capabilities(ctx, w.client, append(slices.Clone(peerKV), peerTransit...))
 			if err != nil {
 				r.errorf("vault capabilities of %s: %v", who, err)
 			} else {
@@ -639,6 +650,6 @@ func checkVaultIsolation(ctx context.Context, t Target) Outcome {
 				}
 			}
 		}
-	}
+	})
 	return r.outcome(fmt.Sprintf("nothing of this cluster reaches the Vault objects of %d cluster(s) of other environments", len(v.Peers)))
 }

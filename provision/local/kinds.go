@@ -21,7 +21,7 @@ import (
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/provision/engine/provider"
-	"secprov.dev/secprov/provision/local/internal/atomicfile"
+	"secprov.dev/secprov/internal/atomicfile"
 	"secprov.dev/secprov/provision/local/pki"
 	"secprov.dev/secprov/provision/local/proc"
 	"secprov.dev/secprov/provision/paths"

@@ -17,7 +17,7 @@ import (
 
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/hardening/verify"
-	"secprov.dev/secprov/provision/local/internal/atomicfile"
+	"secprov.dev/secprov/internal/atomicfile"
 	"secprov.dev/secprov/provision/local/pki"
 	"secprov.dev/secprov/vault"
 )

@@ -9,7 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
+
+	"secprov.dev/secprov/internal/atomicfile"
 )
 
 // layout names the files of a local Vault under its directory.
@@ -125,48 +126,11 @@ func scrubErr(err error, secrets ...secret) error {
 	return &scrubbed{msg: msg, err: err}
 }
 
-// writeFile replaces path with data, mode perm from the first byte on: the
-// temporary file is created 0600 and fchmod'ed before anything is written,
-// then renamed over path, so a reader sees the old or the new content and a
-// key is never readable by others, not even for an instant.
-func writeFile(path string, data []byte, perm os.FileMode) (err error) {
-	dir, base := filepath.Split(path)
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: set mode %o: %w", path, perm, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	// Synced before the rename: after a crash the unseal key must be
-	// either absent (init not done) or whole.
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: sync: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-			_ = d.Close()
-			return fmt.Errorf("write %s: sync directory: %w", path, err)
-		}
-		_ = d.Close()
-	}
-	return nil
+// writeFile replaces path with data, mode perm from the first byte on and
+// synced before the rename: after a crash the unseal key must be either
+// absent (init not done) or whole.
+func writeFile(path string, data []byte, perm os.FileMode) error {
+	return atomicfile.Write(path, data, perm)
 }
 
 // privateDir creates dir (and parents) and forces 0700 on it.

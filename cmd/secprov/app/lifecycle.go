@@ -1,7 +1,6 @@
 package app
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -69,9 +68,7 @@ func newPlanCommand(s Streams, root *rootFlags) *cobra.Command {
 				}
 			}
 			if flags.output == "json" {
-				enc := json.NewEncoder(s.Out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(out); err != nil {
+				if err := writeJSON(s.Out, out); err != nil {
 					return err
 				}
 			}
@@ -257,9 +254,7 @@ func newStatusCommand(s Streams) *cobra.Command {
 				return err
 			}
 			if flags.output == "json" {
-				enc := json.NewEncoder(s.Out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"stateDir": stateDir, "clusters": sts})
+				return writeJSON(s.Out, map[string]any{"stateDir": stateDir, "clusters": sts})
 			}
 			if len(sts) == 0 {
 				fmt.Fprintf(s.Out, "no clusters in %s\n", stateDir)

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -63,9 +62,7 @@ errors or no such cluster.`,
 			}
 			res, err := provision.RotateKeys(cmd.Context(), t, step)
 			if output == "json" && res != nil {
-				enc := json.NewEncoder(s.Out)
-				enc.SetIndent("", "  ")
-				if jerr := enc.Encode(res); jerr != nil {
+				if jerr := writeJSON(s.Out, res); jerr != nil {
 					return jerr
 				}
 			} else if res != nil && err == nil {

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -117,9 +116,7 @@ func newToolsListCommand(s Streams, root *rootFlags) *cobra.Command {
 			}
 			list := m.List(cmd.Context())
 			if flags.output == "json" {
-				enc := json.NewEncoder(s.Out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(list)
+				return writeJSON(s.Out, list)
 			}
 			tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tVERSION\tSTATE\tSOURCE\tLOCATION")

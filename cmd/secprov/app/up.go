@@ -1,7 +1,6 @@
 package app
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -98,9 +97,7 @@ Blueprint errors stop it before anything is created.`,
 			}
 			summary.Seconds = time.Since(start).Seconds()
 			if flags.output == "json" {
-				enc := json.NewEncoder(s.Out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(summary); err != nil {
+				if err := writeJSON(s.Out, summary); err != nil {
 					return err
 				}
 			} else if len(failed) == 0 {

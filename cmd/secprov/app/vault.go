@@ -1,7 +1,6 @@
 package app
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -67,9 +66,7 @@ func newVaultStatusCommand(s Streams) *cobra.Command {
 				return err
 			}
 			if flags.output == "json" {
-				enc := json.NewEncoder(s.Out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return writeJSON(s.Out, st)
 			}
 			return printVaultStatus(s, st)
 		},

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -51,9 +50,7 @@ func newVersionCommand(s Streams) *cobra.Command {
 			}
 			switch flags.output {
 			case "json":
-				enc := json.NewEncoder(s.Out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(info)
+				return writeJSON(s.Out, info)
 			case "text", "":
 				_, err := fmt.Fprintf(s.Out, "secprov %s %s %s\n", info["version"], info["go"], info["platform"])
 				return err

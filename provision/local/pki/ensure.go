@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"secprov.dev/secprov/provision/local/internal/atomicfile"
+	"secprov.dev/secprov/internal/atomicfile"
 )
 
 const (

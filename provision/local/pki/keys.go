@@ -19,7 +19,7 @@ import (
 	"net/netip"
 	"os"
 
-	"secprov.dev/secprov/provision/local/internal/atomicfile"
+	"secprov.dev/secprov/internal/atomicfile"
 )
 
 var randReader = rand.Reader

@@ -9,7 +9,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"secprov.dev/secprov/provision/local/internal/atomicfile"
+	"secprov.dev/secprov/internal/atomicfile"
 )
 
 // WriteKubeconfig writes a kubeconfig for one user of one cluster to path,

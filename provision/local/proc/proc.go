@@ -23,7 +23,7 @@ import (
 	"syscall"
 	"time"
 
-	"secprov.dev/secprov/provision/local/internal/atomicfile"
+	"secprov.dev/secprov/internal/atomicfile"
 )
 
 // Spec describes a process to start.
