@@ -513,6 +513,10 @@ func hardenedRows(t *testing.T, h *harness, ctx context.Context) {
 			return func() { h.up(outer, ctx, h.cluster(blueprint(t, "prod.yaml", prod, nil), nil)) }
 		}},
 		{"SP-KMS-002", "the transit key rotated in Vault, data not rewritten", "KMS key IDs of stored objects: want all " + kmsKeyID(names, 2), func(t *testing.T) func() {
+			// A secret stored before the rotation is what stays under the
+			// old key version.
+			stored := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "before-rotation", Namespace: "payments"}, StringData: map[string]string{"k": "v"}}
+			must(t, ignore(cs.CoreV1().Secrets("payments").Create(ctx, stored, metav1.CreateOptions{})))
 			_, err := va.Logical().WriteWithContext(ctx, names.TransitMount+"/keys/"+names.TransitKey+"/rotate", nil)
 			must(t, err)
 			// rotate-keys is the remedy: afterwards the check passes again
@@ -527,6 +531,11 @@ func hardenedRows(t *testing.T, h *harness, ctx context.Context) {
 				if res.Rewritten == 0 || res.Stale != 0 || res.Current < res.Rewritten {
 					t.Errorf("rotate-keys: %+v, want rewritten objects and none stale", res)
 				}
+				s, err := cs.CoreV1().Secrets("payments").Get(ctx, stored.Name, metav1.GetOptions{})
+				if err != nil || string(s.Data["k"]) != "v" {
+					t.Errorf("secret after rotate-keys: %v %q", err, s.Data["k"])
+				}
+				must(t, cs.CoreV1().Secrets("payments").Delete(ctx, stored.Name, metav1.DeleteOptions{}))
 			}
 		}},
 		{"SP-KMS-003", "the KMS policy widened", "sys/mounts/" + names.TransitMount, func(t *testing.T) func() {
