@@ -218,7 +218,12 @@ func clusterStatuses(stateDir string) ([]clusterStatus, error) {
 			continue
 		}
 		cs.Environment, cs.APIServerURL = m.Environment, m.APIServerURL
-		for _, c := range local.Components {
+		comps := local.Components
+		if m.Vault != nil && m.Vault.KMSSocket != "" {
+			// The API server cannot write encrypted data without it.
+			comps = append([]string{local.KMSPlugin}, comps...)
+		}
+		for _, c := range comps {
 			st, _ := proc.Status(l.PidFile(c))
 			comp := componentStatus{Name: c, State: st.String()}
 			if rec, err := proc.ReadPidFile(l.PidFile(c)); err == nil && st == proc.StateRunning {
