@@ -20,8 +20,8 @@ import (
 
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
-	"secprov.dev/secprov/provision/engine/provider"
 	"secprov.dev/secprov/internal/atomicfile"
+	"secprov.dev/secprov/provision/engine/provider"
 	"secprov.dev/secprov/provision/local/pki"
 	"secprov.dev/secprov/provision/local/proc"
 	"secprov.dev/secprov/provision/paths"
