@@ -120,31 +120,14 @@ func checkKMSHealthy(ctx context.Context, t Target) Outcome {
 
 // currentKeyID asks Vault (as admin) for the transit key's latest version.
 func currentKeyID(ctx context.Context, c *api.Client, n vault.Names) (string, error) {
-	s, err := c.Logical().ReadWithContext(ctx, n.TransitMount+"/keys/"+n.TransitKey)
+	k, ok, err := vault.NewSetupWithClient(c, nil).ReadTransit(ctx, n.TransitMount, n.TransitKey)
 	if err != nil {
 		return "", err
 	}
-	if s == nil {
+	if !ok {
 		return "", fmt.Errorf("transit key %s/keys/%s does not exist", n.TransitMount, n.TransitKey)
 	}
-	ver, err := intOf(s.Data["latest_version"])
-	if err != nil {
-		return "", fmt.Errorf("transit key %s/%s: latest_version: %w", n.TransitMount, n.TransitKey, err)
-	}
-	return kms.KeyID(n.TransitMount, n.TransitKey, ver), nil
-}
-
-func intOf(v any) (int, error) {
-	switch x := v.(type) {
-	case interface{ Int64() (int64, error) }:
-		i, err := x.Int64()
-		return int(i), err
-	case float64:
-		return int(x), nil
-	case int:
-		return x, nil
-	}
-	return 0, fmt.Errorf("not a number: %v", v)
+	return kms.KeyID(n.TransitMount, n.TransitKey, k.LatestVersion), nil
 }
 
 func checkKMSCurrentKey(ctx context.Context, t Target) Outcome {
