@@ -206,6 +206,16 @@ func resourceLabel(typ, name string) string {
 		return "config files"
 	case "Bootstrap":
 		return "RBAC, namespaces, policies"
+	case "Transit":
+		return "Vault transit key"
+	case "Kv":
+		return "Vault KV mount"
+	case "KmsToken":
+		return "Vault KMS token"
+	case "KubernetesAuth":
+		return "Vault Kubernetes auth"
+	case "NamespaceRole":
+		return "Vault role " + strings.TrimPrefix(name, "vault-role-")
 	}
 	return strings.ToLower(kind) + " " + name
 }

@@ -170,3 +170,19 @@ func TestToolProgressRendering(t *testing.T) {
 		}
 	}
 }
+
+func TestResourceLabel(t *testing.T) {
+	tests := []struct{ typ, name, want string }{
+		{"secprov:local:Process", "kube-apiserver", "kube-apiserver"},
+		{"secprov:local:Pki", "pki", "PKI and kubeconfigs"},
+		{"secprov:vault:Transit", "vault-transit", "Vault transit key"},
+		{"secprov:vault:KmsToken", "vault-kms-token", "Vault KMS token"},
+		{"secprov:vault:NamespaceRole", "vault-role-payments", "Vault role payments"},
+		{"secprov:other:Thing", "x", "thing x"},
+	}
+	for _, tt := range tests {
+		if got := resourceLabel(tt.typ, tt.name); got != tt.want {
+			t.Errorf("resourceLabel(%q, %q) = %q, want %q", tt.typ, tt.name, got, tt.want)
+		}
+	}
+}
