@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/provision/local"
 	"secprov.dev/secprov/provision/local/localtest"
 	"secprov.dev/secprov/provision/local/pki"
@@ -35,6 +36,7 @@ import (
 	"secprov.dev/secprov/provision/vaultserver"
 	"secprov.dev/secprov/vault"
 	"secprov.dev/secprov/vault/kms"
+	"secprov.dev/secprov/vault/vaulttest"
 )
 
 func adminClient(t *testing.T, kubeconfig string) (kubernetes.Interface, *rest.Config) {
@@ -439,51 +441,20 @@ func TestLocalProdAndTest(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer vs.Stop(ctx)
-		if left := vaultLeftovers(t, va, "shop-prod", "shop-test"); len(left) > 0 {
-			t.Errorf("left in Vault after down: %v", left)
+		vc, err := va.Client(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"prod.yaml", "test.yaml"} {
+			bps, err := blueprints.Load(repoPath("blueprints", "examples", f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if left := vaulttest.Leftovers(t, vc, vault.NamesFor(bps[0].Name(), bps[0].Spec)); len(left) > 0 {
+				t.Errorf("left in Vault after down: %v", left)
+			}
 		}
 	})
-}
-
-// vaultLeftovers lists mounts, auth mounts and policies of the named
-// clusters still in the Vault.
-func vaultLeftovers(t *testing.T, a vault.Access, clusters ...string) []string {
-	t.Helper()
-	c, err := a.Client(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var left []string
-	mounts, err := c.Sys().ListMounts()
-	if err != nil {
-		t.Fatal(err)
-	}
-	auths, err := c.Sys().ListAuth()
-	if err != nil {
-		t.Fatal(err)
-	}
-	policies, err := c.Sys().ListPolicies()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, cl := range clusters {
-		for m := range mounts {
-			if strings.Contains(m, cl) {
-				left = append(left, "mount "+m)
-			}
-		}
-		for m := range auths {
-			if strings.Contains(m, cl) {
-				left = append(left, "auth "+m)
-			}
-		}
-		for _, p := range policies {
-			if strings.Contains(p, cl) {
-				left = append(left, "policy "+p)
-			}
-		}
-	}
-	return left
 }
 
 func containsPrefix(list []string, prefix string) bool {

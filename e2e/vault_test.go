@@ -19,6 +19,7 @@ import (
 	"secprov.dev/secprov/provision/local/proc"
 	"secprov.dev/secprov/provision/vaultserver"
 	"secprov.dev/secprov/vault"
+	"secprov.dev/secprov/vault/vaulttest"
 )
 
 // TestExternalVault runs the test example against "the operator's own
@@ -150,7 +151,7 @@ func TestExternalVault(t *testing.T) {
 
 	t.Run("down removes the cluster's Vault objects", func(t *testing.T) {
 		h.must("down", "--all")
-		if left := vaultLeftovers(t, root, bps[0].Name()); len(left) > 0 {
+		if left := vaulttest.Leftovers(t, rc, names); len(left) > 0 {
 			t.Errorf("left in Vault after down: %v", left)
 		}
 	})

@@ -171,49 +171,6 @@ func (c *cluster) delete(ctx context.Context, s *vault.Setup, accessor string) e
 	return s.DeleteTransit(ctx, c.n.TransitMount, c.n.TransitKey)
 }
 
-// leftovers lists every Vault object of cluster n that still exists.
-func leftovers(t *testing.T, root *api.Client, n vault.Names) []string {
-	t.Helper()
-	var out []string
-	mounts, err := root.Sys().ListMounts()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range []string{n.TransitMount, n.KVMount} {
-		if _, ok := mounts[m+"/"]; ok {
-			out = append(out, "mount "+m)
-		}
-	}
-	auths, err := root.Sys().ListAuth()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := auths[n.AuthPath+"/"]; ok {
-		out = append(out, "auth "+n.AuthPath)
-	}
-	policies, err := root.Sys().ListPolicies()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range policies {
-		if strings.HasPrefix(p, "secprov-"+n.Cluster+"-") {
-			out = append(out, "policy "+p)
-		}
-	}
-	roles, err := root.Logical().List("auth/token/roles")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if roles != nil {
-		for _, r := range roles.Data["keys"].([]any) {
-			if r == n.KMSTokenRole() {
-				out = append(out, "token role "+n.KMSTokenRole())
-			}
-		}
-	}
-	return out
-}
-
 func newSetup(t *testing.T, c *api.Client) *vault.Setup {
 	return vault.NewSetupWithClient(c, nil)
 }
@@ -289,7 +246,7 @@ func TestSetupIdempotentReadDelete(t *testing.T) {
 	if err := c.delete(ctx, s, acc2); err != nil {
 		t.Errorf("second delete (everything already gone): %v", err)
 	}
-	if left := leftovers(t, root, c.n); len(left) > 0 {
+	if left := vaulttest.Leftovers(t, root, c.n); len(left) > 0 {
 		t.Errorf("left in Vault after delete: %v", left)
 	}
 	if _, err := os.Stat(c.tokenFile); !errors.Is(err, os.ErrNotExist) {
@@ -439,7 +396,7 @@ func TestTwoClustersAreDisjoint(t *testing.T) {
 	if err := prod.delete(ctx, s, accProd); err != nil {
 		t.Fatal(err)
 	}
-	if left := leftovers(t, root, prod.n); len(left) > 0 {
+	if left := vaulttest.Leftovers(t, root, prod.n); len(left) > 0 {
 		t.Errorf("prod left %v", left)
 	}
 	if bad, err := test.read(ctx, s, accTest); err != nil || len(bad) > 0 {
@@ -660,7 +617,7 @@ func TestSetupPolicyIsEnoughAndMinimal(t *testing.T) {
 		t.Fatalf("lifecycle with exactly the setup policy: %v", err)
 	}
 	t.Logf("lifecycle with the setup policy: %v", time.Since(start))
-	if left := leftovers(t, root, c.n); len(left) > 0 {
+	if left := vaulttest.Leftovers(t, root, c.n); len(left) > 0 {
 		t.Fatalf("left after the lifecycle: %v", left)
 	}
 

@@ -186,41 +186,6 @@ func testCA(t *testing.T) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
-// leftovers lists the Vault objects of cluster n that still exist.
-func leftovers(t *testing.T, root *api.Client, n vault.Names) []string {
-	t.Helper()
-	var out []string
-	mounts, err := root.Sys().ListMounts()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range []string{n.TransitMount, n.KVMount} {
-		if _, ok := mounts[m+"/"]; ok {
-			out = append(out, "mount "+m)
-		}
-	}
-	auths, err := root.Sys().ListAuth()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := auths[n.AuthPath+"/"]; ok {
-		out = append(out, "auth "+n.AuthPath)
-	}
-	policies, err := root.Sys().ListPolicies()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range policies {
-		if strings.HasPrefix(p, "secprov-"+n.Cluster+"-") {
-			out = append(out, "policy "+p)
-		}
-	}
-	if role, err := root.Logical().Read("auth/token/roles/" + n.KMSTokenRole()); err != nil || role != nil {
-		out = append(out, "token role "+n.KMSTokenRole())
-	}
-	return out
-}
-
 func isForbidden(err error) bool {
 	var re *api.ResponseError
 	return errors.As(err, &re) && re.StatusCode == 403
@@ -615,7 +580,7 @@ func testKinds(t *testing.T, ctx context.Context, eng *engine.Engine, stateDir, 
 	noChanges("after refresh")
 
 	timed("vault destroy", func() error { _, err := eng.Destroy(ctx, stack, engine.Options{}); return err })
-	if left := leftovers(t, root, n); len(left) > 0 {
+	if left := vaulttest.Leftovers(t, root, n); len(left) > 0 {
 		t.Errorf("left in Vault after destroy: %v", left)
 	}
 	if _, err := os.Stat(tokenFile); !errors.Is(err, fs.ErrNotExist) {

@@ -10,8 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/api"
 
 	"secprov.dev/secprov/vault"
 )
@@ -126,4 +129,41 @@ func (d *Dev) MustWrite(tb testing.TB, path string, data map[string]any) {
 	if _, err := c.Logical().Write(path, data); err != nil {
 		tb.Fatalf("vault write %s: %v", path, err)
 	}
+}
+
+// Leftovers lists the Vault objects of cluster n that still exist: its
+// mounts, auth mount, policies and KMS token role. Tests of down and
+// Delete expect none.
+func Leftovers(tb testing.TB, root *api.Client, n vault.Names) []string {
+	tb.Helper()
+	var out []string
+	mounts, err := root.Sys().ListMounts()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, m := range []string{n.TransitMount, n.KVMount} {
+		if _, ok := mounts[m+"/"]; ok {
+			out = append(out, "mount "+m)
+		}
+	}
+	auths, err := root.Sys().ListAuth()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, ok := auths[n.AuthPath+"/"]; ok {
+		out = append(out, "auth "+n.AuthPath)
+	}
+	policies, err := root.Sys().ListPolicies()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, p := range policies {
+		if strings.HasPrefix(p, "secprov-"+n.Cluster+"-") {
+			out = append(out, "policy "+p)
+		}
+	}
+	if role, err := root.Logical().Read("auth/token/roles/" + n.KMSTokenRole()); err != nil || role != nil {
+		out = append(out, "token role "+n.KMSTokenRole())
+	}
+	return out
 }
