@@ -36,10 +36,9 @@ type bootstrapOut struct {
 // gvrs maps the kinds hardening renders to their API resources, so no
 // discovery round trip is needed.
 var gvrs = map[string]schema.GroupVersionResource{
-	"v1/Namespace":                       {Version: "v1", Resource: "namespaces"},
-	"v1/ServiceAccount":                  {Version: "v1", Resource: "serviceaccounts"},
-	"v1/Secret":                          {Version: "v1", Resource: "secrets"},
-	"networking.k8s.io/v1/NetworkPolicy": {Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"},
+	"v1/Namespace":                                    {Version: "v1", Resource: "namespaces"},
+	"v1/ServiceAccount":                               {Version: "v1", Resource: "serviceaccounts"},
+	"networking.k8s.io/v1/NetworkPolicy":              {Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"},
 	"rbac.authorization.k8s.io/v1/ClusterRoleBinding": {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
 	"rbac.authorization.k8s.io/v1/ClusterRole":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
 }
