@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/hardening/verify"
@@ -351,7 +352,7 @@ func (t *Target) Vault(context.Context) (*verify.Vault, error) {
 	for _, d := range dirs {
 		m, err := NewLayout(d).ReadMeta()
 		if err != nil || m.Name == t.meta.Name || m.Environment == t.meta.Environment || m.Vault == nil ||
-			!sameVault(m.Vault.Admin.Address, vm.Admin.Address) {
+			!blueprints.SameService(m.Vault.Admin.Address, vm.Admin.Address) {
 			continue
 		}
 		var spec v1alpha1.Spec
@@ -361,8 +362,4 @@ func (t *Target) Vault(context.Context) (*verify.Vault, error) {
 		v.Peers = append(v.Peers, verify.VaultPeer{Cluster: m.Name, Environment: m.Environment, Names: vault.NamesFor(m.Name, spec)})
 	}
 	return v, nil
-}
-
-func sameVault(a, b string) bool {
-	return strings.EqualFold(strings.TrimSuffix(a, "/"), strings.TrimSuffix(b, "/"))
 }
