@@ -84,7 +84,7 @@ func TestLoadRefusesLinksOutOfTheTree(t *testing.T) {
 	cases := []struct {
 		name  string
 		setup func(t *testing.T, repo, outside, secret string) []string // returns the paths to load
-		want  string                                                  // in the error
+		want  string                                                    // in the error
 	}{
 		{"file link in a directory", func(t *testing.T, repo, _, secret string) []string {
 			symlink(t, secret, filepath.Join(repo, "bp", "x.yaml"))
