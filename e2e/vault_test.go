@@ -16,7 +16,7 @@ import (
 	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/provision/local"
 	"secprov.dev/secprov/provision/local/localtest"
-	"secprov.dev/secprov/provision/local/proc"
+	"secprov.dev/secprov/provision/proc"
 	"secprov.dev/secprov/provision/vaultserver"
 	"secprov.dev/secprov/vault"
 	"secprov.dev/secprov/vault/vaulttest"

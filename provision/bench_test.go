@@ -23,7 +23,7 @@ import (
 	"secprov.dev/secprov/provision/local"
 	"secprov.dev/secprov/provision/local/localtest"
 	"secprov.dev/secprov/provision/local/pki"
-	"secprov.dev/secprov/provision/local/proc"
+	"secprov.dev/secprov/provision/proc"
 	"secprov.dev/secprov/provision/paths"
 )
 

@@ -95,7 +95,7 @@ import (
 	"secprov.dev/secprov/vault"
 
 	vaultapi "github.com/hashicorp/vault/api"
-	localproc "secprov.dev/secprov/provision/local/proc"
+	localproc "secprov.dev/secprov/provision/proc"
 	"secprov.dev/secprov/vault/kms"
 )
 

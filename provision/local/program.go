@@ -12,7 +12,7 @@ import (
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/provision/engine"
 	"secprov.dev/secprov/provision/local/pki"
-	"secprov.dev/secprov/provision/local/proc"
+	"secprov.dev/secprov/provision/proc"
 	"secprov.dev/secprov/provision/vaultres"
 	"secprov.dev/secprov/vault"
 )

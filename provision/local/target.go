@@ -31,7 +31,7 @@ import (
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/hardening/verify"
 	"secprov.dev/secprov/provision/local/pki"
-	"secprov.dev/secprov/provision/local/proc"
+	"secprov.dev/secprov/provision/proc"
 	"secprov.dev/secprov/vault"
 )
 

@@ -12,7 +12,7 @@ import (
 	"secprov.dev/secprov/provision"
 	"secprov.dev/secprov/provision/engine"
 	"secprov.dev/secprov/provision/local"
-	"secprov.dev/secprov/provision/local/proc"
+	"secprov.dev/secprov/provision/proc"
 	"secprov.dev/secprov/provision/paths"
 )
 

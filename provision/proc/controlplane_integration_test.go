@@ -22,7 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"secprov.dev/secprov/provision/local/pki"
-	"secprov.dev/secprov/provision/local/proc"
+	"secprov.dev/secprov/provision/proc"
 	"secprov.dev/secprov/provision/paths"
 )
 

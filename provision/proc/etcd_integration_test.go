@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"secprov.dev/secprov/provision/local/pki"
-	"secprov.dev/secprov/provision/local/proc"
+	"secprov.dev/secprov/provision/proc"
 	"secprov.dev/secprov/provision/paths"
 )
 
