@@ -101,8 +101,11 @@ func LoadBase(ctx context.Context, log *slog.Logger, rev string, paths ...string
 		// A leading dash would be read by git as an option.
 		return nil, fmt.Errorf("--base %q is not a git revision: use a branch, tag or commit such as origin/main", rev)
 	}
-	g := &gitBase{ctx: ctx, log: log, rev: rev, maxBytes: blueprints.DefaultLimits.MaxFileBytes, dirs: map[string]*gitDir{}, repos: map[string]*repo{}}
-	return g.load(paths)
+	return newGitBase(ctx, log, rev).load(paths)
+}
+
+func newGitBase(ctx context.Context, log *slog.Logger, rev string) *gitBase {
+	return &gitBase{ctx: ctx, log: log, rev: rev, maxBytes: blueprints.DefaultLimits.MaxFileBytes, dirs: map[string]*gitDir{}, repos: map[string]*repo{}}
 }
 
 // load is LoadBase after its argument checks.
@@ -301,6 +304,9 @@ func (g *gitBase) dir(dir string) (*gitDir, error) {
 	}
 	out, err := g.git(dir, "rev-parse", "--show-cdup", "--show-prefix", "--show-toplevel")
 	if err != nil {
+		if g.ctx.Err() != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("--base needs the blueprints in a git work tree, but %s is not in one: %w", dir, err)
 	}
 	root, prefix, ok := splitTopPrefix(string(out))
@@ -311,6 +317,9 @@ func (g *gitBase) dir(dir string) (*gitDir, error) {
 	if r == nil {
 		out, err := g.git(root, "rev-parse", g.rev+"^{commit}", "--")
 		if err != nil {
+			if g.ctx.Err() != nil {
+				return nil, err
+			}
 			return nil, fmt.Errorf("--base %q: git cannot resolve it in %s (fetch it first, e.g. git fetch origin main, or name a commit, branch or tag): %w", g.rev, root, err)
 		}
 		commit, _, _ := strings.Cut(string(out), "\n")
@@ -577,6 +586,9 @@ func (g *gitBase) git(dir string, args ...string) ([]byte, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
+		if ctxErr := g.ctx.Err(); ctxErr != nil {
+			return nil, fmt.Errorf("git %s: %w", strings.Join(args, " "), ctxErr)
+		}
 		msg := strings.TrimSpace(stderr.String())
 		var ee *exec.ExitError
 		if msg == "" || !errors.As(err, &ee) {
