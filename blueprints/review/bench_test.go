@@ -1,6 +1,7 @@
 package review
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"testing"
@@ -103,5 +104,94 @@ func BenchmarkLoadAndReview1000(b *testing.B) {
 	for b.Loop() {
 		bps := loadGenerated(b, files)
 		Review(bps, Options{Now: testNow})
+	}
+}
+
+// smallBlueprints returns n small, valid, finding-free blueprints as
+// bp/c-NNNNN.yaml, alternating prod and test, each with networks of its
+// own (derived CIDRs would collide in thousands).
+func smallBlueprints(n int) map[string][]byte {
+	files := make(map[string][]byte, n)
+	for i := range n {
+		env := "prod"
+		if i%2 == 1 {
+			env = "test"
+		}
+		files[fmt.Sprintf("bp/c-%05d.yaml", i)] = fmt.Appendf(nil, `apiVersion: secprov.dev/v1alpha1
+kind: Blueprint
+metadata:
+  name: c-%05d
+  labels: {env: %s}
+spec:
+  environment: %s
+  network:
+    podCIDR: 10.%d.%d.0/24
+    serviceCIDR: 172.%d.%d.%d/28
+  encryptionAtRest:
+    provider: vault-kms
+  rbac:
+    admins: ["group:platform-admins"]
+`, i, env, env, i/256, i%256, 16+i/4096, (i/16)%256, (i%16)*16)
+	}
+	return files
+}
+
+// BenchmarkReviewBase compares, in one run, review of n blueprint files
+// in a git work tree (blueprints.Load + Review) with review against a
+// base revision (the same plus LoadBase), as `secprov review [--base]`
+// does. The base commit differs in every hundredth file, so the changes
+// rule has findings to report. The base sub-benchmark reports its time
+// as a multiple of the plain one (x-plain) when both ran.
+//
+//	go test -run '^$' -bench ReviewBase -benchtime 5x ./blueprints/review
+func BenchmarkReviewBase(b *testing.B) {
+	for _, n := range []int{1_000, 10_000} {
+		r := newGitRepo(b)
+		files := smallBlueprints(n)
+		for name, data := range files {
+			r.write(name, bytes.Replace(data, []byte("vault-kms"), []byte("secretbox"), 1))
+		}
+		r.commit("base")
+		for name, data := range files {
+			r.write(name, data)
+		}
+		r.commit("strengthen everything")
+		for i := 0; i < n; i += 100 {
+			name := fmt.Sprintf("bp/c-%05d.yaml", i)
+			r.write(name, bytes.Replace(files[name], []byte("vault-kms"), []byte("aescbc"), 1))
+		}
+		r.commit("weaken every hundredth")
+		dir := r.path("bp")
+		var plain float64
+		b.Run(fmt.Sprintf("files=%d/plain", n), func(b *testing.B) {
+			for b.Loop() {
+				bps, err := blueprints.Load(dir)
+				if err != nil || len(bps) != n {
+					b.Fatalf("Load: %d blueprints, %v", len(bps), err)
+				}
+				Review(bps, Options{Now: testNow})
+			}
+			plain = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+		})
+		b.Run(fmt.Sprintf("files=%d/base", n), func(b *testing.B) {
+			var changes int
+			for b.Loop() {
+				bps, err := blueprints.Load(dir)
+				if err != nil || len(bps) != n {
+					b.Fatalf("Load: %d blueprints, %v", len(bps), err)
+				}
+				base, err := LoadBase(b.Context(), nil, "HEAD~1", dir)
+				if err != nil || len(base.Blueprints) != n {
+					b.Fatalf("LoadBase: %v, %v", base, err)
+				}
+				changes = len(findingsOf(Review(bps, Options{Now: testNow, Base: base}), "SP-CHG-001"))
+			}
+			if changes != n/100 {
+				b.Fatalf("%d SP-CHG-001 findings, want %d", changes, n/100)
+			}
+			if plain > 0 {
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/plain, "x-plain")
+			}
+		})
 	}
 }
