@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -94,6 +95,17 @@ func (b *Base) Match(cur *blueprints.Blueprint) *blueprints.Blueprint {
 // larger than blueprints.DefaultLimits.MaxFileBytes, are skipped (logged),
 // since there is nothing to compare them with.
 func LoadBase(ctx context.Context, log *slog.Logger, rev string, paths ...string) (*Base, error) {
+	return LoadBaseReusing(ctx, log, rev, nil, paths...)
+}
+
+// LoadBaseReusing is LoadBase given current, the blueprints just loaded
+// from paths. A base file with the same bytes as the current one (by
+// Source.Digest) loads into the same blueprints, so those are reused
+// instead of parsed again: in the review of a change most files are
+// unchanged, and parsing them twice would double the cost of --base.
+// Only the log differs: an unchanged file with some documents that do not
+// load is not reported again.
+func LoadBaseReusing(ctx context.Context, log *slog.Logger, rev string, current []*blueprints.Blueprint, paths ...string) (*Base, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -101,11 +113,30 @@ func LoadBase(ctx context.Context, log *slog.Logger, rev string, paths ...string
 		// A leading dash would be read by git as an option.
 		return nil, fmt.Errorf("--base %q is not a git revision: use a branch, tag or commit such as origin/main", rev)
 	}
-	return newGitBase(ctx, log, rev).load(paths)
+	g := newGitBase(ctx, log, rev)
+	for _, bp := range current {
+		f := g.reuse[bp.Source.File]
+		if f == nil {
+			f = &loadedFile{sum: bp.Source.Digest()}
+			g.reuse[bp.Source.File] = f
+		}
+		if f.sum != bp.Source.Digest() {
+			f.mixed = true
+		}
+		f.bps = append(f.bps, bp)
+	}
+	return g.load(paths)
+}
+
+// loadedFile is what one file loaded into.
+type loadedFile struct {
+	sum   [sha256.Size]byte
+	bps   []*blueprints.Blueprint
+	mixed bool // blueprints of different loads of the file: not reusable
 }
 
 func newGitBase(ctx context.Context, log *slog.Logger, rev string) *gitBase {
-	return &gitBase{ctx: ctx, log: log, rev: rev, maxBytes: blueprints.DefaultLimits.MaxFileBytes, dirs: map[string]*gitDir{}, repos: map[string]*repo{}}
+	return &gitBase{ctx: ctx, log: log, rev: rev, maxBytes: blueprints.DefaultLimits.MaxFileBytes, reuse: map[string]*loadedFile{}, dirs: map[string]*gitDir{}, repos: map[string]*repo{}}
 }
 
 // load is LoadBase after its argument checks.
@@ -224,11 +255,22 @@ func (g *gitBase) load(paths []string) (*Base, error) {
 			continue
 		}
 		err := g.catBlobs(r.root, oids, func(oid string, data []byte, size int64, ok bool) error {
+			var sum *[sha256.Size]byte
 			for _, i := range users[oid] {
 				c := cands[i]
 				if !ok {
 					g.log.Info("base version of blueprint file is larger than the limit for blueprints; its blueprints are compared with nothing", "file", c.rel, "rev", g.rev, "bytes", size, "limit", g.maxBytes)
 					continue
+				}
+				if cur := g.reuse[c.display]; cur != nil && !cur.mixed {
+					if sum == nil {
+						s := sha256.Sum256(data)
+						sum = &s
+					}
+					if *sum == cur.sum {
+						loaded[i] = cur.bps
+						continue
+					}
 				}
 				bps, err := blueprints.LoadBytes(c.display, data)
 				if err != nil {
@@ -266,11 +308,12 @@ type gitBase struct {
 	ctx      context.Context
 	log      *slog.Logger
 	rev      string
-	maxBytes int64              // base blobs larger than this are not read
-	dirs     map[string]*gitDir // by directory as given
-	repos    map[string]*repo   // by root
-	order    []*repo            // repos in the order paths named them
-	runs     int                // git processes started, so tests can bound them
+	maxBytes int64                  // base blobs larger than this are not read
+	reuse    map[string]*loadedFile // current blueprints by Source.File
+	dirs     map[string]*gitDir     // by directory as given
+	repos    map[string]*repo       // by root
+	order    []*repo                // repos in the order paths named them
+	runs     int                    // git processes started, so tests can bound them
 }
 
 // gitDir is a directory the paths name, within its repository.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -78,9 +79,23 @@ func reviewWithBase(t *testing.T, rev string, paths ...string) []Finding {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	base, err := LoadBase(context.Background(), nil, rev, paths...)
+	base, err := LoadBaseReusing(context.Background(), nil, rev, bps, paths...)
+	if err != nil {
+		t.Fatalf("LoadBaseReusing(%s): %v", rev, err)
+	}
+	// Reusing unchanged files' blueprints must give the very base that
+	// parsing every file does.
+	parsed, err := LoadBase(context.Background(), nil, rev, paths...)
 	if err != nil {
 		t.Fatalf("LoadBase(%s): %v", rev, err)
+	}
+	if len(base.Blueprints) != len(parsed.Blueprints) {
+		t.Fatalf("LoadBaseReusing found %d base blueprints, LoadBase %d", len(base.Blueprints), len(parsed.Blueprints))
+	}
+	for i, b := range base.Blueprints {
+		if !reflect.DeepEqual(*b, *parsed.Blueprints[i]) {
+			t.Fatalf("base blueprint %d: LoadBaseReusing has %s from %s, LoadBase %s from %s", i, b.Name(), b.Source.File, parsed.Blueprints[i].Name(), parsed.Blueprints[i].Source.File)
+		}
 	}
 	return findingsOf(Review(bps, Options{Now: testNow, Base: base}), "SP-CHG-001")
 }
@@ -443,6 +458,29 @@ func TestSplitTopPrefix(t *testing.T) {
 	for _, out := range []string{"", "\n", "../\nbp\n/src\n", "x\nbp/\n/src\n", "../\nbp/"} {
 		if root, prefix, ok := splitTopPrefix(out); ok {
 			t.Errorf("splitTopPrefix(%q) = %q, %q, true; want it refused", out, root, prefix)
+		}
+	}
+}
+
+func TestLoadBaseReusesUnchangedFiles(t *testing.T) {
+	r := newGitRepo(t)
+	ex := exampleFiles(t)
+	r.write("bp/prod.yaml", ex[P])
+	r.write("bp/test.yaml", ex[T])
+	r.commit("base")
+	r.write("bp/test.yaml", applyEdits(t, T, ex[T], []edit{weakenEncryption}))
+	cur, err := blueprints.Load(r.path("bp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := LoadBaseReusing(t.Context(), nil, "HEAD", cur, r.path("bp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cur {
+		old := base.Match(c)
+		if unchanged := c.Name() == "shop-prod"; (old == c) != unchanged {
+			t.Errorf("%s: base is the current blueprint: %v, want %v (only unchanged files are reused)", c.Name(), old == c, unchanged)
 		}
 	}
 }
