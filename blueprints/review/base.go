@@ -413,6 +413,9 @@ func (r *repo) want(prefix string) {
 // directory at the base commit.
 func (r *repo) list(g *gitBase) error {
 	r.entries, r.listed = map[string]treeEntry{}, map[string][]treeEntry{}
+	if len(r.wanted) == 0 {
+		return nil // its only directory could not be read now
+	}
 	wanted := map[string]bool{}
 	args := []string{"ls-tree", "-z", "--full-tree", r.commit, "--"}
 	for _, w := range r.wanted {
