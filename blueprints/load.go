@@ -7,6 +7,7 @@ package blueprints
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -31,7 +32,15 @@ type Source struct {
 	Doc  int    // 0-based index of the YAML document in File
 	Pos  Pos    // start of the document
 	pos  map[string]Pos
+	sum  [sha256.Size]byte
 }
+
+// Digest is the SHA-256 of the whole file the blueprint was loaded from.
+// Loading is deterministic, so bytes with this digest, loaded under the
+// same file name, give the same blueprints: a caller holding them again
+// (such as review --base, for a file unchanged since the base revision)
+// can reuse the blueprints instead of parsing the bytes twice.
+func (s *Source) Digest() [sha256.Size]byte { return s.sum }
 
 // PosOf returns the position of the field at path, or of its nearest
 // ancestor written in the file when the field was defaulted.
@@ -132,6 +141,7 @@ func (l Loader) LoadBytes(file string, data []byte) ([]*Blueprint, error) {
 		return nil, ErrorList{err}.orNil()
 	}
 	var out []*Blueprint
+	sum := sha256.Sum256(data)
 	doc, docs := 0, 0
 	for _, ch := range splitDocuments(data) {
 		if bad := checkCharacters(file, ch); bad != nil {
@@ -163,6 +173,7 @@ func (l Loader) LoadBytes(file string, data []byte) ([]*Blueprint, error) {
 			bp, derrs := l.decodeDocument(file, doc, root.Content[0])
 			errs = append(errs, derrs...)
 			if bp != nil && len(derrs) == 0 {
+				bp.Source.sum = sum
 				out = append(out, bp)
 			}
 		}
