@@ -23,8 +23,8 @@ import (
 	"secprov.dev/secprov/provision/local"
 	"secprov.dev/secprov/provision/local/localtest"
 	"secprov.dev/secprov/provision/local/pki"
-	"secprov.dev/secprov/provision/proc"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/proc"
 )
 
 func TestMain(m *testing.M) {

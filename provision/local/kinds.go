@@ -23,8 +23,8 @@ import (
 	"secprov.dev/secprov/internal/atomicfile"
 	"secprov.dev/secprov/provision/engine/provider"
 	"secprov.dev/secprov/provision/local/pki"
-	"secprov.dev/secprov/provision/proc"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/proc"
 	"secprov.dev/secprov/vault/kms"
 )
 

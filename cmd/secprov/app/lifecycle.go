@@ -12,8 +12,8 @@ import (
 	"secprov.dev/secprov/provision"
 	"secprov.dev/secprov/provision/engine"
 	"secprov.dev/secprov/provision/local"
-	"secprov.dev/secprov/provision/proc"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/proc"
 )
 
 type planFlags struct {
