@@ -163,13 +163,18 @@ func (p *Provisioner) Down(ctx context.Context, names []string, onEvent func(Clu
 	}
 	var wg sync.WaitGroup
 	for i, name := range names {
+		dir, err := paths.ClusterDir(p.cfg.StateDir, name)
+		if err != nil {
+			out[i] = ClusterResult{Cluster: name, Err: err}
+			continue
+		}
 		wg.Go(func() {
 			res, err := p.cfg.Engine.Destroy(ctx, name, engine.Options{OnEvent: clusterEvents(name, onEvent)})
 			if err == nil {
 				err = p.cfg.Engine.RemoveStack(ctx, name, false)
 			}
 			if errors.Is(err, engine.ErrNoStack) {
-				if _, statErr := os.Stat(p.clusterDir(name)); statErr != nil {
+				if _, statErr := os.Stat(dir); statErr != nil {
 					out[i] = ClusterResult{Cluster: name, Err: fmt.Errorf("%w %q: see secprov status", ErrUnknownCluster, name)}
 					return
 				}
@@ -178,9 +183,9 @@ func (p *Provisioner) Down(ctx context.Context, names []string, onEvent func(Clu
 			if err == nil {
 				// The Cluster resource removes its directory; this catches a
 				// directory whose stack was lost.
-				err = local.StopAll(ctx, local.NewLayout(p.clusterDir(name)))
+				err = local.StopAll(ctx, local.NewLayout(dir))
 				if err == nil {
-					err = os.RemoveAll(p.clusterDir(name))
+					err = os.RemoveAll(dir)
 				}
 			}
 			out[i] = ClusterResult{Cluster: name, Result: res, Err: err}
@@ -292,11 +297,11 @@ func (p *Provisioner) Notes(bps []*blueprints.Blueprint) map[string][]string {
 	return out
 }
 
-func (p *Provisioner) clusterDir(name string) string { return paths.ClusterDir(p.cfg.StateDir, name) }
-
 // Clusters lists the clusters that have a directory in the state dir.
+// Entries that are not cluster names (nothing secprov made) are left out,
+// so every name returned can be passed back to paths.ClusterDir.
 func Clusters(stateDir string) ([]string, error) {
-	ents, err := os.ReadDir(filepath.Join(stateDir, "clusters"))
+	ents, err := os.ReadDir(paths.ClustersDir(stateDir))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -305,7 +310,7 @@ func Clusters(stateDir string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if e.IsDir() {
+		if e.IsDir() && paths.CheckClusterName(e.Name()) == nil {
 			out = append(out, e.Name())
 		}
 	}
@@ -319,13 +324,19 @@ func Target(stateDir, cluster string) (verify.Target, error) {
 		names, err := Clusters(stateDir)
 		var out []string
 		for _, n := range names {
-			out = append(out, paths.ClusterDir(stateDir, n))
+			if d, err := paths.ClusterDir(stateDir, n); err == nil {
+				out = append(out, d)
+			}
 		}
 		return out, err
 	}
-	t, err := local.NewTarget(paths.ClusterDir(stateDir, cluster), dirs)
+	dir, err := paths.ClusterDir(stateDir, cluster)
+	if err != nil {
+		return nil, err
+	}
+	t, err := local.NewTarget(dir, dirs)
 	if errors.Is(err, local.ErrNoCluster) {
-		return nil, fmt.Errorf("no cluster %q in %s: run secprov up first, or pass the right --cluster (see secprov status)", cluster, stateDir)
+		return nil, fmt.Errorf("%w %q in %s: run secprov up first, or pass the right --cluster (see secprov status)", ErrUnknownCluster, cluster, stateDir)
 	}
 	return t, err
 }
@@ -335,7 +346,11 @@ type localProvider struct{ p *Provisioner }
 func (l *localProvider) Name() string { return v1alpha1.ProviderLocal }
 
 func (l *localProvider) Program(bp *blueprints.Blueprint, va *vault.Access) (pulumi.RunFunc, error) {
-	c := &local.Cluster{Blueprint: bp.Blueprint, Dir: l.p.clusterDir(bp.Name()), Binaries: l.p.cfg.LocalBinaries, Vault: va}
+	dir, err := paths.ClusterDir(l.p.cfg.StateDir, bp.Name())
+	if err != nil {
+		return nil, err
+	}
+	c := &local.Cluster{Blueprint: bp.Blueprint, Dir: dir, Binaries: l.p.cfg.LocalBinaries, Vault: va}
 	if tw := l.p.cfg.Tweak; tw != nil {
 		name := bp.Name()
 		c.Tweak = func(component string, flags hardening.Flags) hardening.Flags { return tw(name, component, flags) }

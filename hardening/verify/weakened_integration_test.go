@@ -159,7 +159,7 @@ func blueprint(tb testing.TB, example, name string, mutate func(*v1alpha1.Spec))
 }
 
 func (h *harness) cluster(bp v1alpha1.Blueprint, tweak func(string, hardening.Flags) hardening.Flags) *local.Cluster {
-	return &local.Cluster{Blueprint: bp, Dir: paths.ClusterDir(h.stateDir, bp.Metadata.Name), Binaries: h.bins, Tweak: tweak, Vault: &h.vault}
+	return &local.Cluster{Blueprint: bp, Dir: filepath.Join(paths.ClustersDir(h.stateDir), bp.Metadata.Name), Binaries: h.bins, Tweak: tweak, Vault: &h.vault}
 }
 
 // up creates or updates c and registers its teardown.
@@ -209,7 +209,7 @@ func (h *harness) down(tb testing.TB, name string) {
 		tb.Errorf("%s: destroy: %v", name, err)
 	}
 	// Whatever a failed destroy left running must not outlive the test.
-	if err := local.StopAll(ctx, local.NewLayout(paths.ClusterDir(h.stateDir, name))); err != nil {
+	if err := local.StopAll(ctx, local.NewLayout(filepath.Join(paths.ClustersDir(h.stateDir), name))); err != nil {
 		tb.Errorf("%s: stop: %v", name, err)
 	}
 }
@@ -239,7 +239,7 @@ func (h *harness) admin(tb testing.TB, name string) kubernetes.Interface {
 }
 
 func (h *harness) pki(name string) *pki.Bundle {
-	return pki.Paths(local.NewLayout(paths.ClusterDir(h.stateDir, name)).PKIDir())
+	return pki.Paths(local.NewLayout(filepath.Join(paths.ClustersDir(h.stateDir), name)).PKIDir())
 }
 
 // expectOnly asserts that check id fails with evidence mentioning want,
@@ -506,7 +506,7 @@ func hardenedRows(t *testing.T, h *harness, ctx context.Context) {
 			return replaceWithWeakCert(t, b.CACert, b.CAKey, b.APIServerKubeletClientCert, b.APIServerKubeletClientKey)
 		}},
 		{"SP-KMS-001", "the KMS plugin stopped", "the KMS plugin does not answer", func(t *testing.T) func() {
-			l := local.NewLayout(paths.ClusterDir(h.stateDir, prod))
+			l := local.NewLayout(filepath.Join(paths.ClustersDir(h.stateDir), prod))
 			must(t, localproc.Stop(ctx, l.PidFile(local.KMSPlugin), 5*time.Second))
 			// up restarts a dead plugin, as it would after a crash. (The
 			// outer test owns the cluster: an up registers its teardown.)

@@ -70,7 +70,7 @@ func localCluster(t *testing.T, ctx context.Context) (eng *engine.Engine, stateD
 	off := false
 	bps[0].Spec.EncryptionAtRest.Provider = v1alpha1.EncryptionSecretbox
 	bps[0].Spec.Vault.Enabled = &off
-	c := &local.Cluster{Blueprint: bps[0].Blueprint, Dir: paths.ClusterDir(stateDir, bps[0].Name()), Binaries: bins}
+	c := &local.Cluster{Blueprint: bps[0].Blueprint, Dir: filepath.Join(paths.ClustersDir(stateDir), bps[0].Name()), Binaries: bins}
 	prog, err := c.Program()
 	if err != nil {
 		t.Fatal(err)

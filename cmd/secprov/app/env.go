@@ -28,6 +28,15 @@ func (f *stateFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.backend, "state", "", "Pulumi backend URL for stack state (file://, s3://, gs://, azblob://, https://api.pulumi.com); default $"+engine.EnvState+", else a file backend in the state directory")
 }
 
+// backendURL is the backend the flags select: --state, else $SECPROV_STATE,
+// else "" (the file backend in the state directory).
+func (f *stateFlags) backendURL() string {
+	if f.backend != "" {
+		return f.backend
+	}
+	return os.Getenv(engine.EnvState)
+}
+
 // blueprintFlags select blueprints.
 type blueprintFlags struct {
 	files []string
@@ -42,6 +51,9 @@ func (f *blueprintFlags) register(cmd *cobra.Command) {
 // load loads the selected blueprints; any load error stops the command
 // before anything is created.
 func (f *blueprintFlags) load() ([]*blueprints.Blueprint, error) {
+	if err := checkOnly(f.only); err != nil {
+		return nil, err
+	}
 	files := f.files
 	if len(files) == 0 {
 		files = []string{"."}
@@ -102,10 +114,7 @@ func openEnv(ctx context.Context, s Streams, root *rootFlags, sf *stateFlags) (*
 	for _, t := range installed {
 		tools[t.Name] = t
 	}
-	backend := sf.backend
-	if backend == "" {
-		backend = os.Getenv(engine.EnvState)
-	}
+	backend := sf.backendURL()
 	pass, err := engine.ResolvePassphrase(stateDir, os.Getenv(engine.EnvPassphrase))
 	if err != nil {
 		return nil, err

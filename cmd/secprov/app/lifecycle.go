@@ -127,10 +127,22 @@ func newDownCommand(s Streams, root *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "down",
 		Short: "Delete clusters: stop their processes and remove their state, keys and files",
-		Args:  cobra.NoArgs,
+		Long: `down deletes the named clusters: it stops their processes and removes their
+state, keys and files.
+
+Every name must be a cluster secprov knows (see secprov status): a name that
+is not a cluster name, or one with neither a directory nor state, stops the
+command before anything is deleted or any tool is obtained.
+
+Exit codes: 0 deleted; 1 a deletion failed (run down again to retry);
+2 usage errors or no such cluster.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			stateDir, err := paths.StateDir()
 			if err != nil {
+				return err
+			}
+			if err := checkClusterNames(flags.clusters); err != nil {
 				return err
 			}
 			names := flags.clusters
@@ -145,6 +157,11 @@ func newDownCommand(s Streams, root *rootFlags) *cobra.Command {
 					return nil
 				}
 				return usageErr(errors.New("name the cluster to delete with --cluster NAME (see secprov status), or use --all"))
+			}
+			// Refuse a typo before the toolchain is obtained (a download
+			// or a long build) and before any cluster is touched.
+			if err := checkClustersKnown(stateDir, flags.backendURL(), names); err != nil {
+				return err
 			}
 			e, err := openEnv(cmd.Context(), s, root, &flags.stateFlags)
 			if err != nil {
@@ -209,7 +226,11 @@ func clusterStatuses(stateDir string) ([]clusterStatus, error) {
 	}
 	out := []clusterStatus{}
 	for _, n := range names {
-		l := local.NewLayout(paths.ClusterDir(stateDir, n))
+		dir, err := paths.ClusterDir(stateDir, n)
+		if err != nil {
+			return nil, err // Clusters returns only valid names
+		}
+		l := local.NewLayout(dir)
 		cs := clusterStatus{Name: n, Provider: "local", Kubeconfig: l.AdminKubeconfig(), Healthy: true}
 		m, err := l.ReadMeta()
 		if err != nil {
@@ -305,13 +326,20 @@ func newKubeconfigCommand(s Streams) *cobra.Command {
 			if flags.cluster == "" {
 				return usageErr(errors.New("--cluster is required (see secprov status)"))
 			}
+			if err := checkClusterNames([]string{flags.cluster}); err != nil {
+				return err
+			}
 			stateDir, err := paths.StateDir()
 			if err != nil {
 				return err
 			}
-			l := local.NewLayout(paths.ClusterDir(stateDir, flags.cluster))
+			dir, err := paths.ClusterDir(stateDir, flags.cluster)
+			if err != nil {
+				return usageErr(err)
+			}
+			l := local.NewLayout(dir)
 			if _, err := l.ReadMeta(); err != nil {
-				return usageErr(fmt.Errorf("no cluster %q: run secprov up, or see secprov status", flags.cluster))
+				return usageErr(fmt.Errorf("no cluster %q in %s: run secprov up, or see secprov status", flags.cluster, stateDir))
 			}
 			if flags.path {
 				_, err := fmt.Fprintln(s.Out, l.AdminKubeconfig())

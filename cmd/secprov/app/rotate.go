@@ -34,6 +34,9 @@ errors or no such cluster.`,
 			if cluster == "" {
 				return usageErr(fmt.Errorf("--cluster is required (see secprov status)"))
 			}
+			if err := checkClusterNames([]string{cluster}); err != nil {
+				return err
+			}
 			stateDir, err := paths.StateDir()
 			if err != nil {
 				return err

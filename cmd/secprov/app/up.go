@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -155,7 +156,11 @@ func okClusters(results []provision.ClusterResult) []string {
 }
 
 func kubeconfigPath(stateDir, cluster string) string {
-	return paths.ClusterDir(stateDir, cluster) + "/admin.kubeconfig"
+	dir, err := paths.ClusterDir(stateDir, cluster)
+	if err != nil {
+		return "" // blueprint names are cluster names; loading checked them
+	}
+	return filepath.Join(dir, "admin.kubeconfig")
 }
 
 func countsOf(m map[engine.Op]int) map[string]int {

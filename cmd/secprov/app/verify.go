@@ -122,6 +122,9 @@ errored at or above --fail-on; 2 usage errors or no such cluster.`,
 			if err != nil {
 				return err
 			}
+			if err := checkClusterNames(flags.clusters); err != nil {
+				return err
+			}
 			stateDir, err := paths.StateDir()
 			if err != nil {
 				return err
