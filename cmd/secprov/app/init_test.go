@@ -63,3 +63,34 @@ func TestVersionAndUnknownCommand(t *testing.T) {
 		t.Errorf("completion bash: exit %d", code)
 	}
 }
+
+// TestCompletionRefusesUnknownShells: a script running `secprov completion
+// $SHELL` must learn that no script came out.
+func TestCompletionRefusesUnknownShells(t *testing.T) {
+	for _, sh := range []string{"bash", "zsh", "fish", "powershell"} {
+		out, errOut, code := run(t, "completion", sh)
+		if code != 0 || out == "" {
+			t.Errorf("completion %s: exit %d, %d bytes; stderr:\n%s", sh, code, len(out), errOut)
+		}
+	}
+	for _, args := range [][]string{
+		{"completion", "tcsh"},
+		{"completion", "bash\nerror: forged"},
+		{"completion"},
+		{"completion", "bash", "zsh"},
+	} {
+		out, errOut, code := run(t, args...)
+		if code != ExitUsage {
+			t.Errorf("secprov %q: exit %d, want %d; stdout:\n%s", args, code, ExitUsage, out)
+		}
+		if len(args) == 2 {
+			mustHave(t, errOut, "bash", "zsh", "fish", "powershell")
+		}
+		if strings.Contains(errOut, "\nerror: forged") {
+			t.Errorf("the shell name reached stderr raw: %q", errOut)
+		}
+	}
+	if out, _, code := run(t, "completion", "--help"); code != 0 || !strings.Contains(out, "bash") {
+		t.Errorf("completion --help: exit %d:\n%s", code, out)
+	}
+}
