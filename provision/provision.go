@@ -20,9 +20,9 @@ import (
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/hardening/verify"
+	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/engine"
 	"secprov.dev/secprov/provision/engine/provider"
-	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/paths"
 	"secprov.dev/secprov/provision/vaultres"
 	"secprov.dev/secprov/provision/vaultserver"
@@ -150,13 +150,18 @@ func (p *Provisioner) Down(ctx context.Context, names []string, onEvent func(Clu
 	}
 	var wg sync.WaitGroup
 	for i, name := range names {
+		dir, err := paths.ClusterDir(p.cfg.StateDir, name)
+		if err != nil {
+			out[i] = ClusterResult{Cluster: name, Err: err}
+			continue
+		}
 		wg.Go(func() {
 			res, err := p.cfg.Engine.Destroy(ctx, name, engine.Options{OnEvent: clusterEvents(name, onEvent)})
 			if err == nil {
 				err = p.cfg.Engine.RemoveStack(ctx, name, false)
 			}
 			if errors.Is(err, engine.ErrNoStack) {
-				if _, statErr := os.Stat(p.clusterDir(name)); statErr != nil {
+				if _, statErr := os.Stat(dir); statErr != nil {
 					out[i] = ClusterResult{Cluster: name, Err: fmt.Errorf("%w %q: see secprov status", ErrUnknownCluster, name)}
 					return
 				}
@@ -165,7 +170,7 @@ func (p *Provisioner) Down(ctx context.Context, names []string, onEvent func(Clu
 			if err == nil {
 				// The engine removed the directory with the cluster; this
 				// catches one whose stack was lost.
-				err = p.cleanup(ctx, p.clusterDir(name))
+				err = p.cleanup(ctx, dir)
 			}
 			out[i] = ClusterResult{Cluster: name, Result: res, Err: err}
 		})
@@ -200,7 +205,11 @@ func (p *Provisioner) program(ctx context.Context, bp *blueprints.Blueprint) (pu
 	if err != nil {
 		return nil, err
 	}
-	spec := &cluster.Spec{Blueprint: bp, Dir: p.clusterDir(bp.Name()), Vault: va, Binaries: p.cfg.Binaries}
+	dir, err := paths.ClusterDir(p.cfg.StateDir, bp.Name())
+	if err != nil {
+		return nil, err
+	}
+	spec := &cluster.Spec{Blueprint: bp, Dir: dir, Vault: va, Binaries: p.cfg.Binaries}
 	if tw := p.cfg.Tweak; tw != nil {
 		name := bp.Name()
 		spec.Tweak = func(component string, flags hardening.Flags) hardening.Flags { return tw(name, component, flags) }
@@ -310,9 +319,9 @@ func (p *Provisioner) Notes(bps []*blueprints.Blueprint) map[string][]string {
 	return out
 }
 
-func (p *Provisioner) clusterDir(name string) string { return paths.ClusterDir(p.cfg.StateDir, name) }
-
 // Clusters lists the clusters that have a directory in the state dir.
+// Entries that are not cluster names (nothing secprov made) are left out,
+// so every name returned can be passed back to paths.ClusterDir.
 func Clusters(stateDir string) ([]string, error) {
 	dirs, err := cluster.Dirs(stateDir)
 	out := make([]string, 0, len(dirs))
@@ -325,7 +334,11 @@ func Clusters(stateDir string) ([]string, error) {
 // Record reads the record of a cluster, with an error that says what to
 // do when there is none.
 func Record(stateDir, name string) (*cluster.Record, error) {
-	rec, err := cluster.ReadRecord(paths.ClusterDir(stateDir, name))
+	dir, err := paths.ClusterDir(stateDir, name)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := cluster.ReadRecord(dir)
 	if errors.Is(err, cluster.ErrNoCluster) {
 		return nil, fmt.Errorf("no cluster %q in %s: run secprov up first, or pass the right --cluster (see secprov status)", name, stateDir)
 	}

@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"secprov.dev/secprov/blueprints/v1alpha1"
@@ -134,7 +133,7 @@ func WriteRecord(r *Record, now time.Time) error {
 
 // Dirs lists the cluster directories in the state root, sorted by name.
 func Dirs(stateDir string) ([]string, error) {
-	root := filepath.Dir(paths.ClusterDir(stateDir, "x"))
+	root := paths.ClustersDir(stateDir)
 	ents, err := os.ReadDir(root)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -144,7 +143,8 @@ func Dirs(stateDir string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+		// Entries that are not cluster names are nothing secprov made.
+		if e.IsDir() && paths.CheckClusterName(e.Name()) == nil {
 			out = append(out, filepath.Join(root, e.Name()))
 		}
 	}

@@ -111,18 +111,12 @@ func clusterKind() provider.TypedKind[clusterIn, clusterOut] {
 			return write(req.Inputs)
 		},
 		Delete: func(ctx context.Context, req provider.TypedRequest[clusterIn, clusterOut]) error {
-			l := paths.NewLayout(req.Inputs.Dir)
 			// Processes are separate resources deleted first; stop any left
 			// over from an interrupted run so nothing outlives the directory.
-			if err := StopAll(ctx, l); err != nil {
+			if err := New().Cleanup(ctx, req.Inputs.Dir); err != nil {
 				return err
 			}
-			if sock := filepath.Dir(l.KMSSocket()); !strings.HasPrefix(sock, l.Dir+string(filepath.Separator)) {
-				if err := removeAll(sock); err != nil {
-					return err
-				}
-			}
-			return removeAll(l.Dir)
+			return removeAll(req.Inputs.Dir)
 		},
 	}
 }

@@ -26,8 +26,8 @@ import (
 
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
-	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/hardening/verify"
+	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/local/pki"
 	"secprov.dev/secprov/provision/paths"
 	"secprov.dev/secprov/provision/proc"
