@@ -2,7 +2,6 @@ package local
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,13 +13,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
-	"secprov.dev/secprov/internal/atomicfile"
 	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/engine/provider"
 	"secprov.dev/secprov/provision/local/pki"
@@ -31,11 +28,9 @@ import (
 
 // Resource type tokens of the local provider.
 const (
-	ClusterType   = "secprov:local:Cluster"
-	PKIType       = "secprov:local:Pki"
-	ConfigType    = "secprov:local:Config"
-	ProcessType   = "secprov:local:Process"
-	BootstrapType = "secprov:local:Bootstrap"
+	ClusterType = "secprov:local:Cluster"
+	PKIType     = "secprov:local:Pki"
+	ProcessType = "secprov:local:Process"
 )
 
 // Kinds are the resource kinds the local provider serves.
@@ -43,9 +38,9 @@ func Kinds() []provider.Kind {
 	return []provider.Kind{
 		clusterKind().Kind(),
 		pkiKind().Kind(),
-		configKind().Kind(),
+		cluster.ConfigResourceType(),
 		processKind().Kind(),
-		bootstrapKind().Kind(),
+		cluster.BootstrapResourceType(),
 	}
 }
 
@@ -116,7 +111,7 @@ func clusterKind() provider.TypedKind[clusterIn, clusterOut] {
 			if err := New().Cleanup(ctx, req.Inputs.Dir); err != nil {
 				return err
 			}
-			return removeAll(req.Inputs.Dir)
+			return cluster.RemoveAll(req.Inputs.Dir)
 		},
 	}
 }
@@ -139,13 +134,6 @@ func stopGrace(component string) time.Duration {
 		return 5 * time.Second
 	}
 	return 10 * time.Second
-}
-
-func removeAll(dir string) error {
-	if err := os.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove %s: %w", dir, err)
-	}
-	return nil
 }
 
 // --- Pki: certificates, keys and kubeconfigs ----------------------------
@@ -213,7 +201,7 @@ func pkiKind() provider.TypedKind[pkiIn, pkiOut] {
 			l := paths.NewLayout(req.Inputs.Dir)
 			if _, err := os.Stat(pki.Paths(l.PKIDir()).Manifest); err != nil {
 				d.Changes = append(d.Changes, provider.Change{Path: "dir", Kind: provider.Update})
-			} else if exposed(l.PKIDir(), l.AdminKubeconfig(), l.SuperAdminKubeconfig(), l.Kubeconfig(ControllerManager), l.Kubeconfig(Scheduler)) {
+			} else if cluster.Exposed(l.PKIDir(), l.AdminKubeconfig(), l.SuperAdminKubeconfig(), l.Kubeconfig(ControllerManager), l.Kubeconfig(Scheduler)) {
 				// A key or kubeconfig someone made readable: Ensure and the
 				// kubeconfig writes put the modes back.
 				d.Changes = append(d.Changes, provider.Change{Path: "modes", Kind: provider.Update})
@@ -235,7 +223,7 @@ func pkiKind() provider.TypedKind[pkiIn, pkiOut] {
 					errs = append(errs, err)
 				}
 			}
-			errs = append(errs, removeAll(l.PKIDir()))
+			errs = append(errs, cluster.RemoveAll(l.PKIDir()))
 			return errors.Join(errs...)
 		},
 	}
@@ -244,175 +232,6 @@ func pkiKind() provider.TypedKind[pkiIn, pkiOut] {
 // exposed reports whether any of paths (files, or directories walked
 // one level deep) can be read by group or others: a key, kubeconfig or
 // config file that must stay private, or its directory.
-func exposed(paths ...string) bool {
-	for _, p := range paths {
-		fi, err := os.Stat(p)
-		if err != nil {
-			continue
-		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			// Certificates are public; everything else here is not.
-			if !fi.IsDir() && (strings.HasSuffix(p, ".crt") || strings.HasSuffix(p, ".pub") || strings.HasSuffix(p, ".json")) {
-				continue
-			}
-			return true
-		}
-		if fi.IsDir() {
-			ents, err := os.ReadDir(p)
-			if err != nil {
-				continue
-			}
-			for _, e := range ents {
-				if exposed(filepath.Join(p, e.Name())) {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
-
-// --- Config: EncryptionConfiguration, audit policy, admission config ----
-
-type configIn struct {
-	Dir                string   `json:"dir" secprov:"replace"`
-	EncryptionProvider string   `json:"encryptionProvider"`
-	EncryptedResources []string `json:"encryptedResources"`
-	AuditPolicy        string   `json:"auditPolicy"`     // rendered YAML, empty when audit is off
-	AdmissionConfig    string   `json:"admissionConfig"` // rendered YAML
-	// KMSName and KMSSocket name the KMS v2 plugin for vault-kms.
-	KMSName   string `json:"kmsName,omitempty"`
-	KMSSocket string `json:"kmsSocket,omitempty"`
-}
-
-type configOut struct {
-	// Hash of every rendered file: the API server restarts when it changes.
-	Hash string `json:"hash"`
-	// KeyNames are the names (never the bytes) of the data-encryption keys.
-	KeyNames []string `json:"keyNames"`
-}
-
-type storedKey struct {
-	Name   string `json:"name"`
-	Secret []byte `json:"secret"`
-}
-
-// loadOrCreateKeys returns the cluster's encryption keys, creating the
-// first one. They live only in 0600 files in the cluster directory, never
-// in state or logs.
-func loadOrCreateKeys(l paths.Layout) ([]hardening.EncryptionKey, error) {
-	var stored []storedKey
-	data, err := os.ReadFile(l.EncryptionKeys())
-	switch {
-	case err == nil:
-		if err := json.Unmarshal(data, &stored); err != nil {
-			return nil, fmt.Errorf("%s is damaged; restore it from a backup, or run `secprov down` and `up` to start over (stored secrets will be lost)", l.EncryptionKeys())
-		}
-	case errors.Is(err, fs.ErrNotExist):
-		secret := make([]byte, 32)
-		if _, err := rand.Read(secret); err != nil {
-			return nil, err
-		}
-		stored = []storedKey{{Name: "key-" + strconv.FormatInt(time.Now().Unix(), 10), Secret: secret}}
-		data, err := json.Marshal(stored)
-		if err != nil {
-			return nil, err
-		}
-		if err := atomicfile.Write(l.EncryptionKeys(), data, 0o600); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, err
-	}
-	keys := make([]hardening.EncryptionKey, len(stored))
-	for i, k := range stored {
-		keys[i] = hardening.EncryptionKey{Name: k.Name, Secret: hardening.Secret(k.Secret)}
-	}
-	return keys, nil
-}
-
-func writeConfig(in configIn) (configOut, error) {
-	l := paths.NewLayout(in.Dir)
-	if err := paths.EnsurePrivateDir(l.ConfigDir()); err != nil {
-		return configOut{}, err
-	}
-	h := sha256.New()
-	var out configOut
-	write := func(path string, data []byte) error {
-		h.Write([]byte(path + "\n"))
-		h.Write(data)
-		return atomicfile.Write(path, data, 0o600)
-	}
-	if in.EncryptionProvider != v1alpha1.EncryptionNone {
-		var keys []hardening.EncryptionKey
-		var kms *hardening.KMS
-		var err error
-		if in.EncryptionProvider == v1alpha1.EncryptionVaultKMS {
-			// Local keys only if an earlier provider left some: they
-			// decrypt old data, KMS v2 encrypts.
-			if _, serr := os.Stat(l.EncryptionKeys()); serr == nil {
-				keys, err = loadOrCreateKeys(l)
-			}
-			kms = &hardening.KMS{Name: in.KMSName, Endpoint: "unix://" + in.KMSSocket}
-		} else {
-			keys, err = loadOrCreateKeys(l)
-		}
-		if err != nil {
-			return out, err
-		}
-		spec := v1alpha1.Spec{EncryptionAtRest: v1alpha1.EncryptionAtRest{Provider: in.EncryptionProvider, Resources: in.EncryptedResources}}
-		enc, err := hardening.EncryptionConfig(spec, in.EncryptionProvider, keys, kms)
-		if err != nil {
-			return out, err
-		}
-		if err := write(l.EncryptionConfig(), enc); err != nil {
-			return out, err
-		}
-		for _, k := range keys {
-			out.KeyNames = append(out.KeyNames, k.Name)
-		}
-	} else if err := os.Remove(l.EncryptionConfig()); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return out, err
-	}
-	if in.AuditPolicy != "" {
-		if err := write(l.AuditPolicy(), []byte(in.AuditPolicy)); err != nil {
-			return out, err
-		}
-	}
-	if err := write(l.AdmissionConfig(), []byte(in.AdmissionConfig)); err != nil {
-		return out, err
-	}
-	out.Hash = "sha256:" + hex.EncodeToString(h.Sum(nil))
-	return out, nil
-}
-
-func configKind() provider.TypedKind[configIn, configOut] {
-	return provider.TypedKind[configIn, configOut]{
-		Token: ConfigType,
-		Create: func(_ context.Context, req provider.TypedRequest[configIn, configOut]) (string, configOut, error) {
-			out, err := writeConfig(req.Inputs)
-			return "config", out, err
-		},
-		Read: func(_ context.Context, req provider.TypedRequest[configIn, configOut]) (configIn, configOut, bool, error) {
-			_, err := os.Stat(paths.NewLayout(req.Inputs.Dir).AdmissionConfig())
-			return req.Inputs, req.State, err == nil, nil
-		},
-		// Deleted or exposed config files are rewritten by `up`.
-		Diff: func(_ context.Context, req provider.TypedRequest[configIn, configOut], d provider.Diff) (provider.Diff, error) {
-			l := paths.NewLayout(req.Inputs.Dir)
-			if _, err := os.Stat(l.AdmissionConfig()); err != nil || exposed(l.ConfigDir()) {
-				d.Changes = append(d.Changes, provider.Change{Path: "files", Kind: provider.Update})
-			}
-			return d, nil
-		},
-		Update: func(_ context.Context, req provider.TypedRequest[configIn, configOut]) (configOut, error) {
-			return writeConfig(req.Inputs)
-		},
-		Delete: func(_ context.Context, req provider.TypedRequest[configIn, configOut]) error {
-			return removeAll(paths.NewLayout(req.Inputs.Dir).ConfigDir())
-		},
-	}
-}
 
 // --- Process: one supervised control-plane component --------------------
 
@@ -573,7 +392,7 @@ func WriteConfigForBenchmark(dir string, spec v1alpha1.Spec) error {
 	if err != nil {
 		return err
 	}
-	_, err = writeConfig(configIn{Dir: dir, EncryptionProvider: enc, EncryptedResources: spec.EncryptionAtRest.Resources,
+	_, err = cluster.WriteConfig(cluster.ConfigInputs{Dir: dir, EncryptionProvider: enc, EncryptedResources: spec.EncryptionAtRest.Resources,
 		AuditPolicy: string(audit), AdmissionConfig: string(adm)})
 	return err
 }

@@ -159,7 +159,7 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 	if err != nil {
 		return nil, err
 	}
-	objJSON, err := RenderObjects(objs)
+	objJSON, err := cluster.RenderObjects(objs)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +202,7 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 	names := vault.NamesFor(name, spec)
 
 	return func(ctx *pulumi.Context) error {
-		cluster, err := engine.Resource(ctx, ClusterType, name, clusterIn{
+		dirRes, err := engine.Resource(ctx, ClusterType, name, clusterIn{
 			Name: name, Dir: c.Dir, Environment: spec.Environment, Ports: ports, Spec: string(specJSON), EncryptionProvider: enc,
 			Vault: vmeta,
 		})
@@ -218,7 +218,7 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 			vc = vaultres.Cluster{Access: *c.Vault, Names: names, Kubeconfig: l.AdminKubeconfig(), TokenFile: l.KMSToken()}
 		}
 		if c.useKMS() {
-			if err := vaultres.DeclareKMS(ctx, vc, vres, engine.DependsOn(cluster)); err != nil {
+			if err := vaultres.DeclareKMS(ctx, vc, vres, engine.DependsOn(dirRes)); err != nil {
 				return err
 			}
 			token := vres.KMSToken
@@ -232,18 +232,18 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 		}
 		certs, err := engine.Resource(ctx, PKIType, "pki", pkiIn{
 			Dir: c.Dir, ClusterName: name, ServiceCIDR: spec.Network.ServiceCIDR, APIServerURL: url,
-		}, engine.DependsOn(cluster))
+		}, engine.DependsOn(dirRes))
 		if err != nil {
 			return err
 		}
-		cfgIn := configIn{
+		cfgIn := cluster.ConfigInputs{
 			Dir: c.Dir, EncryptionProvider: enc, EncryptedResources: spec.EncryptionAtRest.Resources,
 			AuditPolicy: string(auditPolicy), AdmissionConfig: string(admission),
 		}
 		if c.useKMS() {
 			cfgIn.KMSName, cfgIn.KMSSocket = KMSName(name), l.KMSSocket()
 		}
-		config, err := engine.Resource(ctx, ConfigType, "config", cfgIn, engine.DependsOn(cluster))
+		config, err := engine.Resource(ctx, cluster.ConfigType, "config", cfgIn, engine.DependsOn(dirRes))
 		if err != nil {
 			return err
 		}
@@ -281,7 +281,7 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 			}
 			procs[comp] = r
 		}
-		bootstrap, err := engine.Resource(ctx, BootstrapType, "bootstrap", bootstrapIn{Dir: c.Dir, Objects: objJSON},
+		bootstrap, err := engine.Resource(ctx, cluster.BootstrapType, "bootstrap", cluster.Bootstrap(c.Dir, objJSON),
 			engine.DependsOn(procs[APIServer]))
 		if err != nil {
 			return err
@@ -290,7 +290,7 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 		// server (its token reviewer is among the bootstrap objects), and
 		// one read-only role per listed namespace.
 		if c.Vault != nil && spec.Vault.IsEnabled() {
-			if err := vaultres.DeclareSecrets(ctx, vc, vres, []pulumi.ResourceOption{engine.DependsOn(bootstrap)}, engine.DependsOn(cluster)); err != nil {
+			if err := vaultres.DeclareSecrets(ctx, vc, vres, []pulumi.ResourceOption{engine.DependsOn(bootstrap)}, engine.DependsOn(dirRes)); err != nil {
 				return err
 			}
 		}

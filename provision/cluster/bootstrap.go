@@ -1,4 +1,4 @@
-package local
+package cluster
 
 import (
 	"context"
@@ -172,6 +172,25 @@ func runBootstrap(ctx context.Context, in, old bootstrapIn) (bootstrapOut, error
 	}
 	return bootstrapOut{Applied: refs}, nil
 }
+
+// BootstrapType is the engine resource type of a cluster's in-cluster
+// objects. The token predates other providers; stacks store it, so it stays.
+const BootstrapType = "secprov:local:Bootstrap"
+
+// BootstrapResourceType applies a cluster's in-cluster objects (namespaces,
+// RBAC, network policies, …) with server-side apply through the admin
+// kubeconfig in the cluster directory, prunes what a new render dropped,
+// and shows drift of the live objects as a change. Every provider
+// declares it once its API server is ready.
+func BootstrapResourceType() provider.Kind { return bootstrapKind().Kind() }
+
+// Bootstrap declares the bootstrap resource of the cluster in dir.
+func Bootstrap(dir string, objects []string) BootstrapInputs {
+	return BootstrapInputs{Dir: dir, Objects: objects}
+}
+
+// BootstrapInputs are the bootstrap resource's inputs.
+type BootstrapInputs = bootstrapIn
 
 func bootstrapKind() provider.TypedKind[bootstrapIn, bootstrapOut] {
 	return provider.TypedKind[bootstrapIn, bootstrapOut]{
