@@ -36,6 +36,7 @@ test: build vet tools
 fuzz:
 	$(GO) test ./blueprints -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
 	$(GO) test ./vault/kms -run '^$$' -fuzz FuzzParseStored -fuzztime $(FUZZTIME)
+	$(GO) test ./blueprints/review -run '^$$' -fuzz FuzzEquivalentSpellings -fuzztime 50000x
 
 bench: build tools
 	./.ci/bench

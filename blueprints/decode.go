@@ -21,6 +21,22 @@ type decoder struct {
 	errs    ErrorList
 	budget  int // nodes left to visit; aliases count each time they expand
 	aborted bool
+	// alias is the outermost alias being expanded, if any: what is found
+	// inside an aliased value is reported where the alias is used (that is
+	// where the field is), naming the anchor it came from.
+	alias *yaml.Node
+	// anchor is the node alias points at.
+	anchor *yaml.Node
+}
+
+// at returns where a problem at n is reported, and what to add to its
+// message.
+func (d *decoder) at(n *yaml.Node) (Pos, string) {
+	if d.alias == nil {
+		return Pos{n.Line, n.Column}, ""
+	}
+	return Pos{d.alias.Line, d.alias.Column}, fmt.Sprintf(" (in the value of alias *%s: anchor &%s at line %d, column %d; the problem is at line %d, column %d)",
+		d.alias.Value, d.anchor.Anchor, d.anchor.Line, d.anchor.Column, n.Line, n.Column)
 }
 
 func reflectValue(p any) reflect.Value { return reflect.ValueOf(p).Elem() }
@@ -32,15 +48,16 @@ const maxDepth = 64
 const maxErrors = 50
 
 func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
+	pos, via := d.at(n)
 	if len(d.errs) == maxErrors {
 		d.aborted = true
-		d.errs = append(d.errs, &Error{File: d.file, Pos: Pos{n.Line, n.Column}, Path: path, Message: "too many problems; fix the ones above first (more errors not shown)"})
+		d.errs = append(d.errs, &Error{File: d.file, Pos: pos, Path: path, Message: "too many problems; fix the ones above first (more errors not shown)"})
 		return
 	}
 	if len(d.errs) > maxErrors {
 		return
 	}
-	d.errs = append(d.errs, &Error{File: d.file, Pos: Pos{n.Line, n.Column}, Path: path, Message: fmt.Sprintf(format, args...)})
+	d.errs = append(d.errs, &Error{File: d.file, Pos: pos, Path: path, Message: fmt.Sprintf(format, args...) + via})
 }
 
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) {
@@ -53,16 +70,23 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 		d.errorf(n, path, "document is too large or too deeply nested after expanding aliases; a blueprint needs neither (is this an alias bomb?)")
 		return
 	}
+	if n.Kind == yaml.AliasNode && d.alias == nil {
+		d.alias = n
+		defer func() { d.alias, d.anchor = nil, nil }()
+	}
 	for n.Kind == yaml.AliasNode {
 		if n.Alias == nil {
 			d.errorf(n, path, "unknown alias *%s", n.Value)
 			return
 		}
 		n = n.Alias
+		if d.anchor == nil {
+			d.anchor = n
+		}
 		d.budget--
 	}
 	if path != "" {
-		d.pos[path] = Pos{n.Line, n.Column}
+		d.pos[path], _ = d.at(n)
 	}
 	if isNull(n) {
 		return // null leaves the zero value; defaults apply later
@@ -99,12 +123,19 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 		v.SetString(n.Value)
 	case reflect.Int:
 		var i int64
-		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&i) != nil {
-			d.errorf(n, path, "expected an integer, got %s", describe(n))
+		if n.Kind == yaml.ScalarNode && integerText.MatchString(n.Value) && (n.ShortTag() == "!!int" || n.ShortTag() == "!!float") &&
+			(n.ShortTag() == "!!float" || n.Decode(&i) != nil || i > math.MaxInt32 || i < math.MinInt32) {
+			// Too large for the field (the YAML library calls integers past
+			// 64 bits floats): say what is allowed.
+			if lo, hi, ok := IntRange(path); ok {
+				d.errorf(n, path, "integer %s is out of range; use %d to %d", truncate(n.Value), lo, hi)
+			} else {
+				d.errorf(n, path, "integer %s is out of range", truncate(n.Value))
+			}
 			return
 		}
-		if i > math.MaxInt32 || i < math.MinInt32 {
-			d.errorf(n, path, "integer %s is out of range", n.Value)
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&i) != nil {
+			d.errorf(n, path, "expected an integer, got %s", describe(n))
 			return
 		}
 		v.SetInt(i)
@@ -265,6 +296,9 @@ func joinPath(path, name string) string {
 	}
 	return path + "." + name
 }
+
+// integerText is a decimal integer as written, of any size.
+var integerText = regexp.MustCompile(`^[-+]?[0-9]+$`)
 
 var simpleKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 

@@ -7,13 +7,11 @@ package blueprints
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -34,7 +32,15 @@ type Source struct {
 	Doc  int    // 0-based index of the YAML document in File
 	Pos  Pos    // start of the document
 	pos  map[string]Pos
+	sum  [sha256.Size]byte
 }
+
+// Digest is the SHA-256 of the whole file the blueprint was loaded from.
+// Loading is deterministic, so bytes with this digest, loaded under the
+// same file name, give the same blueprints: a caller holding them again
+// (such as review --base, for a file unchanged since the base revision)
+// can reuse the blueprints instead of parsing the bytes twice.
+func (s *Source) Digest() [sha256.Size]byte { return s.sum }
 
 // PosOf returns the position of the field at path, or of its nearest
 // ancestor written in the file when the field was defaulted.
@@ -92,55 +98,89 @@ func (l Loader) Load(paths ...string) ([]*Blueprint, error) {
 	)
 	files, ferrs := expandPaths(paths)
 	errs = append(errs, ferrs...)
+	seen := map[fileID]string{}
 	for _, f := range files {
-		data, err := readLimited(f, l.Limits.MaxFileBytes)
+		data, id, err := readCandidate(f, l.Limits.MaxFileBytes)
 		if err != nil {
-			errs = append(errs, &Error{File: f, Message: err.Error()})
+			errs = append(errs, &Error{File: f.path, Message: err.Error()})
 			continue
 		}
-		bps, err := l.LoadBytes(f, data)
+		if id != (fileID{}) {
+			if _, dup := seen[id]; dup {
+				continue // the same file reached by another path: read once
+			}
+			seen[id] = f.path
+		}
+		bps, err := l.LoadBytes(f.path, data)
 		out = append(out, bps...)
 		var el ErrorList
 		if errors.As(err, &el) {
 			errs = append(errs, el...)
 		} else if err != nil {
-			errs = append(errs, &Error{File: f, Message: err.Error()})
+			errs = append(errs, &Error{File: f.path, Message: err.Error()})
 		}
 	}
 	return out, errs.orNil()
 }
 
 // LoadBytes is the package-level LoadBytes with l's limits.
+//
+// The file is split into YAML documents at document markers before it is
+// parsed, so a syntax error in one document is reported and the documents
+// after it are still loaded (a YAML parser cannot resume by itself). That
+// split is exact: a line starting with "---" or "..." ends any scalar or
+// collection before it (YAML's c-forbidden). Each document is parsed on
+// its own, so anchors never reach across documents, as the spec requires.
 func (l Loader) LoadBytes(file string, data []byte) ([]*Blueprint, error) {
 	var errs ErrorList
 	if l.Limits.MaxFileBytes > 0 && int64(len(data)) > l.Limits.MaxFileBytes {
 		errs = append(errs, &Error{File: file, Message: fmt.Sprintf("file has %d bytes, more than the %d-byte limit for blueprints", len(data), l.Limits.MaxFileBytes)})
 		return nil, errs.orNil()
 	}
+	if err := checkEncoding(file, data); err != nil {
+		return nil, ErrorList{err}.orNil()
+	}
 	var out []*Blueprint
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	for doc := 0; ; doc++ {
-		var root yaml.Node
-		err := dec.Decode(&root)
-		if errors.Is(err, io.EOF) {
-			break
+	sum := sha256.Sum256(data)
+	doc, docs := 0, 0
+	for _, ch := range splitDocuments(data) {
+		if bad := checkCharacters(file, ch); bad != nil {
+			errs = append(errs, bad)
+			doc++
+			continue
 		}
-		if err != nil {
-			errs = append(errs, syntaxError(file, err))
-			break
+		dec := yaml.NewDecoder(bytes.NewReader(ch.data))
+		for ; ; doc++ {
+			var root yaml.Node
+			err := dec.Decode(&root)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				errs = append(errs, syntaxError(file, ch.line-1, err, ch.data))
+				doc++
+				break
+			}
+			shiftLines(&root, ch.line-1)
+			if l.Limits.MaxDocuments > 0 && doc >= l.Limits.MaxDocuments {
+				errs = append(errs, &Error{File: file, Pos: Pos{max(root.Line, 1), max(root.Column, 1)}, Message: fmt.Sprintf("more than %d YAML documents in one file", l.Limits.MaxDocuments)})
+				return out, errs.orNil()
+			}
+			if len(root.Content) == 0 || isNull(root.Content[0]) {
+				continue // empty document, e.g. a trailing "---"
+			}
+			docs++
+			bp, derrs := l.decodeDocument(file, doc, root.Content[0])
+			errs = append(errs, derrs...)
+			if bp != nil && len(derrs) == 0 {
+				bp.Source.sum = sum
+				out = append(out, bp)
+			}
 		}
-		if l.Limits.MaxDocuments > 0 && doc >= l.Limits.MaxDocuments {
-			errs = append(errs, &Error{File: file, Pos: Pos{root.Line, root.Column}, Message: fmt.Sprintf("more than %d YAML documents in one file", l.Limits.MaxDocuments)})
-			break
-		}
-		if len(root.Content) == 0 || isNull(root.Content[0]) {
-			continue // empty document, e.g. a trailing "---"
-		}
-		bp, derrs := l.decodeDocument(file, doc, root.Content[0])
-		errs = append(errs, derrs...)
-		if bp != nil && len(derrs) == 0 {
-			out = append(out, bp)
-		}
+	}
+	if docs == 0 && len(errs) == 0 {
+		// An emptied prod.yaml must not pass review while up refuses it.
+		errs = append(errs, &Error{File: file, Pos: Pos{1, 1}, Message: "holds no blueprint (the file is empty, or only comments or null); write a blueprint (see secprov init) or delete the file"})
 	}
 	return out, errs.orNil()
 }
@@ -181,65 +221,29 @@ func (l Loader) decodeDocument(file string, doc int, n *yaml.Node) (*Blueprint, 
 		return nil, d.errs
 	}
 	v1alpha1.SetDefaults(&bp.Blueprint)
+	canonicalize(bp)
 	if errs := validate(bp); len(errs) > 0 {
 		return nil, errs
 	}
 	return bp, nil
 }
 
+// scalarField returns the scalar value of key in mapping m, through an
+// alias if the value is one.
 func scalarField(m *yaml.Node, key string) *yaml.Node {
 	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key && m.Content[i+1].Kind == yaml.ScalarNode {
-			return m.Content[i+1]
+		if m.Content[i].Value != key {
+			continue
+		}
+		v := m.Content[i+1]
+		for hops := 0; v.Kind == yaml.AliasNode && v.Alias != nil && hops < 8; hops++ {
+			v = v.Alias
+		}
+		if v.Kind == yaml.ScalarNode {
+			return v
 		}
 	}
 	return nil
-}
-
-func syntaxError(file string, err error) *Error {
-	msg := err.Error()
-	line := 0
-	// yaml reports "yaml: line N: problem" without a column.
-	if rest, ok := strings.CutPrefix(msg, "yaml: line "); ok {
-		if num, prob, ok := strings.Cut(rest, ": "); ok {
-			if _, scanErr := fmt.Sscanf(num, "%d", &line); scanErr == nil {
-				msg = prob
-			}
-		}
-	} else {
-		msg = strings.TrimPrefix(msg, "yaml: ")
-	}
-	// The YAML parser (unlike its scanner) reports 0-based lines: the line
-	// where the enclosing construct started. Convert to 1-based.
-	if isParserProblem(msg) || line == 0 {
-		line++
-	}
-	return &Error{File: file, Pos: Pos{Line: line, Column: 1}, Message: "invalid YAML: " + msg}
-}
-
-func isParserProblem(msg string) bool {
-	return strings.HasPrefix(msg, "did not find expected") ||
-		strings.HasPrefix(msg, "found duplicate %") ||
-		msg == "found incompatible YAML document" || msg == "found undefined tag handle"
-}
-
-func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read blueprint: %w", unwrapPathError(err))
-	}
-	defer f.Close()
-	if limit <= 0 {
-		limit = DefaultLimits.MaxFileBytes
-	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("cannot read blueprint: %w", unwrapPathError(err))
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("file is larger than the %d-byte limit for blueprints", limit)
-	}
-	return data, nil
 }
 
 func unwrapPathError(err error) error {
@@ -248,47 +252,6 @@ func unwrapPathError(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-// expandPaths turns files and directories into a sorted, de-duplicated
-// list of blueprint files.
-func expandPaths(paths []string) ([]string, ErrorList) {
-	var (
-		files []string
-		errs  ErrorList
-	)
-	for _, p := range paths {
-		fi, err := os.Stat(p)
-		if err != nil {
-			errs = append(errs, &Error{File: p, Message: fmt.Sprintf("cannot read: %v", unwrapPathError(err))})
-			continue
-		}
-		if !fi.IsDir() {
-			files = append(files, p)
-			continue
-		}
-		entries, err := os.ReadDir(p)
-		if err != nil {
-			errs = append(errs, &Error{File: p, Message: fmt.Sprintf("cannot list directory: %v", unwrapPathError(err))})
-			continue
-		}
-		found := false
-		for _, e := range entries {
-			name := e.Name()
-			if e.IsDir() || strings.HasPrefix(name, ".") {
-				continue
-			}
-			if ext := filepath.Ext(name); ext == ".yaml" || ext == ".yml" {
-				files = append(files, filepath.Join(p, name))
-				found = true
-			}
-		}
-		if !found {
-			errs = append(errs, &Error{File: p, Message: "directory holds no *.yaml or *.yml blueprint files"})
-		}
-	}
-	slices.Sort(files)
-	return slices.Compact(files), errs
 }
 
 // CheckUniqueNames rejects two blueprints for the same cluster: each

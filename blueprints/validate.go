@@ -54,7 +54,31 @@ func (v *validator) dnsLabel(path, s, what string) {
 	}
 }
 
-func (v *validator) intRange(path string, p *int, lo, hi int) {
+// intRanges are the allowed values of every integer field, by field path
+// with list indices written as []. The decoder and the validator both read
+// them, so an integer too large to decode gets the same range as one that
+// decodes but is out of range.
+var intRanges = map[string][2]int{
+	"spec.provider.kind.workers":      {0, 20},
+	"spec.network.allow[].to.ports[]": {1, 65535},
+	"spec.audit.maxAgeDays":           {0, 3650},
+	"spec.audit.maxBackups":           {0, 1000},
+	"spec.audit.maxSizeMB":            {1, 100_000},
+}
+
+var listIndex = regexp.MustCompile(`\[[0-9]+\]`)
+
+// IntRange returns the allowed range of the integer field at path.
+func IntRange(path string) (lo, hi int, ok bool) {
+	r, ok := intRanges[listIndex.ReplaceAllString(path, "[]")]
+	return r[0], r[1], ok
+}
+
+func (v *validator) intRange(path string, p *int) {
+	lo, hi, ok := IntRange(path)
+	if !ok {
+		panic("no range for integer field " + path) // the table is tested against the types
+	}
 	if p != nil && (*p < lo || *p > hi) {
 		v.errorf(path, "%d is out of range; use %d to %d", *p, lo, hi)
 	}
@@ -106,7 +130,7 @@ func validate(bp *Blueprint) ErrorList {
 		if s.Provider.Type != v1alpha1.ProviderKind {
 			v.errorf("spec.provider.kind", "kind options are set but provider type is %q; set type: kind or remove them", s.Provider.Type)
 		}
-		v.intRange("spec.provider.kind.workers", k.Workers, 0, 20)
+		v.intRange("spec.provider.kind.workers", k.Workers)
 		if strings.ContainsAny(k.NodeImage, " \t\n") {
 			v.errorf("spec.provider.kind.nodeImage", "image reference %q contains whitespace", truncate(k.NodeImage))
 		}
@@ -140,9 +164,9 @@ func validate(bp *Blueprint) ErrorList {
 	validateVault(v, s)
 
 	v.oneOf("spec.audit.policy", s.Audit.Policy, v1alpha1.AuditPolicyDefault)
-	v.intRange("spec.audit.maxAgeDays", s.Audit.MaxAgeDays, 0, 3650)
-	v.intRange("spec.audit.maxBackups", s.Audit.MaxBackups, 0, 1000)
-	v.intRange("spec.audit.maxSizeMB", s.Audit.MaxSizeMB, 1, 100_000)
+	v.intRange("spec.audit.maxAgeDays", s.Audit.MaxAgeDays)
+	v.intRange("spec.audit.maxBackups", s.Audit.MaxBackups)
+	v.intRange("spec.audit.maxSizeMB", s.Audit.MaxSizeMB)
 
 	levels := []string{v1alpha1.PSSRestricted, v1alpha1.PSSBaseline, v1alpha1.PSSPrivileged}
 	v.oneOf("spec.podSecurity.enforce", s.PodSecurity.Enforce, levels...)
@@ -177,16 +201,62 @@ func validate(bp *Blueprint) ErrorList {
 	return v.errs
 }
 
+// Prefix lengths allowed for cluster networks, per family. Pods: a node
+// gets a /24 (IPv4) or /64 (IPv6) and the controller manager allocates at
+// most 2^16 of them. Services: the API server allows at most 2^20 service
+// IPs, and a handful is too few to run the cluster's own services.
+var (
+	podBits     = map[bool][2]int{true: {8, 24}, false: {48, 64}}    // by Is4
+	serviceBits = map[bool][2]int{true: {12, 28}, false: {108, 124}} // by Is4
+)
+
+// reservedNets are address ranges that must never carry cluster traffic:
+// routing them to pods or services would shadow the node's own loopback,
+// link-local (cloud metadata), multicast or reserved addresses.
+var reservedNets = []struct {
+	prefix netip.Prefix
+	what   string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), "the IPv4 \"this network\" range 0.0.0.0/8"},
+	{netip.MustParsePrefix("127.0.0.0/8"), "the loopback range 127.0.0.0/8"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "the link-local range 169.254.0.0/16 (cloud metadata lives there)"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "the multicast range 224.0.0.0/4"},
+	{netip.MustParsePrefix("240.0.0.0/4"), "the reserved range 240.0.0.0/4"},
+	{netip.MustParsePrefix("::/127"), "the IPv6 unspecified and loopback addresses ::/127"},
+	{netip.MustParsePrefix("::ffff:0:0/96"), "the IPv4-mapped range ::ffff:0:0/96 (write IPv4 networks as IPv4)"},
+	{netip.MustParsePrefix("fe80::/10"), "the IPv6 link-local range fe80::/10"},
+	{netip.MustParsePrefix("ff00::/8"), "the IPv6 multicast range ff00::/8"},
+}
+
+// clusterRange checks a pod or service network: a sane size for its
+// family and no overlap with reserved ranges.
+func (v *validator) clusterRange(path string, p netip.Prefix, bits map[bool][2]int) {
+	r := bits[p.Addr().Is4()]
+	if p.Bits() < r[0] || p.Bits() > r[1] {
+		family := "IPv4"
+		if !p.Addr().Is4() {
+			family = "IPv6"
+		}
+		v.errorf(path, "prefix length /%d is out of range for %s; use /%d to /%d", p.Bits(), family, r[0], r[1])
+	}
+	for _, n := range reservedNets {
+		if n.prefix.Overlaps(p) {
+			v.errorf(path, "%s overlaps %s; use a private range such as 10.0.0.0/8 or fd00::/8", p, n.what)
+			return
+		}
+	}
+}
+
 func validateNetwork(v *validator, s *v1alpha1.Spec) {
 	n := &s.Network
 	v.oneOf("spec.network.cni", n.CNI, v1alpha1.CNICilium, v1alpha1.CNINone)
 	pod, podOK := v.prefix("spec.network.podCIDR", n.PodCIDR)
 	svc, svcOK := v.prefix("spec.network.serviceCIDR", n.ServiceCIDR)
-	if podOK && pod.Addr().Is4() && (pod.Bits() < 8 || pod.Bits() > 24) {
-		v.errorf("spec.network.podCIDR", "prefix length /%d is out of range; use /8 to /24", pod.Bits())
+	if podOK {
+		v.clusterRange("spec.network.podCIDR", pod, podBits)
 	}
-	if svcOK && svc.Addr().Is4() && (svc.Bits() < 12 || svc.Bits() > 28) {
-		v.errorf("spec.network.serviceCIDR", "prefix length /%d is out of range; use /12 to /28 (the API server allows at most 2^20 service IPs)", svc.Bits())
+	if svcOK {
+		v.clusterRange("spec.network.serviceCIDR", svc, serviceBits)
 	}
 	if podOK && svcOK && pod.Overlaps(svc) {
 		v.errorf("spec.network.serviceCIDR", "%s overlaps podCIDR %s; pick disjoint ranges", svc, pod)
@@ -214,8 +284,8 @@ func validateNetwork(v *validator, s *v1alpha1.Spec) {
 		seen := map[int]bool{}
 		for j, port := range r.To.Ports {
 			pp := fmt.Sprintf("%s.to.ports[%d]", p, j)
-			if port < 1 || port > 65535 {
-				v.errorf(pp, "port %d is out of range; use 1 to 65535", port)
+			if lo, hi, _ := IntRange(pp); port < lo || port > hi {
+				v.errorf(pp, "port %d is out of range; use %d to %d", port, lo, hi)
 			} else if seen[port] {
 				v.errorf(pp, "port %d is listed twice", port)
 			}
@@ -257,6 +327,8 @@ func validateVault(v *validator, s *v1alpha1.Spec) {
 			v.errorf("spec.vault.address", "plain http is only allowed to a loopback Vault; use https")
 		case u.User != nil:
 			v.errorf("spec.vault.address", "credentials must not be written into the Vault address")
+		case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+			v.errorf("spec.vault.address", "the Vault address takes no query or fragment")
 		}
 	}
 	for _, f := range []struct{ path, val string }{

@@ -1,10 +1,17 @@
 package review
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,11 +20,11 @@ import (
 
 // gitRepo is a real git repository in a temporary directory.
 type gitRepo struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 }
 
-func newGitRepo(t *testing.T) *gitRepo {
+func newGitRepo(t testing.TB) *gitRepo {
 	t.Helper()
 	if testing.Short() {
 		t.Skipf("skipping: runs git as a subprocess (-short)")
@@ -72,9 +79,23 @@ func reviewWithBase(t *testing.T, rev string, paths ...string) []Finding {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	base, err := LoadBase(context.Background(), nil, rev, paths...)
+	base, err := LoadBaseReusing(context.Background(), nil, rev, bps, paths...)
+	if err != nil {
+		t.Fatalf("LoadBaseReusing(%s): %v", rev, err)
+	}
+	// Reusing unchanged files' blueprints must give the very base that
+	// parsing every file does.
+	parsed, err := LoadBase(context.Background(), nil, rev, paths...)
 	if err != nil {
 		t.Fatalf("LoadBase(%s): %v", rev, err)
+	}
+	if len(base.Blueprints) != len(parsed.Blueprints) {
+		t.Fatalf("LoadBaseReusing found %d base blueprints, LoadBase %d", len(base.Blueprints), len(parsed.Blueprints))
+	}
+	for i, b := range base.Blueprints {
+		if !reflect.DeepEqual(*b, *parsed.Blueprints[i]) {
+			t.Fatalf("base blueprint %d: LoadBaseReusing has %s from %s, LoadBase %s from %s", i, b.Name(), b.Source.File, parsed.Blueprints[i].Name(), parsed.Blueprints[i].Source.File)
+		}
 	}
 	return findingsOf(Review(bps, Options{Now: testNow, Base: base}), "SP-CHG-001")
 }
@@ -192,5 +213,274 @@ func TestLoadBaseErrors(t *testing.T) {
 	base, err := LoadBase(context.Background(), nil, "HEAD", r.dir)
 	if err != nil || len(base.Blueprints) != 0 {
 		t.Fatalf("LoadBase = %v, %v; want an empty base", base, err)
+	}
+}
+
+// logTo returns a logger that writes every level to buf.
+func logTo(buf *bytes.Buffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func TestLoadBaseBoundedGitRuns(t *testing.T) {
+	r := newGitRepo(t)
+	files := smallBlueprints(200)
+	for name, data := range files {
+		r.write(name, data)
+	}
+	r.commit("base")
+	// A renamed file makes LoadBase ask git for renames too.
+	r.git("mv", "bp/c-00000.yaml", "bp/renamed.yaml")
+	paths := []string{r.path("bp"), r.path("bp/renamed.yaml")}
+	for name := range files {
+		if name != "bp/c-00000.yaml" {
+			paths = append(paths, r.path(name))
+		}
+	}
+	g := newGitBase(t.Context(), nil, "HEAD")
+	g.log = slog.New(slog.DiscardHandler)
+	base, err := g.load(paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(base.Blueprints) != 200 {
+		t.Errorf("%d base blueprints, want 200", len(base.Blueprints))
+	}
+	if b := base.byName["c-00000"]; len(b) != 1 || b[0].Source.File != r.path("bp/renamed.yaml") {
+		t.Errorf("renamed file's base = %v, want it loaded as bp/renamed.yaml", b)
+	}
+	// rev-parse for the directory and for the revision, ls-tree, diff,
+	// cat-file: five, however many files.
+	if g.runs > 5 {
+		t.Errorf("LoadBase ran git %d times for 200 files, want at most 5", g.runs)
+	}
+}
+
+func TestLoadBaseOddFileNames(t *testing.T) {
+	r := newGitRepo(t)
+	ex := exampleFiles(t)
+	names := []string{
+		"bp/odd\nname.yaml",
+		"bp/with spaces & $(x) *.yaml",
+		"bp/:(top)-\\ \"quoted\" \t tab.yml",
+		"we\nird dir/x.yaml",
+	}
+	cluster := func(i int) []byte {
+		return applyEdits(t, T, ex[T], []edit{{"name: shop-test ", fmt.Sprintf("name: odd-%d ", i)}})
+	}
+	for i, n := range names {
+		r.write(n, cluster(i))
+	}
+	r.commit("base")
+	for i, n := range names {
+		r.write(n, applyEdits(t, n, cluster(i), []edit{weakenEncryption}))
+	}
+	paths := func(ns ...string) []string {
+		var ps []string
+		for _, n := range ns {
+			ps = append(ps, r.path(n))
+		}
+		return ps
+	}
+	check := func(t *testing.T, got []Finding, names ...string) {
+		t.Helper()
+		var files []string
+		for _, f := range got {
+			files = append(files, f.File)
+		}
+		want := paths(names...)
+		slices.Sort(files)
+		slices.Sort(want)
+		if !slices.Equal(files, want) {
+			t.Errorf("SP-CHG-001 in %q, want %q\n%s", files, want, dump(got))
+		}
+	}
+	t.Run("files", func(t *testing.T) {
+		check(t, reviewWithBase(t, "HEAD", paths(names...)...), names...)
+	})
+	t.Run("directories", func(t *testing.T) {
+		check(t, reviewWithBase(t, "HEAD", r.path("bp"), r.path("we\nird dir")), names...)
+	})
+	t.Run("renamed", func(t *testing.T) {
+		r.git("mv", names[0], "bp/odd\nname\n2.yaml")
+		check(t, reviewWithBase(t, "HEAD", r.path("bp/odd\nname\n2.yaml")), "bp/odd\nname\n2.yaml")
+	})
+}
+
+func TestLoadBaseSymlinkNotFollowed(t *testing.T) {
+	r := newGitRepo(t)
+	ex := exampleFiles(t)
+	// A symbolic link's blob is its target, which can be any text: here
+	// a whole blueprint. Following it would load a base nobody wrote.
+	sneaky := "apiVersion: secprov.dev/v1alpha1\nkind: Blueprint\nmetadata: {name: sneaky}\nspec: {environment: prod}\n"
+	if _, err := blueprints.LoadBytes("sneaky.yaml", []byte(sneaky)); err != nil {
+		t.Fatalf("the link target should be a valid blueprint: %v", err)
+	}
+	r.write("bp/prod.yaml", ex[P])
+	if err := os.Symlink(sneaky, r.path("bp/link.yaml")); err != nil {
+		t.Skipf("cannot make symbolic links: %v", err)
+	}
+	if err := os.Symlink("prod.yaml", r.path("bp/alias.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	r.commit("base")
+	// Now regular files; their base versions are links.
+	for _, n := range []string{"bp/link.yaml", "bp/alias.yaml"} {
+		if err := os.Remove(r.path(n)); err != nil {
+			t.Fatal(err)
+		}
+		r.write(n, []byte(sneaky))
+	}
+	for _, paths := range [][]string{{r.path("bp")}, {r.path("bp/link.yaml"), r.path("bp/alias.yaml")}} {
+		var logs bytes.Buffer
+		base, err := LoadBase(t.Context(), logTo(&logs), "HEAD", paths...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, bp := range base.Blueprints {
+			if bp.Name() == "sneaky" || filepath.Base(bp.Source.File) != "prod.yaml" {
+				t.Errorf("base blueprint %s from %s: a symbolic link was followed", bp.Name(), bp.Source.File)
+			}
+		}
+		if strings.Contains(logs.String(), "does not load") {
+			t.Errorf("a link's target was read as a blueprint:\n%s", logs.String())
+		}
+		if len(paths) == 2 && strings.Count(logs.String(), "a symbolic link is not followed") != 2 {
+			t.Errorf("want both links logged as not followed:\n%s", logs.String())
+		}
+	}
+}
+
+func TestLoadBaseLargeBlobSkipped(t *testing.T) {
+	r := newGitRepo(t)
+	ex := exampleFiles(t)
+	limit := blueprints.DefaultLimits.MaxFileBytes
+	big := append(append([]byte{}, ex[P]...), "# "+strings.Repeat("x", int(limit))+"\n"...)
+	r.write("bp/a-big.yaml", big)
+	r.write("bp/b-test.yaml", ex[T])
+	r.commit("base")
+	r.write("bp/a-big.yaml", ex[P])
+	var logs bytes.Buffer
+	base, err := LoadBase(t.Context(), logTo(&logs), "HEAD", r.path("bp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The big blob is skipped and the one after it in the stream still
+	// parses.
+	if len(base.Blueprints) != 1 || base.Blueprints[0].Name() != "shop-test" {
+		t.Errorf("base = %v, want only shop-test", base.Blueprints)
+	}
+	if !strings.Contains(logs.String(), "larger than the limit") {
+		t.Errorf("no message about the large base file:\n%s", logs.String())
+	}
+}
+
+func TestLoadBaseCancelled(t *testing.T) {
+	r := newGitRepo(t)
+	for name, data := range smallBlueprints(50) {
+		r.write(name, data)
+	}
+	r.commit("base")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := LoadBase(ctx, nil, "HEAD", r.path("bp")); !errors.Is(err, context.Canceled) {
+		t.Errorf("LoadBase with a cancelled context: %v, want context.Canceled", err)
+	}
+
+	// Cancelled while cat-file is answering: git is killed and waited for.
+	ctx, cancel = context.WithCancel(t.Context())
+	defer cancel()
+	g := newGitBase(ctx, slog.New(slog.DiscardHandler), "HEAD")
+	d, err := g.dir(r.path("bp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.repo.want(d.prefix)
+	if err := d.repo.list(g); err != nil {
+		t.Fatal(err)
+	}
+	var oids []string
+	for _, e := range d.repo.entries {
+		oids = append(oids, e.oid)
+	}
+	seen := 0
+	err = g.catBlobs(d.repo.root, oids, func(string, []byte, int64, bool) error {
+		if seen++; seen == 1 {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("catBlobs cancelled after the first blob: %v, want context.Canceled", err)
+	}
+}
+
+func TestReadBatch(t *testing.T) {
+	const a, b, c = "aaaa", "bbbb", "cccc"
+	stream := a + " blob 5\nhello\n" + b + " blob 20\n" + strings.Repeat("y", 20) + "\n" + c + " blob 0\n\n"
+	var got []string
+	err := readBatch(bufio.NewReader(strings.NewReader(stream)), []string{a, b, c}, 10, func(oid string, data []byte, size int64, ok bool) error {
+		got = append(got, fmt.Sprintf("%s %q %d %v", oid, data, size, ok))
+		return nil
+	})
+	want := []string{`aaaa "hello" 5 true`, `bbbb "" 20 false`, `cccc "" 0 true`}
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("readBatch = %q, %v; want %q", got, err, want)
+	}
+
+	for _, tt := range []struct{ name, stream, want string }{
+		{"missing", a + " missing\n", "object aaaa is missing"},
+		{"short", a + " blob 5\nhel", "ended inside aaaa"},
+		{"no newline after", a + " blob 5\nhello!", "not followed by a newline"},
+		{"other object", "dddd blob 5\nhello\n", `answered "dddd blob 5" for aaaa`},
+		{"tree", a + " tree 5\nhello\n", "aaaa is a tree"},
+		{"bad size", a + " blob -1\n", `answered "aaaa blob -1"`},
+		{"empty", "", "ended before answering for aaaa: unexpected EOF"},
+	} {
+		err := readBatch(bufio.NewReader(strings.NewReader(tt.stream)), []string{a}, 10, func(string, []byte, int64, bool) error { return nil })
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want it to contain %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestSplitTopPrefix(t *testing.T) {
+	for _, tt := range []struct{ out, root, prefix string }{
+		{"\n\n/src/repo\n", "/src/repo", ""},
+		{"../\nbp/\n/src/repo\n", "/src/repo", "bp/"},
+		{"../../\nwe\nird/sub/\n/src/re\npo\n", "/src/re\npo", "we\nird/sub/"},
+	} {
+		root, prefix, ok := splitTopPrefix(tt.out)
+		if !ok || root != tt.root || prefix != tt.prefix {
+			t.Errorf("splitTopPrefix(%q) = %q, %q, %v; want %q, %q", tt.out, root, prefix, ok, tt.root, tt.prefix)
+		}
+	}
+	for _, out := range []string{"", "\n", "../\nbp\n/src\n", "x\nbp/\n/src\n", "../\nbp/"} {
+		if root, prefix, ok := splitTopPrefix(out); ok {
+			t.Errorf("splitTopPrefix(%q) = %q, %q, true; want it refused", out, root, prefix)
+		}
+	}
+}
+
+func TestLoadBaseReusesUnchangedFiles(t *testing.T) {
+	r := newGitRepo(t)
+	ex := exampleFiles(t)
+	r.write("bp/prod.yaml", ex[P])
+	r.write("bp/test.yaml", ex[T])
+	r.commit("base")
+	r.write("bp/test.yaml", applyEdits(t, T, ex[T], []edit{weakenEncryption}))
+	cur, err := blueprints.Load(r.path("bp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := LoadBaseReusing(t.Context(), nil, "HEAD", cur, r.path("bp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cur {
+		old := base.Match(c)
+		if unchanged := c.Name() == "shop-prod"; (old == c) != unchanged {
+			t.Errorf("%s: base is the current blueprint: %v, want %v (only unchanged files are reused)", c.Name(), old == c, unchanged)
+		}
 	}
 }

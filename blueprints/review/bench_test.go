@@ -1,9 +1,11 @@
 package review
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"secprov.dev/secprov/blueprints"
 )
@@ -103,5 +105,111 @@ func BenchmarkLoadAndReview1000(b *testing.B) {
 	for b.Loop() {
 		bps := loadGenerated(b, files)
 		Review(bps, Options{Now: testNow})
+	}
+}
+
+// smallBlueprints returns n small, valid, finding-free blueprints as
+// bp/c-NNNNN.yaml, alternating prod and test, each with networks of its
+// own (derived CIDRs would collide in thousands).
+func smallBlueprints(n int) map[string][]byte {
+	files := make(map[string][]byte, n)
+	for i := range n {
+		env := "prod"
+		if i%2 == 1 {
+			env = "test"
+		}
+		files[fmt.Sprintf("bp/c-%05d.yaml", i)] = fmt.Appendf(nil, `apiVersion: secprov.dev/v1alpha1
+kind: Blueprint
+metadata:
+  name: c-%05d
+  labels: {env: %s}
+spec:
+  environment: %s
+  network:
+    podCIDR: 10.%d.%d.0/24
+    serviceCIDR: 172.%d.%d.%d/28
+  encryptionAtRest:
+    provider: vault-kms
+  rbac:
+    admins: ["group:platform-admins"]
+`, i, env, env, i/256, i%256, 16+i/4096, (i/16)%256, (i%16)*16)
+	}
+	return files
+}
+
+// BenchmarkReviewBase compares review of n blueprint files in a git work
+// tree (blueprints.Load + Review: the plain sub-benchmark) with review
+// against a base revision (the same plus LoadBaseReusing, as secprov
+// review --base runs it: base; or plus LoadBase, parsing every base file
+// as if every file had changed: base-parse-all). The base commit differs
+// in every hundredth file, so the changes rule has findings to report.
+// Its objects are loose, as after local commits (a clone's packed objects
+// read faster).
+//
+// The base sub-benchmarks also time an untimed plain review before each
+// iteration and report their time as a multiple of it (x-plain): paired
+// this way, the ratio holds on a machine whose load drifts between
+// sub-benchmarks.
+//
+//	go test -run '^$' -bench ReviewBase -benchtime 5x ./blueprints/review
+func BenchmarkReviewBase(b *testing.B) {
+	for _, n := range []int{1_000, 10_000} {
+		r := newGitRepo(b)
+		files := smallBlueprints(n)
+		for name, data := range files {
+			r.write(name, data)
+		}
+		r.commit("base")
+		for i := 0; i < n; i += 100 {
+			name := fmt.Sprintf("bp/c-%05d.yaml", i)
+			r.write(name, bytes.Replace(files[name], []byte("vault-kms"), []byte("aescbc"), 1))
+		}
+		r.commit("weaken every hundredth")
+		dir := r.path("bp")
+		load := func(b *testing.B) []*blueprints.Blueprint {
+			bps, err := blueprints.Load(dir)
+			if err != nil || len(bps) != n {
+				b.Fatalf("Load: %d blueprints, %v", len(bps), err)
+			}
+			return bps
+		}
+		b.Run(fmt.Sprintf("files=%d/plain", n), func(b *testing.B) {
+			for b.Loop() {
+				Review(load(b), Options{Now: testNow})
+			}
+		})
+		for _, mode := range []struct {
+			name  string
+			reuse bool
+		}{{"base", true}, {"base-parse-all", false}} {
+			b.Run(fmt.Sprintf("files=%d/%s", n, mode.name), func(b *testing.B) {
+				var (
+					plain   time.Duration
+					changes int
+				)
+				for b.Loop() {
+					b.StopTimer()
+					start := time.Now()
+					Review(load(b), Options{Now: testNow})
+					plain += time.Since(start)
+					b.StartTimer()
+
+					bps := load(b)
+					var current []*blueprints.Blueprint
+					if mode.reuse {
+						current = bps
+					}
+					base, err := LoadBaseReusing(b.Context(), nil, "HEAD~1", current, dir)
+					if err != nil || len(base.Blueprints) != n {
+						b.Fatalf("LoadBase: %v, %v", base, err)
+					}
+					changes = len(findingsOf(Review(bps, Options{Now: testNow, Base: base}), "SP-CHG-001"))
+				}
+				if changes != n/100 {
+					b.Fatalf("%d SP-CHG-001 findings, want %d", changes, n/100)
+				}
+				b.ReportMetric(float64(b.Elapsed())/float64(plain), "x-plain")
+			})
+		}
 	}
 }

@@ -3,7 +3,6 @@ package review
 import (
 	"fmt"
 	"net/netip"
-	"strings"
 
 	"secprov.dev/secprov/blueprints"
 )
@@ -66,7 +65,10 @@ func ruleSharedVault(_ *env, bps []*blueprints.Blueprint, out *emitter) {
 	// bet prod secrets on.
 	key := func(b *blueprints.Blueprint, f field) string {
 		v := b.Spec.Vault
-		addr := strings.TrimSuffix(strings.ToLower(v.Address), "/")
+		addr := v.Address
+		if c, err := blueprints.CanonicalURL(addr); err == nil {
+			addr = c // the loader already did; this keeps the rule safe on its own
+		}
 		switch f.path {
 		case "spec.vault.kvMount":
 			return addr + "\x00kv\x00" + v.KVMount
@@ -158,7 +160,7 @@ func ruleSharedNetworks(_ *env, bps []*blueprints.Blueprint, out *emitter) {
 			if err != nil {
 				continue // the loader validated it
 			}
-			uses = append(uses, cidrUse{b: b, idx: i, field: f.field, prefix: p.Masked()})
+			uses = append(uses, cidrUse{b: b, idx: i, field: f.field, prefix: blueprints.CanonicalPrefix(p).Masked()})
 		}
 	}
 	exact := make(map[netip.Prefix]*firstTwoUses, len(uses))

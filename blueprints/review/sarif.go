@@ -261,12 +261,15 @@ func artifactURI(root, file string) (uri, baseID string) {
 	if root == "" {
 		root = "."
 	}
-	if rel, err := filepath.Rel(abs(root), abs(file)); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+	// The file's own name is kept as written: resolving it would print
+	// where a link points, which may be outside the reviewed tree.
+	absFile := filepath.Join(abs(filepath.Dir(file)), filepath.Base(file))
+	if rel, err := filepath.Rel(abs(root), absFile); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		// A relative reference whose first segment held a ':' would read
 		// as a scheme ("a:b.yaml"), so ':' is encoded here.
 		return escapeURIPath(filepath.ToSlash(rel), ":"), "%SRCROOT%"
 	}
-	a := filepath.ToSlash(abs(file))
+	a := filepath.ToSlash(absFile)
 	if !strings.HasPrefix(a, "/") {
 		a = "/" + a // Windows: file:///C:/…
 	}

@@ -18,6 +18,7 @@ import (
 
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/provision/engine/provider"
+	"secprov.dev/secprov/provision/paths"
 )
 
 // FieldManager owns the fields secprov applies with server-side apply.
@@ -65,7 +66,7 @@ func decodeObjects(objs []string) ([]*unstructured.Unstructured, error) {
 func bootstrapClient(dir string) (dynamic.Interface, error) {
 	// Bootstrap runs as the system:masters identity: it creates the very
 	// binding that gives secprov's admin its rights.
-	cfg, err := clientcmd.BuildConfigFromFlags("", NewLayout(dir).SuperAdminKubeconfig())
+	cfg, err := clientcmd.BuildConfigFromFlags("", paths.NewLayout(dir).SuperAdminKubeconfig())
 	if err != nil {
 		return nil, err
 	}

@@ -21,10 +21,11 @@ import (
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/internal/atomicfile"
+	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/engine/provider"
 	"secprov.dev/secprov/provision/local/pki"
-	"secprov.dev/secprov/provision/local/proc"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/proc"
 	"secprov.dev/secprov/vault/kms"
 )
 
@@ -51,13 +52,13 @@ func Kinds() []provider.Kind {
 // --- Cluster: the private directory, its ports and cluster.json ---------
 
 type clusterIn struct {
-	Name               string          `json:"name" secprov:"replace"`
-	Dir                string          `json:"dir" secprov:"replace"`
-	Environment        string          `json:"environment"`
-	Ports              hardening.Ports `json:"ports"`
-	Spec               string          `json:"spec"` // defaulted blueprint spec, JSON
-	EncryptionProvider string          `json:"encryptionProvider"`
-	Vault              *VaultMeta      `json:"vault,omitempty"`
+	Name               string               `json:"name" secprov:"replace"`
+	Dir                string               `json:"dir" secprov:"replace"`
+	Environment        string               `json:"environment"`
+	Ports              hardening.Ports      `json:"ports"`
+	Spec               string               `json:"spec"` // defaulted blueprint spec, JSON
+	EncryptionProvider string               `json:"encryptionProvider"`
+	Vault              *cluster.VaultRecord `json:"vault,omitempty"`
 }
 
 type clusterOut struct {
@@ -69,15 +70,16 @@ func apiServerURL(port int) string { return fmt.Sprintf("https://%s:%d", hardeni
 
 func clusterKind() provider.TypedKind[clusterIn, clusterOut] {
 	write := func(in clusterIn) (clusterOut, error) {
-		l := NewLayout(in.Dir)
+		l := paths.NewLayout(in.Dir)
 		for _, d := range []string{l.Dir, l.PKIDir(), l.ConfigDir(), l.LogDir(), l.RunDir()} {
 			if err := paths.EnsurePrivateDir(d); err != nil {
 				return clusterOut{}, fmt.Errorf("cluster directory: %w", err)
 			}
 		}
-		m := &Meta{Name: in.Name, Environment: in.Environment, Ports: in.Ports, Spec: json.RawMessage(in.Spec),
-			EncryptionProvider: in.EncryptionProvider, APIServerURL: apiServerURL(in.Ports.APIServer), Vault: in.Vault}
-		if err := l.WriteMeta(m); err != nil {
+		m := &cluster.Record{Name: in.Name, Environment: in.Environment, Provider: v1alpha1.ProviderLocal, Ports: in.Ports, Spec: json.RawMessage(in.Spec),
+			EncryptionProvider: in.EncryptionProvider, APIServerURL: apiServerURL(in.Ports.APIServer), Kubeconfig: l.AdminKubeconfig(),
+			Vault: in.Vault, Dir: l.Dir}
+		if err := cluster.WriteRecord(m, time.Now()); err != nil {
 			return clusterOut{}, err
 		}
 		return clusterOut{Dir: in.Dir, APIServerURL: m.APIServerURL}, nil
@@ -100,7 +102,7 @@ func clusterKind() provider.TypedKind[clusterIn, clusterOut] {
 			return req.Inputs.Name, out, err
 		},
 		Read: func(_ context.Context, req provider.TypedRequest[clusterIn, clusterOut]) (clusterIn, clusterOut, bool, error) {
-			if _, err := NewLayout(req.Inputs.Dir).ReadMeta(); err != nil {
+			if _, err := cluster.ReadRecord(req.Inputs.Dir); err != nil {
 				return req.Inputs, req.State, false, nil
 			}
 			return req.Inputs, req.State, true, nil
@@ -109,24 +111,18 @@ func clusterKind() provider.TypedKind[clusterIn, clusterOut] {
 			return write(req.Inputs)
 		},
 		Delete: func(ctx context.Context, req provider.TypedRequest[clusterIn, clusterOut]) error {
-			l := NewLayout(req.Inputs.Dir)
 			// Processes are separate resources deleted first; stop any left
 			// over from an interrupted run so nothing outlives the directory.
-			if err := StopAll(ctx, l); err != nil {
+			if err := New().Cleanup(ctx, req.Inputs.Dir); err != nil {
 				return err
 			}
-			if sock := filepath.Dir(l.KMSSocket()); !strings.HasPrefix(sock, l.Dir+string(filepath.Separator)) {
-				if err := removeAll(sock); err != nil {
-					return err
-				}
-			}
-			return removeAll(l.Dir)
+			return removeAll(req.Inputs.Dir)
 		},
 	}
 }
 
 // StopAll stops every component of a cluster, last started first.
-func StopAll(ctx context.Context, l Layout) error {
+func StopAll(ctx context.Context, l paths.Layout) error {
 	var errs []error
 	for _, c := range slices.Backward(processes) {
 		if err := proc.Stop(ctx, l.PidFile(c), stopGrace(c)); err != nil {
@@ -171,7 +167,7 @@ type pkiOut struct {
 const RenewBefore = 30 * 24 * time.Hour
 
 func ensurePKI(in pkiIn) (pkiOut, error) {
-	l := NewLayout(in.Dir)
+	l := paths.NewLayout(in.Dir)
 	b, err := pki.Ensure(l.PKIDir(), pki.Options{ClusterName: in.ClusterName, ServiceCIDR: in.ServiceCIDR, RenewBefore: RenewBefore})
 	if err != nil {
 		return pkiOut{}, err
@@ -214,7 +210,7 @@ func pkiKind() provider.TypedKind[pkiIn, pkiOut] {
 			if t, err := time.Parse(time.RFC3339, req.State.NotAfter); err == nil && time.Until(t) < RenewBefore {
 				d.Changes = append(d.Changes, provider.Change{Path: "notAfter", Kind: provider.Update})
 			}
-			l := NewLayout(req.Inputs.Dir)
+			l := paths.NewLayout(req.Inputs.Dir)
 			if _, err := os.Stat(pki.Paths(l.PKIDir()).Manifest); err != nil {
 				d.Changes = append(d.Changes, provider.Change{Path: "dir", Kind: provider.Update})
 			} else if exposed(l.PKIDir(), l.AdminKubeconfig(), l.SuperAdminKubeconfig(), l.Kubeconfig(ControllerManager), l.Kubeconfig(Scheduler)) {
@@ -225,14 +221,14 @@ func pkiKind() provider.TypedKind[pkiIn, pkiOut] {
 			return d, nil
 		},
 		Read: func(_ context.Context, req provider.TypedRequest[pkiIn, pkiOut]) (pkiIn, pkiOut, bool, error) {
-			_, err := os.Stat(pki.Paths(NewLayout(req.Inputs.Dir).PKIDir()).Manifest)
+			_, err := os.Stat(pki.Paths(paths.NewLayout(req.Inputs.Dir).PKIDir()).Manifest)
 			return req.Inputs, req.State, err == nil, nil
 		},
 		Update: func(_ context.Context, req provider.TypedRequest[pkiIn, pkiOut]) (pkiOut, error) {
 			return ensurePKI(req.Inputs)
 		},
 		Delete: func(_ context.Context, req provider.TypedRequest[pkiIn, pkiOut]) error {
-			l := NewLayout(req.Inputs.Dir)
+			l := paths.NewLayout(req.Inputs.Dir)
 			var errs []error
 			for _, p := range []string{l.AdminKubeconfig(), l.SuperAdminKubeconfig(), l.Kubeconfig(ControllerManager), l.Kubeconfig(Scheduler)} {
 				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -304,7 +300,7 @@ type storedKey struct {
 // loadOrCreateKeys returns the cluster's encryption keys, creating the
 // first one. They live only in 0600 files in the cluster directory, never
 // in state or logs.
-func loadOrCreateKeys(l Layout) ([]hardening.EncryptionKey, error) {
+func loadOrCreateKeys(l paths.Layout) ([]hardening.EncryptionKey, error) {
 	var stored []storedKey
 	data, err := os.ReadFile(l.EncryptionKeys())
 	switch {
@@ -336,7 +332,7 @@ func loadOrCreateKeys(l Layout) ([]hardening.EncryptionKey, error) {
 }
 
 func writeConfig(in configIn) (configOut, error) {
-	l := NewLayout(in.Dir)
+	l := paths.NewLayout(in.Dir)
 	if err := paths.EnsurePrivateDir(l.ConfigDir()); err != nil {
 		return configOut{}, err
 	}
@@ -398,12 +394,12 @@ func configKind() provider.TypedKind[configIn, configOut] {
 			return "config", out, err
 		},
 		Read: func(_ context.Context, req provider.TypedRequest[configIn, configOut]) (configIn, configOut, bool, error) {
-			_, err := os.Stat(NewLayout(req.Inputs.Dir).AdmissionConfig())
+			_, err := os.Stat(paths.NewLayout(req.Inputs.Dir).AdmissionConfig())
 			return req.Inputs, req.State, err == nil, nil
 		},
 		// Deleted or exposed config files are rewritten by `up`.
 		Diff: func(_ context.Context, req provider.TypedRequest[configIn, configOut], d provider.Diff) (provider.Diff, error) {
-			l := NewLayout(req.Inputs.Dir)
+			l := paths.NewLayout(req.Inputs.Dir)
 			if _, err := os.Stat(l.AdmissionConfig()); err != nil || exposed(l.ConfigDir()) {
 				d.Changes = append(d.Changes, provider.Change{Path: "files", Kind: provider.Update})
 			}
@@ -413,7 +409,7 @@ func configKind() provider.TypedKind[configIn, configOut] {
 			return writeConfig(req.Inputs)
 		},
 		Delete: func(_ context.Context, req provider.TypedRequest[configIn, configOut]) error {
-			return removeAll(NewLayout(req.Inputs.Dir).ConfigDir())
+			return removeAll(paths.NewLayout(req.Inputs.Dir).ConfigDir())
 		},
 	}
 }
@@ -453,7 +449,7 @@ type processOut struct {
 const ReadyTimeout = 3 * time.Minute
 
 func startProcess(ctx context.Context, in processIn) (processOut, error) {
-	l := NewLayout(in.Dir)
+	l := paths.NewLayout(in.Dir)
 	pidFile := l.PidFile(in.Component)
 	// Adopt-by-restart: whatever an interrupted run left behind is stopped,
 	// so the process always runs with the current arguments.
@@ -531,7 +527,7 @@ func readyProbe(r readiness) (proc.Probe, error) {
 }
 
 func processKind() provider.TypedKind[processIn, processOut] {
-	alive := func(in processIn) bool { return proc.Alive(NewLayout(in.Dir).PidFile(in.Component)) }
+	alive := func(in processIn) bool { return proc.Alive(paths.NewLayout(in.Dir).PidFile(in.Component)) }
 	return provider.TypedKind[processIn, processOut]{
 		Token:               ProcessType,
 		DeleteBeforeReplace: true, // same ports
@@ -560,7 +556,7 @@ func processKind() provider.TypedKind[processIn, processOut] {
 			return startProcess(ctx, req.Inputs)
 		},
 		Delete: func(ctx context.Context, req provider.TypedRequest[processIn, processOut]) error {
-			return proc.Stop(ctx, NewLayout(req.Inputs.Dir).PidFile(req.Inputs.Component), stopGrace(req.Inputs.Component))
+			return proc.Stop(ctx, paths.NewLayout(req.Inputs.Dir).PidFile(req.Inputs.Component), stopGrace(req.Inputs.Component))
 		},
 	}
 }

@@ -10,9 +10,11 @@ import (
 
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
+	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/engine"
 	"secprov.dev/secprov/provision/local/pki"
-	"secprov.dev/secprov/provision/local/proc"
+	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/proc"
 	"secprov.dev/secprov/provision/vaultres"
 	"secprov.dev/secprov/vault"
 )
@@ -64,7 +66,7 @@ func (c *Cluster) useKMS() bool {
 // kmsPluginArgs runs `secprov kms-plugin` for the cluster's transit key
 // with its own narrow token.
 func (c *Cluster) kmsPluginArgs() []string {
-	l := NewLayout(c.Dir)
+	l := paths.NewLayout(c.Dir)
 	n := vault.NamesFor(c.Blueprint.Metadata.Name, c.Blueprint.Spec)
 	args := []string{"kms-plugin", "--socket", l.KMSSocket(), "--vault-addr", c.Vault.Address,
 		"--token-file", l.KMSToken(), "--transit-mount", n.TransitMount, "--transit-key", n.TransitKey}
@@ -104,11 +106,11 @@ func ProviderChangeAllowed(from, to string) error {
 // ControlPlane renders the hardened control plane of c with the given
 // ports.
 func (c *Cluster) ControlPlane(ports hardening.Ports) *hardening.ControlPlane {
-	l := NewLayout(c.Dir)
+	l := paths.NewLayout(c.Dir)
 	enc, _ := EffectiveEncryption(c.Blueprint.Spec)
 	cp := &hardening.ControlPlane{
 		Name: c.Blueprint.Metadata.Name, Spec: c.Blueprint.Spec, Ports: ports,
-		Files: l.Files(pki.Paths(l.PKIDir())), EncryptionProvider: enc,
+		Files: files(l, pki.Paths(l.PKIDir())), EncryptionProvider: enc,
 	}
 	return cp
 }
@@ -116,9 +118,9 @@ func (c *Cluster) ControlPlane(ports hardening.Ports) *hardening.ControlPlane {
 // Ports returns the cluster's ports: those recorded in cluster.json by an
 // earlier run, else fresh free ports on loopback.
 func (c *Cluster) Ports() (hardening.Ports, error) {
-	if m, err := NewLayout(c.Dir).ReadMeta(); err == nil {
+	if m, err := cluster.ReadRecord(c.Dir); err == nil {
 		return m.Ports, nil
-	} else if !errors.Is(err, ErrNoCluster) {
+	} else if !errors.Is(err, cluster.ErrNoCluster) {
 		return hardening.Ports{}, err
 	}
 	p, err := proc.FreePorts(5)
@@ -176,7 +178,7 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 		Etcd: {URL: fmt.Sprintf("https://%s:%d/health", hardening.Loopback, ports.EtcdClient), CAFile: files.EtcdCACert,
 			CertFile: files.EtcdSelfClientCert, KeyFile: files.EtcdSelfClientKey},
 		APIServer: {URL: url + "/readyz", CAFile: files.CACert,
-			CertFile: pki.Paths(NewLayout(c.Dir).PKIDir()).SuperAdminCert, KeyFile: pki.Paths(NewLayout(c.Dir).PKIDir()).SuperAdminKey},
+			CertFile: pki.Paths(paths.NewLayout(c.Dir).PKIDir()).SuperAdminCert, KeyFile: pki.Paths(paths.NewLayout(c.Dir).PKIDir()).SuperAdminKey},
 		ControllerManager: {URL: fmt.Sprintf("https://%s:%d/healthz", hardening.Loopback, ports.ControllerManager)},
 		Scheduler:         {URL: fmt.Sprintf("https://%s:%d/healthz", hardening.Loopback, ports.Scheduler)},
 	}
@@ -184,15 +186,15 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 	if enc == v1alpha1.EncryptionVaultKMS && !c.useKMS() {
 		return nil, fmt.Errorf("cluster %s: encryptionAtRest.provider vault-kms needs a Vault", name)
 	}
-	if m, err := NewLayout(c.Dir).ReadMeta(); err == nil {
+	if m, err := cluster.ReadRecord(c.Dir); err == nil {
 		if err := ProviderChangeAllowed(m.EncryptionProvider, enc); err != nil {
 			return nil, fmt.Errorf("cluster %s: %w", name, err)
 		}
 	}
-	l := NewLayout(c.Dir)
-	var vmeta *VaultMeta
+	l := paths.NewLayout(c.Dir)
+	var vmeta *cluster.VaultRecord
 	if c.Vault != nil {
-		vmeta = &VaultMeta{Admin: *c.Vault}
+		vmeta = &cluster.VaultRecord{Admin: *c.Vault}
 		if c.useKMS() {
 			vmeta.KMSSocket = l.KMSSocket()
 		}
@@ -293,7 +295,7 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 			}
 		}
 		ctx.Export("apiServerURL", pulumi.String(url))
-		ctx.Export("kubeconfig", pulumi.String(NewLayout(c.Dir).AdminKubeconfig()))
+		ctx.Export("kubeconfig", pulumi.String(paths.NewLayout(c.Dir).AdminKubeconfig()))
 		ctx.Export("environment", pulumi.String(spec.Environment))
 		return nil
 	}, nil

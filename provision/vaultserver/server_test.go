@@ -21,7 +21,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"secprov.dev/secprov/provision/local/proc"
+	"secprov.dev/secprov/provision/proc"
 	"secprov.dev/secprov/vault"
 	"secprov.dev/secprov/vault/vaulttest"
 )

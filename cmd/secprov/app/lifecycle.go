@@ -11,9 +11,8 @@ import (
 
 	"secprov.dev/secprov/provision"
 	"secprov.dev/secprov/provision/engine"
-	"secprov.dev/secprov/provision/local"
-	"secprov.dev/secprov/provision/local/proc"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/providers"
 )
 
 type planFlags struct {
@@ -36,7 +35,11 @@ func newPlanCommand(s Streams, root *rootFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e, err := openEnv(cmd.Context(), s, root, &flags.stateFlags)
+			types, err := providerTypes(bps)
+			if err != nil {
+				return usageErr(err)
+			}
+			e, err := openEnv(cmd.Context(), s, root, &flags.stateFlags, types...)
 			if err != nil {
 				return err
 			}
@@ -202,65 +205,6 @@ type statusFlags struct {
 	output string
 }
 
-type componentStatus struct {
-	Name  string `json:"name"`
-	State string `json:"state"`
-	Pid   int    `json:"pid,omitempty"`
-}
-
-type clusterStatus struct {
-	Name         string            `json:"name"`
-	Environment  string            `json:"environment"`
-	Provider     string            `json:"provider"`
-	APIServerURL string            `json:"apiServerURL"`
-	Kubeconfig   string            `json:"kubeconfig"`
-	Components   []componentStatus `json:"components"`
-	Healthy      bool              `json:"healthy"`
-	Problem      string            `json:"problem,omitempty"`
-}
-
-func clusterStatuses(stateDir string) ([]clusterStatus, error) {
-	names, err := provision.Clusters(stateDir)
-	if err != nil {
-		return nil, err
-	}
-	out := []clusterStatus{}
-	for _, n := range names {
-		dir, err := paths.ClusterDir(stateDir, n)
-		if err != nil {
-			return nil, err // Clusters returns only valid names
-		}
-		l := local.NewLayout(dir)
-		cs := clusterStatus{Name: n, Provider: "local", Kubeconfig: l.AdminKubeconfig(), Healthy: true}
-		m, err := l.ReadMeta()
-		if err != nil {
-			cs.Healthy, cs.Problem = false, err.Error()
-			out = append(out, cs)
-			continue
-		}
-		cs.Environment, cs.APIServerURL = m.Environment, m.APIServerURL
-		comps := local.Components
-		if m.Vault != nil && m.Vault.KMSSocket != "" {
-			// The API server cannot write encrypted data without it.
-			comps = append([]string{local.KMSPlugin}, comps...)
-		}
-		for _, c := range comps {
-			st, _ := proc.Status(l.PidFile(c))
-			comp := componentStatus{Name: c, State: st.String()}
-			if rec, err := proc.ReadPidFile(l.PidFile(c)); err == nil && st == proc.StateRunning {
-				comp.Pid = rec.Pid
-			}
-			if st != proc.StateRunning {
-				cs.Healthy = false
-				cs.Problem = "not every component runs: secprov up restarts them"
-			}
-			cs.Components = append(cs.Components, comp)
-		}
-		out = append(out, cs)
-	}
-	return out, nil
-}
-
 func newStatusCommand(s Streams) *cobra.Command {
 	flags := &statusFlags{}
 	cmd := &cobra.Command{
@@ -275,7 +219,7 @@ func newStatusCommand(s Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sts, err := clusterStatuses(stateDir)
+			sts, err := provision.Status(cmd.Context(), providers.Registry(), stateDir)
 			if err != nil {
 				return err
 			}
@@ -292,7 +236,7 @@ func newStatusCommand(s Streams) *cobra.Command {
 				var comps []string
 				for _, cp := range c.Components {
 					mark := "✓"
-					if cp.State != proc.StateRunning.String() {
+					if !cp.Running {
 						mark = "✗"
 					}
 					comps = append(comps, mark+" "+cp.Name)
@@ -333,19 +277,15 @@ func newKubeconfigCommand(s Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			dir, err := paths.ClusterDir(stateDir, flags.cluster)
+			rec, err := provision.Record(stateDir, flags.cluster)
 			if err != nil {
 				return usageErr(err)
 			}
-			l := local.NewLayout(dir)
-			if _, err := l.ReadMeta(); err != nil {
-				return usageErr(fmt.Errorf("no cluster %q in %s: run secprov up, or see secprov status", flags.cluster, stateDir))
-			}
 			if flags.path {
-				_, err := fmt.Fprintln(s.Out, l.AdminKubeconfig())
+				_, err := fmt.Fprintln(s.Out, rec.Kubeconfig)
 				return err
 			}
-			data, err := os.ReadFile(l.AdminKubeconfig())
+			data, err := os.ReadFile(rec.Kubeconfig)
 			if err != nil {
 				return fmt.Errorf("%w; run secprov up to write it again", err)
 			}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"secprov.dev/secprov/provision"
+	"secprov.dev/secprov/provision/providers"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -52,7 +53,7 @@ func TestMainServesTheProviderToTheEngine(t *testing.T) {
 }
 
 func TestDefaultRegistryServesEveryKind(t *testing.T) {
-	reg, err := provision.Registry()
+	reg, err := provision.PluginRegistry(providers.Registry())
 	if err != nil {
 		t.Fatal(err)
 	}

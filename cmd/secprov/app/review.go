@@ -74,7 +74,7 @@ func runReview(ctx context.Context, s Streams, root *rootFlags, flags *reviewFla
 	bps, loadErr := blueprints.Load(args...)
 	opts := review.Options{Now: time.Now()}
 	if flags.base != "" {
-		base, err := review.LoadBase(ctx, log, flags.base, args...)
+		base, err := review.LoadBaseReusing(ctx, log, flags.base, bps, args...)
 		if err != nil {
 			return usageErr(err)
 		}

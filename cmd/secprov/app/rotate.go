@@ -8,6 +8,7 @@ import (
 
 	"secprov.dev/secprov/provision"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/providers"
 )
 
 func newRotateKeysCommand(s Streams) *cobra.Command {
@@ -41,7 +42,7 @@ errors or no such cluster.`,
 			if err != nil {
 				return err
 			}
-			t, err := provision.Target(stateDir, cluster)
+			t, err := provision.Target(providers.Registry(), stateDir, cluster)
 			if err != nil {
 				return usageErr(err)
 			}

@@ -46,7 +46,11 @@ Blueprint errors stop it before anything is created.`,
 			}
 			ctx := cmd.Context()
 			start := time.Now()
-			e, err := openEnv(ctx, s, root, &flags.stateFlags)
+			types, err := providerTypes(bps)
+			if err != nil {
+				return usageErr(fmt.Errorf("nothing was changed: %w", err))
+			}
+			e, err := openEnv(ctx, s, root, &flags.stateFlags, types...)
 			if err != nil {
 				return err
 			}

@@ -13,6 +13,7 @@ import (
 	"secprov.dev/secprov/hardening/verify"
 	"secprov.dev/secprov/provision"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/providers"
 )
 
 // verifyOpts are the check-suite flags shared by verify and up.
@@ -59,7 +60,7 @@ func verifyFails(reps []*verify.Report, o verifyOpts) bool {
 func verifyClusters(ctx context.Context, stateDir string, clusters []string, filter *regexp.Regexp) ([]*verify.Report, error) {
 	var reps []*verify.Report
 	for _, c := range clusters {
-		t, err := provision.Target(stateDir, c)
+		t, err := provision.Target(providers.Registry(), stateDir, c)
 		if err != nil {
 			return reps, err
 		}

@@ -447,3 +447,25 @@ func TestFreePorts(t *testing.T) {
 	}
 	l.Close()
 }
+
+// TestStopEndsWhatTheLeaderLeft: a leader that exited by itself left a
+// forked child in its group; Stop must not return while it runs.
+func TestStopEndsWhatTheLeaderLeft(t *testing.T) {
+	s := spec(t, "/bin/sh", "-c", `trap '' TERM; /bin/sleep 1000 & echo "child $!"; echo ready; sleep 0.3`)
+	p := mustStart(t, s)
+	log := waitLog(t, s.LogFile, "ready")
+	var child int
+	if _, err := fmt.Sscanf(log[strings.Index(log, "child "):], "child %d", &child); err != nil {
+		t.Fatalf("child pid not in log: %v", err)
+	}
+	<-p.Done()
+	if st, err := readStat(child); err != nil || st.state == 'Z' {
+		t.Fatalf("the child should still run after its leader exited (%v, %c)", err, st.state)
+	}
+	if err := Stop(context.Background(), s.PidFile, time.Second); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if st, err := readStat(child); err == nil && st.state != 'Z' {
+		t.Errorf("forked child %d still runs (state %c) after Stop returned", child, st.state)
+	}
+}

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"secprov.dev/secprov/provision/local/pki"
-	"secprov.dev/secprov/provision/local/proc"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/proc"
 )
 
 const etcdVersion = "v3.7.3"

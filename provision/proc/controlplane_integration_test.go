@@ -22,8 +22,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"secprov.dev/secprov/provision/local/pki"
-	"secprov.dev/secprov/provision/local/proc"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/proc"
 )
 
 const kubeVersion = "v1.37.2"

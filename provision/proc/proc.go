@@ -293,12 +293,25 @@ func Stop(ctx context.Context, pidFile string, grace time.Duration) error {
 	// Checked after the pidfd is open: if the pid is ours now, the pidfd
 	// refers to our process for good.
 	if !isAlive(rec) {
+		// The leader died by itself; members it left would still hold the
+		// cluster's ports and files. The group id can only be someone
+		// else's if a process took over the leader's pid.
+		if _, err := readStat(rec.Pid); errors.Is(err, os.ErrNotExist) && groupAlive(rec.Pid) {
+			_ = syscall.Kill(-rec.Pid, syscall.SIGKILL)
+			if !waitGone(context.Background(), rec, killWait) {
+				return fmt.Errorf("stop %s: processes of its group still run %s after SIGKILL; check them with ps -g %d and stop them by hand", who, killWait, rec.Pid)
+			}
+		}
 		return removePidFile(pidFile, rec)
 	}
 
 	signal(p, rec, syscall.SIGTERM)
 	if !waitGone(ctx, rec, grace) {
 		signal(p, rec, syscall.SIGKILL)
+		if !isAlive(rec) {
+			// The leader left members behind; the group id is still theirs.
+			_ = syscall.Kill(-rec.Pid, syscall.SIGKILL)
+		}
 		if !waitGone(context.Background(), rec, killWait) {
 			return fmt.Errorf("stop %s: still running %s after SIGKILL (stuck in uninterruptible I/O?); check it with ps and stop it by hand", who, killWait)
 		}
@@ -315,24 +328,48 @@ func signal(p *os.Process, rec Record, sig syscall.Signal) {
 	_ = p.Signal(sig)
 }
 
-// waitGone polls until rec's process is gone, d passes or ctx ends.
+// waitGone polls until rec's process and every other member of its
+// process group are gone, d passes or ctx ends. The leader's exit alone is
+// not enough: a child it forked that ignores SIGTERM would outlive Stop,
+// and an up right after could collide with it.
 func waitGone(ctx context.Context, rec Record, d time.Duration) bool {
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	tick := time.NewTicker(pollStep)
 	defer tick.Stop()
+	gone := func() bool { return !isAlive(rec) && !groupAlive(rec.Pid) }
 	for {
-		if !isAlive(rec) {
+		if gone() {
 			return true
 		}
 		select {
 		case <-ctx.Done():
-			return !isAlive(rec)
+			return gone()
 		case <-deadline.C:
-			return !isAlive(rec)
+			return gone()
 		case <-tick.C:
 		}
 	}
+}
+
+// groupAlive reports whether a process other than a zombie is in process
+// group pgid. While any member lives the kernel does not hand pgid out
+// again, so the members found are the group Start made.
+func groupAlive(pgid int) bool {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == pgid {
+			continue
+		}
+		if st, err := readStat(pid); err == nil && st.pgrp == pgid && st.state != 'Z' && st.state != 'X' {
+			return true
+		}
+	}
+	return false
 }
 
 // removePidFile removes pidFile unless it meanwhile names another process
