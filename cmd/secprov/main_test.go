@@ -105,7 +105,7 @@ func TestBinaryExitsOnSignalWhileBlocked(t *testing.T) {
 			proctest.Mkfifo(t, fifo)
 			p := proctest.Start(t, b, nil, "review", first, fifo)
 			if !proctest.FeedFIFO(t, p, first, []byte("not: a blueprint\n")) {
-				t.Logf("the loader refuses FIFOs (%s); interrupting kubeconfig instead", strings.TrimSpace(p.Stderr.String()))
+				t.Logf("the loader refuses FIFOs (%s); interrupting kubeconfig instead", strings.TrimSpace(p.Stdout.String()))
 				state := t.TempDir()
 				cdir := filepath.Join(paths.ClustersDir(state), "shop-prod")
 				if err := os.MkdirAll(cdir, 0o700); err != nil {

@@ -95,7 +95,7 @@ func TestReviewOfAFIFOExitsOnSignal(t *testing.T) {
 		if code := p.ExitCode(t, time.Second); code != ExitUsage {
 			t.Errorf("review refused the FIFO with exit %d, want %d; stderr:\n%s", code, ExitUsage, p.Stderr)
 		}
-		t.Logf("the loader refuses FIFOs; nothing to interrupt: %s", p.Stderr)
+		t.Logf("the loader refuses FIFOs; nothing to interrupt:\n%s", p.Stdout)
 		return
 	}
 	start := time.Now()
