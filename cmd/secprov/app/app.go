@@ -108,7 +108,12 @@ func newRootCommand(s Streams) *cobra.Command {
 		Short: "Provision and harden Kubernetes clusters from declarative blueprints",
 		Long: `secprov creates separate, hardened Kubernetes clusters (one per environment)
 from declarative blueprints, proves the result with a post-install check suite,
-and reviews blueprints statically in code review.`,
+and reviews blueprints statically in code review.
+
+SIGINT or SIGTERM asks the running command to stop; one that has not
+stopped 1.5s later is abandoned, and a second signal exits at once. The
+exit code is then 130 (SIGINT) or 143 (SIGTERM); anything up started
+converges when it is run again.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
