@@ -288,6 +288,7 @@ func Exposed(paths ...string) bool {
 	}
 	return false
 }
+
 // RemoveAll removes dir; one already gone is not an error.
 func RemoveAll(dir string) error {
 	if err := os.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
