@@ -47,9 +47,12 @@ func Kinds() []provider.Kind {
 // --- Cluster: the private directory, its ports and cluster.json ---------
 
 type clusterIn struct {
-	Name               string               `json:"name" secprov:"replace"`
-	Dir                string               `json:"dir" secprov:"replace"`
-	Environment        string               `json:"environment"`
+	Name        string `json:"name" secprov:"replace"`
+	Dir         string `json:"dir" secprov:"replace"`
+	Environment string `json:"environment"`
+	// Provider is the spec.provider.type the record names: later commands
+	// reach the cluster through that provider.
+	Provider           string               `json:"provider,omitempty"`
 	Ports              hardening.Ports      `json:"ports"`
 	Spec               string               `json:"spec"` // defaulted blueprint spec, JSON
 	EncryptionProvider string               `json:"encryptionProvider"`
@@ -71,7 +74,7 @@ func clusterKind() provider.TypedKind[clusterIn, clusterOut] {
 				return clusterOut{}, fmt.Errorf("cluster directory: %w", err)
 			}
 		}
-		m := &cluster.Record{Name: in.Name, Environment: in.Environment, Provider: v1alpha1.ProviderLocal, Ports: in.Ports, Spec: json.RawMessage(in.Spec),
+		m := &cluster.Record{Name: in.Name, Environment: in.Environment, Provider: in.Provider, Ports: in.Ports, Spec: json.RawMessage(in.Spec),
 			EncryptionProvider: in.EncryptionProvider, APIServerURL: apiServerURL(in.Ports.APIServer), Kubeconfig: l.AdminKubeconfig(),
 			Vault: in.Vault, Dir: l.Dir}
 		if err := cluster.WriteRecord(m, time.Now()); err != nil {
