@@ -455,7 +455,7 @@ func TestRBACChecks(t *testing.T) {
 func TestNetworkPolicyCheck(t *testing.T) {
 	ctx := context.Background()
 	runFakeCases(t, objectsFake, []fakeCase{
-		{name: "hardened", id: "SP-NET-002", want: StatusPass, reason: "enforcement is tested on kind"},
+		{name: "hardened", id: "SP-NET-002", want: StatusPass, reason: "enforcement needs network probes"},
 		{name: "default deny deleted", id: "SP-NET-002", want: StatusFail, reason: "namespace payments has no default-deny", weaken: func(f *fakeTarget) {
 			if err := f.client.NetworkingV1().NetworkPolicies("payments").Delete(ctx, hardening.DefaultDenyPolicy, metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
