@@ -11,7 +11,10 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
@@ -215,5 +218,59 @@ func TestChecksDeclareWhatTheyUse(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+func TestNormalizedPolicyComparison(t *testing.T) {
+	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
+	p53 := intstr.FromInt32(53)
+	dns := networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "kube-system"}}}
+	web := networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}
+	base := networkingv1.NetworkPolicySpec{
+		PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
+		Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{web}}},
+		Egress: []networkingv1.NetworkPolicyEgressRule{
+			{To: []networkingv1.NetworkPolicyPeer{dns, web}, Ports: []networkingv1.NetworkPolicyPort{{Protocol: &udp, Port: &p53}, {Port: &p53}}},
+			{To: []networkingv1.NetworkPolicyPeer{web}},
+		},
+	}
+	same := []func(*networkingv1.NetworkPolicySpec){
+		func(s *networkingv1.NetworkPolicySpec) { slices.Reverse(s.PolicyTypes) },
+		func(s *networkingv1.NetworkPolicySpec) { s.PolicyTypes = nil }, // Ingress, and Egress because of the egress rules
+		func(s *networkingv1.NetworkPolicySpec) { slices.Reverse(s.Egress) },
+		func(s *networkingv1.NetworkPolicySpec) { slices.Reverse(s.Egress[0].To) },
+		func(s *networkingv1.NetworkPolicySpec) {
+			s.Egress[0].Ports = []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &p53}, {Protocol: &udp, Port: &p53}}
+		},
+	}
+	for i, m := range same {
+		s := *base.DeepCopy()
+		m(&s)
+		if !equality.Semantic.DeepEqual(normalized(s), normalized(base)) {
+			t.Errorf("variant %d means the same but compares different", i)
+		}
+	}
+	differ := []func(*networkingv1.NetworkPolicySpec){
+		func(s *networkingv1.NetworkPolicySpec) { s.PolicyTypes = s.PolicyTypes[:1] },
+		func(s *networkingv1.NetworkPolicySpec) { s.Egress = s.Egress[:1] },
+		func(s *networkingv1.NetworkPolicySpec) { s.Egress[0].To = s.Egress[0].To[:1] },
+		func(s *networkingv1.NetworkPolicySpec) { s.Ingress[0].From = nil },
+		func(s *networkingv1.NetworkPolicySpec) { s.Egress[0].Ports[1].Protocol = &udp },
+		func(s *networkingv1.NetworkPolicySpec) {
+			s.PodSelector = metav1.LabelSelector{MatchLabels: map[string]string{"a": "b"}}
+		},
+	}
+	for i, m := range differ {
+		s := *base.DeepCopy()
+		m(&s)
+		if equality.Semantic.DeepEqual(normalized(s), normalized(base)) {
+			t.Errorf("variant %d means something else but compares equal", i)
+		}
+	}
+	// The allowance hardening renders survives an API server round trip.
+	for _, np := range hardening.DefaultDenyPolicies("x") {
+		if !equality.Semantic.DeepEqual(normalized(*np.Spec.DeepCopy()), normalized(np.Spec)) {
+			t.Errorf("%s does not equal itself", np.Name)
+		}
 	}
 }
