@@ -31,7 +31,9 @@ const AuditWait = 5 * time.Second
 
 // RangeReader is implemented by targets that can read a file from an
 // offset; SP-AUDIT-001 then reads only what its canary appended instead of
-// the whole (up to --audit-log-maxsize) log on every poll.
+// the whole (up to --audit-log-maxsize) log on every poll. It is a faster
+// ReadFile, so it belongs to the Files capability, not a capability of its
+// own: without it the check reads the whole file and proves the same.
 type RangeReader interface {
 	ReadFileFrom(ctx context.Context, path string, offset int64) ([]byte, error)
 }
