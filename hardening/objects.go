@@ -102,23 +102,9 @@ func Objects(spec v1alpha1.Spec) ([]Object, error) {
 				AutomountServiceAccountToken: ptr(false)}},
 		)
 		if spec.Network.DefaultDenyEnabled() {
-			out = append(out,
-				Object{Controls: []string{"SP-NET-002"}, Object: networkPolicy(ns, DefaultDenyPolicy, networkingv1.NetworkPolicySpec{
-					PodSelector: metav1.LabelSelector{},
-					PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
-				})},
-				Object{Controls: []string{"SP-NET-002"}, Object: networkPolicy(ns, AllowDNSPolicy, networkingv1.NetworkPolicySpec{
-					PodSelector: metav1.LabelSelector{},
-					PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
-					Egress: []networkingv1.NetworkPolicyEgressRule{{
-						To: []networkingv1.NetworkPolicyPeer{{
-							NamespaceSelector: nsSelector("kube-system"),
-							PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"k8s-app": "kube-dns"}},
-						}},
-						Ports: []networkingv1.NetworkPolicyPort{port("UDP", 53), port("TCP", 53)},
-					}},
-				})},
-			)
+			for _, np := range DefaultDenyPolicies(ns) {
+				out = append(out, Object{Controls: []string{"SP-NET-002"}, Object: np})
+			}
 		}
 	}
 	out = append(out, allowPolicies(spec)...)
@@ -126,6 +112,30 @@ func Objects(spec v1alpha1.Spec) ([]Object, error) {
 		out = append(out, vaultAuthObjects()...)
 	}
 	return out, nil
+}
+
+// DefaultDenyPolicies are the NetworkPolicies of a workload namespace
+// when network.defaultDeny is on (SP-NET-002): deny every pod all ingress
+// and egress, then allow egress to the cluster DNS only. verify compares
+// the live policies with this rendering.
+func DefaultDenyPolicies(ns string) []*networkingv1.NetworkPolicy {
+	return []*networkingv1.NetworkPolicy{
+		networkPolicy(ns, DefaultDenyPolicy, networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
+		}),
+		networkPolicy(ns, AllowDNSPolicy, networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
+			Egress: []networkingv1.NetworkPolicyEgressRule{{
+				To: []networkingv1.NetworkPolicyPeer{{
+					NamespaceSelector: nsSelector("kube-system"),
+					PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"k8s-app": "kube-dns"}},
+				}},
+				Ports: []networkingv1.NetworkPolicyPort{port("UDP", 53), port("TCP", 53)},
+			}},
+		}),
+	}
 }
 
 // vaultAuthObjects are the token reviewer Vault's Kubernetes auth uses

@@ -24,3 +24,6 @@ func Checks() []Check {
 	}
 	return all
 }
+
+// needs lists the capabilities a check declares (Check.Needs).
+func needs(c ...Capability) []Capability { return c }

@@ -2,7 +2,9 @@ package verify
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -83,10 +85,15 @@ func checkAllowRules(ctx context.Context, t Target) Outcome {
 	return r.outcome("allow policies are exactly the blueprint's; no policy opens a workload namespace to everyone")
 }
 
-// normalized fills the API server's defaults (protocol TCP) so a live
-// policy compares equal to its rendering.
+// normalized puts a policy spec in a canonical form so that two specs
+// that select and allow the same compare equal: the API server's defaults
+// filled in (protocol TCP, the policy types an empty list means), and
+// the lists whose order carries no meaning sorted (policy types, rules,
+// peers and ports; rules and peers are ORed).
 func normalized(s networkingv1.NetworkPolicySpec) networkingv1.NetworkPolicySpec {
 	s = *s.DeepCopy()
+	s.PolicyTypes = effectiveTypes(s)
+	slices.Sort(s.PolicyTypes)
 	fix := func(ports []networkingv1.NetworkPolicyPort) {
 		for i := range ports {
 			if ports[i].Protocol == nil {
@@ -94,14 +101,43 @@ func normalized(s networkingv1.NetworkPolicySpec) networkingv1.NetworkPolicySpec
 				ports[i].Protocol = &tcp
 			}
 		}
+		sortByJSON(ports)
 	}
 	for i := range s.Ingress {
 		fix(s.Ingress[i].Ports)
+		sortByJSON(s.Ingress[i].From)
 	}
 	for i := range s.Egress {
 		fix(s.Egress[i].Ports)
+		sortByJSON(s.Egress[i].To)
 	}
+	sortByJSON(s.Ingress)
+	sortByJSON(s.Egress)
 	return s
+}
+
+// effectiveTypes are the policy types a spec has: its own, or when it
+// names none, Ingress plus Egress if it has egress rules (the API
+// server's default).
+func effectiveTypes(s networkingv1.NetworkPolicySpec) []networkingv1.PolicyType {
+	if len(s.PolicyTypes) > 0 {
+		return slices.Clone(s.PolicyTypes)
+	}
+	types := []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
+	if len(s.Egress) > 0 {
+		types = append(types, networkingv1.PolicyTypeEgress)
+	}
+	return types
+}
+
+// sortByJSON orders a list by each element's JSON encoding, which is a
+// total order on what the element means (map keys are encoded sorted).
+func sortByJSON[T any](xs []T) {
+	key := func(x T) string {
+		b, _ := json.Marshal(x)
+		return string(b)
+	}
+	slices.SortStableFunc(xs, func(a, b T) int { return strings.Compare(key(a), key(b)) })
 }
 
 // openToAll says how a policy opens its pods to everyone, or "".

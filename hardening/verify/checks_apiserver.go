@@ -3,7 +3,6 @@ package verify
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -23,15 +22,15 @@ import (
 // SP-APISRV-001..008), by behaviour wherever a request can show it.
 func apiServerChecks() []Check {
 	return []Check{
-		{ID: "SP-API-001", Run: checkEndpoint},
-		{ID: "SP-APISRV-001", Run: checkAnonymous},
-		{ID: "SP-APISRV-002", Run: checkAuthorization},
-		{ID: "SP-APISRV-003", Run: checkAdmission},
-		{ID: "SP-APISRV-004", Run: checkProfiling},
-		{ID: "SP-APISRV-005", Run: checkServiceAccountTokens},
-		{ID: "SP-APISRV-006", Run: checkServingTLS},
-		{ID: "SP-APISRV-007", Run: checkEtcdClient},
-		{ID: "SP-APISRV-008", Run: checkKubeletAndLimits},
+		{ID: "SP-API-001", Run: checkEndpoint, Needs: needs(API, Processes)},
+		{ID: "SP-APISRV-001", Run: checkAnonymous, Needs: needs(API, Processes)},
+		{ID: "SP-APISRV-002", Run: checkAuthorization, Needs: needs(API, Processes)},
+		{ID: "SP-APISRV-003", Run: checkAdmission, Needs: needs(API, Processes)},
+		{ID: "SP-APISRV-004", Run: checkProfiling, Needs: needs(API, Processes, ComponentEndpoints)},
+		{ID: "SP-APISRV-005", Run: checkServiceAccountTokens, Needs: needs(API, Processes, Files)},
+		{ID: "SP-APISRV-006", Run: checkServingTLS, Needs: needs(API, Processes)},
+		{ID: "SP-APISRV-007", Run: checkEtcdClient, Needs: needs(Processes, Files)},
+		{ID: "SP-APISRV-008", Run: checkKubeletAndLimits, Needs: needs(Processes)},
 	}
 }
 
@@ -42,8 +41,6 @@ func checkEndpoint(ctx context.Context, t Target) Outcome {
 	public := t.Info().Spec.APIServer.Endpoint == v1alpha1.EndpointPublic
 	c, err := t.Component(ctx, APIServer)
 	switch {
-	case errors.Is(err, ErrNoAccess):
-		r.skip("listening sockets: " + err.Error())
 	case err != nil:
 		r.errorf("read kube-apiserver's sockets: %v", err)
 	case len(c.Listen) == 0:

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -29,9 +28,9 @@ import (
 // turned on and never rewritten.
 func encryptionChecks() []Check {
 	return []Check{
-		{ID: "SP-ENC-001", Exclusive: true, Run: checkEncryptionCanary},
-		{ID: "SP-ENC-002", Run: checkEncryptionProvider},
-		{ID: "SP-ENC-003", Run: checkEncryptedResources},
+		{ID: "SP-ENC-001", Exclusive: true, Run: checkEncryptionCanary, Needs: needs(API, Processes, RawEtcd)},
+		{ID: "SP-ENC-002", Run: checkEncryptionProvider, Needs: needs(Processes, Files)},
+		{ID: "SP-ENC-003", Run: checkEncryptedResources, Needs: needs(Processes, Files, RawEtcd)},
 	}
 }
 
@@ -117,9 +116,6 @@ func checkEncryptionCanary(ctx context.Context, t Target) Outcome {
 	key := etcdPrefix(comps[APIServer]) + "/secrets/" + ns + "/" + name
 	raw, found, err := t.EtcdGet(ctx, key)
 	switch {
-	case errors.Is(err, ErrNoAccess):
-		r.skip("raw etcd values are " + err.Error())
-		return r.outcome("")
 	case err != nil:
 		r.errorf("read %s from etcd: %v", key, err)
 		return r.outcome("")
@@ -159,10 +155,6 @@ type encryptionConfig struct {
 // --encryption-provider-config names. path is empty when encryption is off.
 func liveEncryptionConfig(ctx context.Context, t Target, r *findings) (cfg *encryptionConfig, path string) {
 	c, err := t.Component(ctx, APIServer)
-	if errors.Is(err, ErrNoAccess) {
-		r.skip("kube-apiserver's arguments are " + err.Error())
-		return nil, ""
-	}
 	if err != nil {
 		r.errorf("read kube-apiserver's arguments: %v", err)
 		return nil, ""
@@ -229,7 +221,7 @@ func checkEncryptionProvider(ctx context.Context, t Target) Outcome {
 	var r findings
 	cfg, path := liveEncryptionConfig(ctx, t, &r)
 	if cfg == nil {
-		if path == "" && len(r.errs) == 0 && len(r.skips) == 0 {
+		if path == "" && len(r.errs) == 0 {
 			return Skip("encryption at rest is off (kube-apiserver has no --encryption-provider-config); SP-ENC-001 reports it")
 		}
 		return r.outcome("")
@@ -308,7 +300,7 @@ func checkEncryptedResources(ctx context.Context, t Target) Outcome {
 	info := t.Info()
 	cfg, path := liveEncryptionConfig(ctx, t, &r)
 	if cfg == nil {
-		if path == "" && len(r.errs) == 0 && len(r.skips) == 0 {
+		if path == "" && len(r.errs) == 0 {
 			return Skip("encryption at rest is off (kube-apiserver has no --encryption-provider-config); SP-ENC-001 reports it")
 		}
 		return r.outcome("")
@@ -361,7 +353,7 @@ func checkEncryptedResources(ctx context.Context, t Target) Outcome {
 // a provider change). It returns how many objects it read.
 func storedUnencrypted(ctx context.Context, t Target, r *findings, resources []string, want string) (int, error) {
 	c, err := t.Component(ctx, APIServer)
-	if err != nil && !errors.Is(err, ErrNoAccess) {
+	if err != nil {
 		return 0, fmt.Errorf("read kube-apiserver's arguments: %w", err)
 	}
 	prefix := etcdPrefix(c)
@@ -374,10 +366,6 @@ func storedUnencrypted(ctx context.Context, t Target, r *findings, resources []s
 			continue
 		}
 		keys, err := t.EtcdKeys(ctx, p)
-		if errors.Is(err, ErrNoAccess) {
-			r.skip("stored objects: raw etcd values are " + err.Error())
-			return n, nil
-		}
 		if err != nil {
 			return n, fmt.Errorf("list %s in etcd: %w", p, err)
 		}

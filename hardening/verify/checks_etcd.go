@@ -11,9 +11,9 @@ import (
 // (SP-ETCD-001..003).
 func etcdChecks() []Check {
 	return []Check{
-		{ID: "SP-ETCD-001", Run: checkEtcdClientAuth},
-		{ID: "SP-ETCD-002", Run: checkEtcdPeerAuth},
-		{ID: "SP-ETCD-003", Run: checkEtcdListen},
+		{ID: "SP-ETCD-001", Run: checkEtcdClientAuth, Needs: needs(Processes, Files, ComponentEndpoints)},
+		{ID: "SP-ETCD-002", Run: checkEtcdPeerAuth, Needs: needs(Processes, Files, ComponentEndpoints)},
+		{ID: "SP-ETCD-003", Run: checkEtcdListen, Needs: needs(Processes)},
 	}
 }
 

@@ -24,8 +24,8 @@ import (
 // control plane (SP-CERT-001, SP-FILE-001).
 func pkiChecks() []Check {
 	return []Check{
-		{ID: "SP-CERT-001", Run: checkCertificates},
-		{ID: "SP-FILE-001", Run: checkFileModes},
+		{ID: "SP-CERT-001", Run: checkCertificates, Needs: needs(Processes, Files)},
+		{ID: "SP-FILE-001", Run: checkFileModes, Needs: needs(Processes, Files)},
 	}
 }
 
@@ -85,9 +85,6 @@ func controlPlaneFiles(ctx context.Context, t Target, r *findings) map[string]fi
 	}
 	for _, name := range []string{Etcd, APIServer, ControllerManager, Scheduler} {
 		c, err := t.Component(ctx, name)
-		if errors.Is(err, ErrNoAccess) {
-			continue
-		}
 		if err != nil {
 			r.errorf("read %s's arguments: %v", name, err)
 			continue
@@ -180,7 +177,9 @@ func checkCertificates(ctx context.Context, t Target) Outcome {
 		}
 	}
 	if n == 0 && len(r.errs) == 0 {
-		r.skip("no certificate file is visible through this provider")
+		// The components could not serve TLS without them: the flags and
+		// the provider's layout name files that are not there.
+		r.errorf("no certificate or kubeconfig file that the components' flags and the provider name exists")
 	}
 	return r.outcome(fmt.Sprintf("%d certificates and keys are valid for more than %d days with strong keys", n, int(ExpiryWarning.Hours()/24)))
 }
@@ -348,7 +347,7 @@ func checkFileModes(ctx context.Context, t Target) Outcome {
 		}
 	}
 	if nf+nd == 0 && len(r.errs) == 0 {
-		r.skip("no control-plane file is visible through this provider")
+		r.errorf("no key, kubeconfig, config file or directory that the components' flags and the provider name exists")
 	}
 	return r.outcome(fmt.Sprintf("%d key, kubeconfig and config files are 0600 and %d directories 0700 (or stricter)", nf, nd))
 }
@@ -358,10 +357,6 @@ func checkFileModes(ctx context.Context, t Target) Outcome {
 func judgeMode(ctx context.Context, t Target, r *findings, path string, dir bool) bool {
 	fi, err := t.Stat(ctx, path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return false
-	}
-	if errors.Is(err, ErrNoAccess) {
-		r.skip("file modes are " + err.Error())
 		return false
 	}
 	if err != nil {

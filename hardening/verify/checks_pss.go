@@ -20,9 +20,9 @@ import (
 // namespaces (SP-PSS-001).
 func podSecurityChecks() []Check {
 	return []Check{
-		{ID: "SP-PSS-001", Run: checkPodSecurity},
-		{ID: "SP-PSS-002", Run: checkPodSecurityExemptions},
-		{ID: "SP-PSS-003", Run: checkPodSecurityAuditWarn},
+		{ID: "SP-PSS-001", Run: checkPodSecurity, Needs: needs(API, Processes, Files)},
+		{ID: "SP-PSS-002", Run: checkPodSecurityExemptions, Needs: needs(Processes, Files)},
+		{ID: "SP-PSS-003", Run: checkPodSecurityAuditWarn, Needs: needs(API, Processes, Files)},
 	}
 }
 

@@ -2,7 +2,6 @@ package verify
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -66,8 +65,6 @@ func checkPodSecurityExemptions(ctx context.Context, t Target) Outcome {
 	info := t.Info()
 	ps, path, err := livePodSecurityConfig(ctx, t)
 	switch {
-	case errors.Is(err, ErrNoAccess):
-		return Skip("the API server's admission configuration is not readable through provider " + info.Provider)
 	case err != nil:
 		return Errorf("%v", err)
 	case ps == nil:
@@ -112,8 +109,6 @@ func checkPodSecurityAuditWarn(ctx context.Context, t Target) Outcome {
 	info := t.Info()
 	ps, path, err := livePodSecurityConfig(ctx, t)
 	switch {
-	case errors.Is(err, ErrNoAccess):
-		r.skip("the admission configuration is not readable through provider " + info.Provider)
 	case err != nil:
 		return Errorf("%v", err)
 	case ps == nil:

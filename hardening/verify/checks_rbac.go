@@ -16,8 +16,8 @@ import (
 // accounts carry no token (SP-RBAC-001, SP-RBAC-002).
 func rbacChecks() []Check {
 	return []Check{
-		{ID: "SP-RBAC-001", Run: checkAdminBindings},
-		{ID: "SP-RBAC-002", Run: checkTokenAutomount},
+		{ID: "SP-RBAC-001", Run: checkAdminBindings, Needs: needs(API)},
+		{ID: "SP-RBAC-002", Run: checkTokenAutomount, Needs: needs(API)},
 	}
 }
 

@@ -31,6 +31,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -454,38 +455,73 @@ func TestRBACChecks(t *testing.T) {
 
 func TestNetworkPolicyCheck(t *testing.T) {
 	ctx := context.Background()
+	update := func(ns, name string, mutate func(*networkingv1.NetworkPolicySpec)) func(*fakeTarget) {
+		return func(f *fakeTarget) {
+			np, err := f.client.NetworkingV1().NetworkPolicies(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mutate(&np.Spec)
+			if _, err := f.client.NetworkingV1().NetworkPolicies(ns).Update(ctx, np, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	remove := func(ns, name string) func(*fakeTarget) {
+		return func(f *fakeTarget) {
+			if err := f.client.NetworkingV1().NetworkPolicies(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	runFakeCases(t, objectsFake, []fakeCase{
-		{name: "hardened", id: "SP-NET-002", want: StatusPass, reason: "enforcement is tested on kind"},
-		{name: "default deny deleted", id: "SP-NET-002", want: StatusFail, reason: "namespace payments has no default-deny", weaken: func(f *fakeTarget) {
-			if err := f.client.NetworkingV1().NetworkPolicies("payments").Delete(ctx, hardening.DefaultDenyPolicy, metav1.DeleteOptions{}); err != nil {
+		{name: "hardened", id: "SP-NET-002", want: StatusPass, reason: "in place as rendered in default, storefront, payments"},
+		{name: "default deny deleted", id: "SP-NET-002", want: StatusFail, reason: "namespace payments has no default-deny",
+			weaken: remove("payments", hardening.DefaultDenyPolicy)},
+		{name: "default deny under another name", id: "SP-NET-002", want: StatusPass, weaken: func(f *fakeTarget) {
+			remove("payments", hardening.DefaultDenyPolicy)(f)
+			np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "deny-all", Namespace: "payments"},
+				Spec: networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress, networkingv1.PolicyTypeIngress}}}
+			if _, err := f.client.NetworkingV1().NetworkPolicies("payments").Create(ctx, np, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{name: "default deny narrowed to some pods", id: "SP-NET-002", want: StatusFail, reason: "no default-deny", weaken: func(f *fakeTarget) {
-			np, _ := f.client.NetworkingV1().NetworkPolicies("default").Get(ctx, hardening.DefaultDenyPolicy, metav1.GetOptions{})
-			np.Spec.PodSelector = metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}}
-			if _, err := f.client.NetworkingV1().NetworkPolicies("default").Update(ctx, np, metav1.UpdateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{name: "default deny ingress only", id: "SP-NET-002", want: StatusFail, reason: "storefront", weaken: func(f *fakeTarget) {
-			np, _ := f.client.NetworkingV1().NetworkPolicies("storefront").Get(ctx, hardening.DefaultDenyPolicy, metav1.GetOptions{})
-			np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
-			if _, err := f.client.NetworkingV1().NetworkPolicies("storefront").Update(ctx, np, metav1.UpdateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{name: "dns allowance widened", id: "SP-NET-002", want: StatusFail, reason: "allows more than DNS", weaken: func(f *fakeTarget) {
-			np, _ := f.client.NetworkingV1().NetworkPolicies("payments").Get(ctx, hardening.AllowDNSPolicy, metav1.GetOptions{})
-			np.Spec.Egress[0].To = nil
-			np.Spec.Egress = append(np.Spec.Egress, networkingv1.NetworkPolicyEgressRule{})
-			if _, err := f.client.NetworkingV1().NetworkPolicies("payments").Update(ctx, np, metav1.UpdateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{name: "dns allowance missing", id: "SP-NET-002", want: StatusWarn, reason: "cannot resolve", weaken: func(f *fakeTarget) {
-			if err := f.client.NetworkingV1().NetworkPolicies("default").Delete(ctx, hardening.AllowDNSPolicy, metav1.DeleteOptions{}); err != nil {
-				t.Fatal(err)
+		{name: "default deny narrowed to some pods", id: "SP-NET-002", want: StatusFail, reason: "default/secprov-default-deny differs from what hardening renders: selects app=x",
+			weaken: update("default", hardening.DefaultDenyPolicy, func(s *networkingv1.NetworkPolicySpec) {
+				s.PodSelector = metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}}
+			})},
+		{name: "default deny ingress only", id: "SP-NET-002", want: StatusFail, reason: "storefront/secprov-default-deny differs",
+			weaken: update("storefront", hardening.DefaultDenyPolicy, func(s *networkingv1.NetworkPolicySpec) {
+				s.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
+			})},
+		{name: "default deny with an allow rule", id: "SP-NET-002", want: StatusFail, reason: "allows ingress from every peer",
+			weaken: update("storefront", hardening.DefaultDenyPolicy, func(s *networkingv1.NetworkPolicySpec) {
+				s.Ingress = []networkingv1.NetworkPolicyIngressRule{{}}
+			})},
+		{name: "dns allowance widened", id: "SP-NET-002", want: StatusFail, reason: "allows egress to every peer",
+			weaken: update("payments", hardening.AllowDNSPolicy, func(s *networkingv1.NetworkPolicySpec) {
+				s.Egress[0].To = nil
+				s.Egress = append(s.Egress, networkingv1.NetworkPolicyEgressRule{})
+			})},
+		{name: "dns allowance on another port", id: "SP-NET-002", want: StatusFail, reason: "payments/secprov-allow-dns differs",
+			weaken: update("payments", hardening.AllowDNSPolicy, func(s *networkingv1.NetworkPolicySpec) {
+				p := intstr.FromInt32(5353)
+				s.Egress[0].Ports[1].Port = &p
+			})},
+		{name: "dns allowance reordered", id: "SP-NET-002", want: StatusPass,
+			weaken: update("payments", hardening.AllowDNSPolicy, func(s *networkingv1.NetworkPolicySpec) { slices.Reverse(s.Egress[0].Ports) })},
+		{name: "dns allowance without policy types", id: "SP-NET-002", want: StatusFail, reason: "types [Ingress Egress]",
+			// No types with an egress rule means Ingress and Egress: the
+			// policy now also isolates ingress, which is not what is rendered.
+			weaken: update("payments", hardening.AllowDNSPolicy, func(s *networkingv1.NetworkPolicySpec) { s.PolicyTypes = nil })},
+		{name: "dns allowance missing", id: "SP-NET-002", want: StatusWarn, reason: "may not send egress to namespace kube-system pods k8s-app=kube-dns on UDP/53, TCP/53",
+			weaken: remove("default", hardening.AllowDNSPolicy)},
+		{name: "blueprint turns default deny off", id: "SP-NET-002", want: StatusFail, reason: "has no default-deny", weaken: func(f *fakeTarget) {
+			off := false
+			f.info.Spec.Network.DefaultDeny = &off
+			for _, ns := range hardening.WorkloadNamespaces(f.info.Spec) {
+				remove(ns, hardening.DefaultDenyPolicy)(f)
+				remove(ns, hardening.AllowDNSPolicy)(f)
 			}
 		}},
 	})

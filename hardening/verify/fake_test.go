@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,8 +23,14 @@ import (
 // by hardening (then weakened by a test), files and modes in maps, a fake
 // clientset for object checks. It has no API server: checks that probe
 // one over the network are proven by the integration tests instead.
+//
+// It offers caps (every capability unless a test narrows them) and
+// records every call of a capability's method in used; a method whose
+// capability it does not offer fails with a *CapabilityError, as a real
+// target's does.
 type fakeTarget struct {
 	info    Info
+	caps    []Capability
 	comps   map[string]*Component
 	files   map[string][]byte
 	modes   map[string]fs.FileMode
@@ -30,23 +38,78 @@ type fakeTarget struct {
 	client  kubernetes.Interface
 	foreign []Credential
 	vault   *Vault
+
+	mu   sync.Mutex
+	used map[Capability]int
 }
 
 var errNoServer = errors.New("fake target has no API server")
 
-func (f *fakeTarget) Info() Info                                               { return f.info }
-func (f *fakeTarget) RESTConfig() (*rest.Config, error)                        { return nil, errNoServer }
-func (f *fakeTarget) Client() (kubernetes.Interface, error)                    { return f.client, nil }
-func (f *fakeTarget) ForeignCredentials(context.Context) ([]Credential, error) { return f.foreign, nil }
+// use records a call of one of c's methods and refuses it when the fake
+// does not offer c.
+func (f *fakeTarget) use(c Capability) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.used == nil {
+		f.used = map[Capability]int{}
+	}
+	f.used[c]++
+	if !slices.Contains(f.caps, c) {
+		return &CapabilityError{Provider: f.info.Provider, Capability: c}
+	}
+	return nil
+}
+
+// usedCapabilities are the capabilities whose methods were called, sorted.
+func (f *fakeTarget) usedCapabilities() []Capability {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []Capability
+	for c := range f.used {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (f *fakeTarget) Info() Info                 { return f.info }
+func (f *fakeTarget) Capabilities() []Capability { return f.caps }
+
+func (f *fakeTarget) RESTConfig() (*rest.Config, error) {
+	if err := f.use(API); err != nil {
+		return nil, err
+	}
+	return nil, errNoServer
+}
+
+func (f *fakeTarget) Client() (kubernetes.Interface, error) {
+	if err := f.use(API); err != nil {
+		return nil, err
+	}
+	return f.client, nil
+}
+
+func (f *fakeTarget) ForeignCredentials(context.Context) ([]Credential, error) {
+	if err := f.use(ForeignCredentials); err != nil {
+		return nil, err
+	}
+	return f.foreign, nil
+}
 
 func (f *fakeTarget) Vault(context.Context) (*Vault, error) {
+	if err := f.use(VaultAccess); err != nil {
+		return nil, err
+	}
 	if f.vault == nil {
-		return nil, fmt.Errorf("fake target: %w", ErrNoAccess)
+		return nil, errors.New("fake target: the cluster has no Vault")
 	}
 	return f.vault, nil
 }
 
 func (f *fakeTarget) Component(_ context.Context, name string) (*Component, error) {
+	if err := f.use(Processes); err != nil {
+		return nil, err
+	}
 	c, ok := f.comps[name]
 	if !ok {
 		return nil, fmt.Errorf("%s is not running", name)
@@ -55,6 +118,9 @@ func (f *fakeTarget) Component(_ context.Context, name string) (*Component, erro
 }
 
 func (f *fakeTarget) ReadFile(_ context.Context, path string) ([]byte, error) {
+	if err := f.use(Files); err != nil {
+		return nil, err
+	}
 	d, ok := f.files[path]
 	if !ok {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: fs.ErrNotExist}
@@ -63,6 +129,9 @@ func (f *fakeTarget) ReadFile(_ context.Context, path string) ([]byte, error) {
 }
 
 func (f *fakeTarget) Stat(_ context.Context, path string) (fs.FileInfo, error) {
+	if err := f.use(Files); err != nil {
+		return nil, err
+	}
 	m, ok := f.modes[path]
 	if !ok {
 		return nil, &fs.PathError{Op: "stat", Path: path, Err: fs.ErrNotExist}
@@ -71,11 +140,17 @@ func (f *fakeTarget) Stat(_ context.Context, path string) (fs.FileInfo, error) {
 }
 
 func (f *fakeTarget) EtcdGet(_ context.Context, key string) ([]byte, bool, error) {
+	if err := f.use(RawEtcd); err != nil {
+		return nil, false, err
+	}
 	v, ok := f.etcd[key]
 	return v, ok, nil
 }
 
 func (f *fakeTarget) EtcdKeys(_ context.Context, prefix string) ([]string, error) {
+	if err := f.use(RawEtcd); err != nil {
+		return nil, err
+	}
 	var out []string
 	for k := range f.etcd {
 		if len(k) >= len(prefix) && k[:len(prefix)] == prefix {
@@ -143,6 +218,7 @@ func hardenedFake(t *testing.T) *fakeTarget {
 			ControllerManager: {Name: ControllerManager, Args: cp.ControllerManagerFlags().Args(), Listen: []netip.AddrPort{lo(10257)}},
 			Scheduler:         {Name: Scheduler, Args: cp.SchedulerFlags().Args(), Listen: []netip.AddrPort{lo(10259)}},
 		},
+		caps:   AllCapabilities(),
 		files:  map[string][]byte{},
 		modes:  map[string]fs.FileMode{},
 		etcd:   map[string][]byte{},

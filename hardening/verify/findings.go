@@ -8,7 +8,8 @@ import (
 // findings collects what one check saw, so every check turns many
 // observations into one outcome the same way: any error wins (the check
 // could not tell), then any failure, then any warning; a check that could
-// look at nothing skips with the reasons why.
+// not look at everything it proves skips with the reasons why, keeping the
+// evidence of what it did see. It never passes on part of its control.
 //
 // Failures seen in behaviour (a request, a handshake, a stored value) lead
 // the reason; flag mismatches follow, because "anonymous GET got 200" says
@@ -55,11 +56,8 @@ func (r *findings) outcome(pass string) Outcome {
 		return Fail(summary(r.fails), r.bad...)
 	case len(r.warns) > 0:
 		return Warn(summary(r.warns), r.bad...)
-	case len(r.good) == 0 && len(r.skips) > 0:
-		return Skip(strings.Join(r.skips, "; "))
-	}
-	if len(r.skips) > 0 {
-		pass += " (not checked: " + strings.Join(r.skips, "; ") + ")"
+	case len(r.skips) > 0:
+		return Outcome{Status: StatusSkip, Reason: strings.Join(r.skips, "; "), Evidence: r.good}
 	}
 	return Pass(pass, r.good...)
 }

@@ -183,10 +183,6 @@ func flagCheck(ctx context.Context, t Target, id string, components []string, r 
 	comps := map[string]*Component{}
 	for _, name := range components {
 		c, err := t.Component(ctx, name)
-		if errors.Is(err, ErrNoAccess) {
-			r.skip(fmt.Sprintf("%s's arguments are %v", name, err))
-			continue
-		}
 		if err != nil {
 			r.errorf("read %s's arguments: %v", name, err)
 			return comps, false

@@ -2,9 +2,10 @@ package verify
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"io/fs"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"k8s.io/client-go/kubernetes"
@@ -27,7 +28,6 @@ type Info struct {
 	KMSName            string
 	Files              hardening.Files
 	APIServerURL       string // https://host:port
-	HasNodes           bool
 	// PrivateFiles hold credentials beyond Files (client kubeconfigs, key
 	// stores, CA keys the control plane never reads) and must be owner-only.
 	PrivateFiles []string
@@ -58,33 +58,100 @@ type Credential struct {
 	KeyPEM      hardening.Secret
 }
 
-// ErrNoAccess is returned by a Target that cannot reach a part of the
-// control plane (e.g. a managed cloud control plane has no process list);
-// checks turn it into a skip with the reason.
-var ErrNoAccess = errors.New("not accessible through this provider")
+// Capability is one way a Target can look at a cluster. Each check
+// declares the capabilities it needs (Check.Needs); the runner skips a
+// check whose needs the target does not offer, naming what is missing, so
+// no check discovers what a target can do by trying and failing.
+type Capability string
+
+// The closed set of capabilities. Each names the Target methods (or the
+// network access) it stands for; a Target returns a *CapabilityError from a
+// method whose capability it does not offer.
+const (
+	// API: the Kubernetes API as secprov's admin (RESTConfig, Client) and
+	// the API server's own TLS endpoint.
+	API Capability = "api"
+	// Processes: the running control-plane processes, their arguments and
+	// listening sockets (Component).
+	Processes Capability = "processes"
+	// Files: read and stat the control-plane hosts' files (ReadFile, Stat).
+	Files Capability = "files"
+	// RawEtcd: the raw values the API server stored in etcd (EtcdGet,
+	// EtcdKeys).
+	RawEtcd Capability = "raw-etcd"
+	// ComponentEndpoints: connect from here to the components' own ports
+	// and sockets (etcd's client and peer URLs, the controller manager's
+	// and scheduler's secure ports, the KMS plugin's socket).
+	ComponentEndpoints Capability = "component-endpoints"
+	// ForeignCredentials: admin credentials of clusters of other
+	// environments (ForeignCredentials).
+	ForeignCredentials Capability = "foreign-credentials"
+	// VaultAccess: the cluster's Vault objects and how to reach them
+	// (Vault).
+	VaultAccess Capability = "vault"
+	// Nodes: the cluster has nodes that run pods.
+	Nodes Capability = "nodes"
+	// NetworkProbes: run pods and send traffic between them, to observe
+	// network policy enforcement.
+	NetworkProbes Capability = "network-probes"
+)
+
+// AllCapabilities is every capability there is, in documentation order.
+func AllCapabilities() []Capability {
+	return []Capability{API, Processes, Files, RawEtcd, ComponentEndpoints, ForeignCredentials, VaultAccess, Nodes, NetworkProbes}
+}
+
+// Missing returns the capabilities of need that have does not contain.
+func Missing(have, need []Capability) []Capability {
+	var out []Capability
+	for _, c := range need {
+		if !slices.Contains(have, c) && !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// CapabilityError is what a Target returns from a method whose capability
+// it does not offer. A check that gets one did not declare what it needs:
+// the result is an error (a bug in the check), never a skip or a pass.
+type CapabilityError struct {
+	Provider   string
+	Capability Capability
+}
+
+func (e *CapabilityError) Error() string {
+	return fmt.Sprintf("provider %s does not offer %s (a check that calls this must declare it in Needs)", e.Provider, e.Capability)
+}
 
 // Target is the narrow view of a live cluster the checks need. Providers
 // implement it: local reads /proc and files directly, kind will use docker
-// exec.
+// exec. Every method but Info and Capabilities belongs to a capability.
 type Target interface {
 	Info() Info
+	// Capabilities are what this target offers; they do not change
+	// while it is open.
+	Capabilities() []Capability
 	// RESTConfig authenticates as secprov's admin (never system:masters).
+	// API.
 	RESTConfig() (*rest.Config, error)
+	// Client is the admin clientset. API.
 	Client() (kubernetes.Interface, error)
 	// Component returns a running control-plane process: etcd,
-	// kube-apiserver, kube-controller-manager, kube-scheduler.
+	// kube-apiserver, kube-controller-manager, kube-scheduler. Processes.
 	Component(ctx context.Context, name string) (*Component, error)
+	// ReadFile and Stat read the control-plane hosts' files. Files.
 	ReadFile(ctx context.Context, path string) ([]byte, error)
 	Stat(ctx context.Context, path string) (fs.FileInfo, error)
-	// EtcdGet reads the raw value the API server stored under key.
+	// EtcdGet reads the raw value the API server stored under key. RawEtcd.
 	EtcdGet(ctx context.Context, key string) (value []byte, found bool, err error)
-	// EtcdKeys lists keys under prefix.
+	// EtcdKeys lists keys under prefix. RawEtcd.
 	EtcdKeys(ctx context.Context, prefix string) ([]string, error)
 	// ForeignCredentials are admin credentials of clusters of other
-	// environments, to prove this cluster rejects them.
+	// environments, to prove this cluster rejects them. ForeignCredentials.
 	ForeignCredentials(ctx context.Context) ([]Credential, error)
 	// Vault describes the cluster's Vault objects and how to reach them;
-	// ErrNoAccess when the cluster uses no Vault.
+	// an error when the cluster has no Vault. VaultAccess.
 	Vault(ctx context.Context) (*Vault, error)
 }
 

@@ -4,8 +4,10 @@
 // files, and etcd — never at the blueprint alone.
 //
 // A check is a declaration (ID, title, severity, refs, remediation from the
-// control catalog) plus a Run func; running produces a Result. The
-// declaration is never mutated into the result.
+// control catalog, the target capabilities it needs) plus a Run func;
+// running produces a Result. The declaration is never mutated into the
+// result. A check whose needs the target does not offer is skipped by the
+// runner with the reason, before it runs.
 package verify
 
 import (
@@ -87,7 +89,12 @@ type Check struct {
 	// Exclusive checks run alone (they change cluster state or measure
 	// timing); the others run concurrently.
 	Exclusive bool
-	Run       func(ctx context.Context, t Target) Outcome
+	// Needs are the capabilities Run uses: every Target method it calls
+	// (directly or through a helper) and every component it connects to.
+	// The runner skips the check when the target lacks one, so Run never
+	// has to find out by calling and failing.
+	Needs []Capability
+	Run   func(ctx context.Context, t Target) Outcome
 }
 
 // Result is one check's result on one cluster.
@@ -140,6 +147,7 @@ type Options struct {
 func Run(ctx context.Context, t Target, checks []Check, opts Options) *Report {
 	start := time.Now()
 	info := t.Info()
+	have := t.Capabilities()
 	rep := &Report{Cluster: info.Name, Environment: info.Environment, Provider: info.Provider}
 	var selected []Check
 	for _, c := range checks {
@@ -170,14 +178,14 @@ func Run(ctx context.Context, t Target, checks []Check, opts Options) *Report {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			rep.Results[i] = runOne(ctx, t, c, timeout)
+			rep.Results[i] = runOne(ctx, t, have, c, timeout)
 			applyException(&rep.Results[i], info.Spec, now)
 		}()
 	}
 	wg.Wait()
 	for i, c := range selected {
 		if c.Exclusive {
-			rep.Results[i] = runOne(ctx, t, c, timeout)
+			rep.Results[i] = runOne(ctx, t, have, c, timeout)
 			applyException(&rep.Results[i], info.Spec, now)
 		}
 	}
@@ -186,11 +194,15 @@ func Run(ctx context.Context, t Target, checks []Check, opts Options) *Report {
 	return rep
 }
 
-func runOne(ctx context.Context, t Target, c Check, timeout time.Duration) (res Result) {
+func runOne(ctx context.Context, t Target, have []Capability, c Check, timeout time.Duration) (res Result) {
 	ctl, _ := blueprints.ControlByID(c.ID)
 	res = Result{ID: c.ID, Title: cmpOr(c.Title, ctl.Title), Severity: ctl.Severity, Remediation: ctl.Remediation, Evidence: []Evidence{}}
 	for _, r := range ctl.Refs {
 		res.Refs = append(res.Refs, r.String())
+	}
+	if missing := Missing(have, c.Needs); len(missing) > 0 {
+		res.Status, res.Reason = StatusSkip, needsReason(t.Info().Provider, missing)
+		return res
 	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -214,6 +226,19 @@ func runOne(ctx context.Context, t Target, c Check, timeout time.Duration) (res 
 		res.Evidence = out.Evidence
 	}
 	return res
+}
+
+// needsReason says which capabilities a skipped check needs and that the
+// provider lacks them: "needs nodes; provider local has none".
+func needsReason(provider string, missing []Capability) string {
+	names := make([]string, len(missing))
+	for i, c := range missing {
+		names[i] = string(c)
+	}
+	if len(names) == 1 {
+		return fmt.Sprintf("needs %s; provider %s has none", names[0], orNone(provider))
+	}
+	return fmt.Sprintf("needs %s; provider %s has none of these", strings.Join(names, ", "), orNone(provider))
 }
 
 // applyException turns a failure into a warning when the cluster's

@@ -19,7 +19,8 @@ import (
 // infoTarget is a Target that only answers Info; runner tests need no more.
 type infoTarget struct{ Target }
 
-func (infoTarget) Info() Info { return Info{Name: "c1", Environment: "test", Provider: "local"} }
+func (infoTarget) Info() Info                 { return Info{Name: "c1", Environment: "test", Provider: "local"} }
+func (infoTarget) Capabilities() []Capability { return AllCapabilities() }
 
 func TestRunnerOutcomes(t *testing.T) {
 	var running, maxRunning atomic.Int32
@@ -160,6 +161,8 @@ type exceptionTarget struct {
 	Target
 	exceptions []v1alpha1.Exception
 }
+
+func (exceptionTarget) Capabilities() []Capability { return AllCapabilities() }
 
 func (e exceptionTarget) Info() Info {
 	return Info{Name: "c1", Environment: "prod", Provider: "local", Spec: v1alpha1.Spec{Exceptions: e.exceptions}}

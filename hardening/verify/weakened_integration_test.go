@@ -7,7 +7,9 @@ package verify_test
 // with exactly one control removed or weakened; the full suite runs on it
 // and exactly that check must fail while every other check passes (or
 // skips with a reason). The fully hardened prod and test clusters must pass
-// everything.
+// everything. The table reaches clusters through a clusterProvider, so
+// another provider can run it (weakenedTable); rows that change a
+// control-plane file or process by hand use the local layout.
 //
 //	control        how the cluster is weakened
 //	-------------  ----------------------------------------------------------------
@@ -114,16 +116,71 @@ func TestMain(m *testing.M) {
 // has 2 cores and each API server start is CPU bound for seconds.
 const clusterSlots = 2
 
+// clusterProvider is what the table needs of a provider: build a cluster
+// from a blueprint (a component's flags tweaked before it starts) and open
+// it as a verify.Target. The rows weaken clusters through it, the API and
+// Vault, so another provider (kind) runs the same table; the few rows that
+// change a control-plane file or process by hand use the local provider's
+// layout (harness.local).
+type clusterProvider interface {
+	// Up creates or updates the cluster of bp and registers its teardown
+	// on tb. It may run on any goroutine: it returns errors instead of
+	// failing tb.
+	Up(tb testing.TB, ctx context.Context, bp v1alpha1.Blueprint, tweak func(component string, f hardening.Flags) hardening.Flags) error
+	// Target opens the cluster for verify; the harness closes it when it
+	// is an io.Closer.
+	Target(name string) (verify.Target, error)
+}
+
 type harness struct {
+	p     clusterProvider
+	local *localClusters // nil on other providers
+	slots chan struct{}
+	vault vault.Access // the local Vault every cluster of the test uses (root)
+}
+
+// localClusters is the local provider: clusters made by local.Cluster
+// through the real Pulumi engine, in one state directory.
+type localClusters struct {
 	eng      *engine.Engine
 	stateDir string
 	bins     local.Binaries
-	slots    chan struct{}
-	vault    vault.Access // the local Vault every cluster of the test uses (root)
+	vault    *vault.Access
 }
 
-// newHarness returns one engine and state dir shared by every cluster of
-// a test, or skips when the toolchain is missing or under -short.
+func (l *localClusters) Up(tb testing.TB, ctx context.Context, bp v1alpha1.Blueprint, tweak func(string, hardening.Flags) hardening.Flags) error {
+	name := bp.Metadata.Name
+	c := &local.Cluster{Blueprint: bp, Dir: filepath.Join(paths.ClustersDir(l.stateDir), name), Binaries: l.bins, Tweak: tweak, Vault: l.vault}
+	prog, err := c.Program()
+	if err != nil {
+		return fmt.Errorf("%s: program: %w", name, err)
+	}
+	tb.Cleanup(func() { l.down(tb, name) }) // idempotent; registered before up so a half-made cluster goes too
+	if _, err := l.eng.Up(ctx, name, prog, engine.Options{}); err != nil {
+		return fmt.Errorf("%s: up: %w", name, err)
+	}
+	return nil
+}
+
+func (l *localClusters) Target(name string) (verify.Target, error) {
+	return provision.Target(providers.Registry(), l.stateDir, name)
+}
+
+func (l *localClusters) down(tb testing.TB, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := l.eng.Destroy(ctx, name, engine.Options{}); err != nil {
+		tb.Errorf("%s: destroy: %v", name, err)
+	}
+	// Whatever a failed destroy left running must not outlive the test.
+	if err := local.StopAll(ctx, paths.NewLayout(filepath.Join(paths.ClustersDir(l.stateDir), name))); err != nil {
+		tb.Errorf("%s: stop: %v", name, err)
+	}
+}
+
+// newHarness returns the local provider with one engine, state dir and
+// Vault shared by every cluster of a test, or skips when the toolchain is
+// missing or under -short.
 func newHarness(tb testing.TB) *harness {
 	tb.Helper()
 	bins := localtest.Binaries(tb)
@@ -137,7 +194,8 @@ func newHarness(tb testing.TB) *harness {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = vs.Stop(context.Background()) })
-	return &harness{eng: eng, stateDir: stateDir, bins: bins, slots: make(chan struct{}, clusterSlots), vault: va}
+	l := &localClusters{eng: eng, stateDir: stateDir, bins: bins, vault: &va}
+	return &harness{p: l, local: l, slots: make(chan struct{}, clusterSlots), vault: va}
 }
 
 // blueprint loads an example blueprint, renamed, and applies mutate.
@@ -159,25 +217,21 @@ func blueprint(tb testing.TB, example, name string, mutate func(*v1alpha1.Spec))
 	return bp
 }
 
-func (h *harness) cluster(bp v1alpha1.Blueprint, tweak func(string, hardening.Flags) hardening.Flags) *local.Cluster {
-	return &local.Cluster{Blueprint: bp, Dir: filepath.Join(paths.ClustersDir(h.stateDir), bp.Metadata.Name), Binaries: h.bins, Tweak: tweak, Vault: &h.vault}
-}
-
-// up creates or updates c and registers its teardown.
-func (h *harness) up(tb testing.TB, ctx context.Context, c *local.Cluster) {
+// up creates or updates the cluster of bp (tweak may be nil).
+func (h *harness) up(tb testing.TB, ctx context.Context, bp v1alpha1.Blueprint, tweak func(string, hardening.Flags) hardening.Flags) {
 	tb.Helper()
-	if err := h.tryUp(tb, ctx, c); err != nil {
+	if err := h.tryUp(tb, ctx, bp, tweak); err != nil {
 		tb.Fatal(err)
 	}
 }
 
-// upAll brings clusters up concurrently, as `secprov up` does.
-func (h *harness) upAll(tb testing.TB, ctx context.Context, cs ...*local.Cluster) {
+// upAll brings hardened clusters up concurrently, as `secprov up` does.
+func (h *harness) upAll(tb testing.TB, ctx context.Context, bps ...v1alpha1.Blueprint) {
 	tb.Helper()
-	errs := make([]error, len(cs))
+	errs := make([]error, len(bps))
 	var wg sync.WaitGroup
-	for i, c := range cs {
-		wg.Go(func() { errs[i] = h.tryUp(tb, ctx, c) })
+	for i, bp := range bps {
+		wg.Go(func() { errs[i] = h.tryUp(tb, ctx, bp, nil) })
 	}
 	wg.Wait()
 	for _, err := range errs {
@@ -188,50 +242,40 @@ func (h *harness) upAll(tb testing.TB, ctx context.Context, cs ...*local.Cluster
 }
 
 // tryUp may run on any goroutine: it reports instead of failing the test.
-func (h *harness) tryUp(tb testing.TB, ctx context.Context, c *local.Cluster) error {
-	name := c.Blueprint.Metadata.Name
-	prog, err := c.Program()
-	if err != nil {
-		return fmt.Errorf("%s: program: %w", name, err)
-	}
+func (h *harness) tryUp(tb testing.TB, ctx context.Context, bp v1alpha1.Blueprint, tweak func(string, hardening.Flags) hardening.Flags) error {
 	start := time.Now()
-	tb.Cleanup(func() { h.down(tb, name) }) // idempotent; registered before up so a half-made cluster goes too
-	if _, err := h.eng.Up(ctx, name, prog, engine.Options{}); err != nil {
-		return fmt.Errorf("%s: up: %w", name, err)
+	if err := h.p.Up(tb, ctx, bp, tweak); err != nil {
+		return err
 	}
-	tb.Logf("%s: up in %v", name, time.Since(start).Round(time.Millisecond))
+	tb.Logf("%s: up in %v", bp.Metadata.Name, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
-func (h *harness) down(tb testing.TB, name string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if _, err := h.eng.Destroy(ctx, name, engine.Options{}); err != nil {
-		tb.Errorf("%s: destroy: %v", name, err)
+// target opens a cluster; done closes it.
+func (h *harness) target(tb testing.TB, name string) (t verify.Target, done func()) {
+	tb.Helper()
+	t, err := h.p.Target(name)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	// Whatever a failed destroy left running must not outlive the test.
-	if err := local.StopAll(ctx, paths.NewLayout(filepath.Join(paths.ClustersDir(h.stateDir), name))); err != nil {
-		tb.Errorf("%s: stop: %v", name, err)
+	return t, func() {
+		if c, ok := t.(io.Closer); ok {
+			c.Close()
+		}
 	}
 }
 
 // suite runs the full check suite on a cluster.
 func (h *harness) suite(tb testing.TB, ctx context.Context, name string) *verify.Report {
 	tb.Helper()
-	t, err := provision.Target(providers.Registry(), h.stateDir, name)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer t.(interface{ Close() error }).Close()
+	t, done := h.target(tb, name)
+	defer done()
 	return verify.Run(ctx, t, verify.Checks(), verify.Options{})
 }
 
 func (h *harness) admin(tb testing.TB, name string) kubernetes.Interface {
 	tb.Helper()
-	t, err := provision.Target(providers.Registry(), h.stateDir, name)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	t, _ := h.target(tb, name) // the clientset outlives the target; nothing to close for it
 	cs, err := t.Client()
 	if err != nil {
 		tb.Fatal(err)
@@ -239,8 +283,12 @@ func (h *harness) admin(tb testing.TB, name string) kubernetes.Interface {
 	return cs
 }
 
-func (h *harness) pki(name string) *pki.Bundle {
-	return pki.Paths(paths.NewLayout(filepath.Join(paths.ClustersDir(h.stateDir), name)).PKIDir())
+// pki and layout are the local provider's files of a cluster, for the rows
+// that weaken them by hand.
+func (h *harness) pki(name string) *pki.Bundle { return pki.Paths(h.layout(name).PKIDir()) }
+
+func (h *harness) layout(name string) paths.Layout {
+	return paths.NewLayout(filepath.Join(paths.ClustersDir(h.local.stateDir), name))
 }
 
 // expectOnly asserts that check id fails with evidence mentioning want,
@@ -313,10 +361,10 @@ func set(name, value string) func(*testing.T, string, hardening.Flags) hardening
 // weaken a running cluster share the hardened one (hardenedRows).
 func weakenedRows() []row {
 	return []row{
-		{id: "SP-API-001", want: "kube-apiserver listening socket", component: local.APIServer, tweak: set("bind-address", "0.0.0.0")},
-		{id: "SP-APISRV-001", want: "anonymous GET: want 401, got 200", component: local.APIServer, tweak: set("anonymous-auth", "true")},
-		{id: "SP-APISRV-002", want: "got allowed", component: local.APIServer, tweak: set("authorization-mode", "AlwaysAllow")},
-		{id: "SP-APISRV-003", want: "spec.externalIPs: want rejected by DenyServiceExternalIPs, got admitted", component: local.APIServer, tweak: func(_ *testing.T, _ string, f hardening.Flags) hardening.Flags {
+		{id: "SP-API-001", want: "kube-apiserver listening socket", component: verify.APIServer, tweak: set("bind-address", "0.0.0.0")},
+		{id: "SP-APISRV-001", want: "anonymous GET: want 401, got 200", component: verify.APIServer, tweak: set("anonymous-auth", "true")},
+		{id: "SP-APISRV-002", want: "got allowed", component: verify.APIServer, tweak: set("authorization-mode", "AlwaysAllow")},
+		{id: "SP-APISRV-003", want: "spec.externalIPs: want rejected by DenyServiceExternalIPs, got admitted", component: verify.APIServer, tweak: func(_ *testing.T, _ string, f hardening.Flags) hardening.Flags {
 			var plugins []string
 			for _, p := range hardening.AdmissionPlugins {
 				if p != "NodeRestriction" && p != "DenyServiceExternalIPs" {
@@ -325,12 +373,12 @@ func weakenedRows() []row {
 			}
 			return f.With("enable-admission-plugins", strings.Join(append(plugins, "AlwaysAdmit"), ","))
 		}},
-		{id: "SP-APISRV-004", want: "admin GET /debug/pprof/: want 404, got 200", component: local.APIServer, tweak: set("profiling", "true")},
-		{id: "SP-APISRV-005", want: "--service-account-lookup", component: local.APIServer, tweak: set("service-account-lookup", "false")},
-		{id: "SP-APISRV-006", want: "suites: want refused, got accepted", component: local.APIServer,
+		{id: "SP-APISRV-004", want: "admin GET /debug/pprof/: want 404, got 200", component: verify.APIServer, tweak: set("profiling", "true")},
+		{id: "SP-APISRV-005", want: "--service-account-lookup", component: verify.APIServer, tweak: set("service-account-lookup", "false")},
+		{id: "SP-APISRV-006", want: "suites: want refused, got accepted", component: verify.APIServer,
 			tweak: set("tls-cipher-suites", strings.Join(slices.Concat(hardening.StrongCipherSuites, []string{"TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA"}), ","))},
-		{id: "SP-APISRV-007", want: "--etcd-servers", component: local.APIServer, tweak: plaintextEtcd},
-		{id: "SP-APISRV-008", want: "--token-auth-file", component: local.APIServer, tweak: func(t *testing.T, _ string, f hardening.Flags) hardening.Flags {
+		{id: "SP-APISRV-007", want: "--etcd-servers", component: verify.APIServer, tweak: plaintextEtcd},
+		{id: "SP-APISRV-008", want: "--token-auth-file", component: verify.APIServer, tweak: func(t *testing.T, _ string, f hardening.Flags) hardening.Flags {
 			// A private directory: the file is a credential, and SP-FILE-001
 			// (rightly) fails a readable directory holding one.
 			dir := t.TempDir()
@@ -339,24 +387,24 @@ func weakenedRows() []row {
 			must(t, os.WriteFile(file, []byte(randomToken()+",ops,1001,system:masters\n"), 0o600))
 			return f.With("token-auth-file", file)
 		}},
-		{id: "SP-KCM-001", want: "--use-service-account-credentials", component: local.ControllerManager, tweak: set("use-service-account-credentials", "false")},
-		{id: "SP-SCHED-001", want: "kube-scheduler listening socket", component: local.Scheduler, tweak: set("bind-address", "0.0.0.0")},
-		{id: "SP-ETCD-001", want: "client connection without a client certificate: want refused, got accepted", component: local.Etcd, tweak: func(_ *testing.T, _ string, f hardening.Flags) hardening.Flags {
+		{id: "SP-KCM-001", want: "--use-service-account-credentials", component: verify.ControllerManager, tweak: set("use-service-account-credentials", "false")},
+		{id: "SP-SCHED-001", want: "kube-scheduler listening socket", component: verify.Scheduler, tweak: set("bind-address", "0.0.0.0")},
+		{id: "SP-ETCD-001", want: "client connection without a client certificate: want refused, got accepted", component: verify.Etcd, tweak: func(_ *testing.T, _ string, f hardening.Flags) hardening.Flags {
 			// With a trusted CA etcd requires client certificates whatever
 			// --client-cert-auth says, so both go.
 			return f.With("client-cert-auth", "false").Without("trusted-ca-file")
 		}},
-		{id: "SP-ETCD-002", want: "peer connection without a client certificate: want refused, got accepted", component: local.Etcd, tweak: func(_ *testing.T, _ string, f hardening.Flags) hardening.Flags {
+		{id: "SP-ETCD-002", want: "peer connection without a client certificate: want refused, got accepted", component: verify.Etcd, tweak: func(_ *testing.T, _ string, f hardening.Flags) hardening.Flags {
 			return f.With("peer-client-cert-auth", "false").Without("peer-trusted-ca-file")
 		}},
-		{id: "SP-ETCD-003", want: "etcd listening socket", component: local.Etcd, tweak: func(_ *testing.T, _ string, f hardening.Flags) hardening.Flags {
+		{id: "SP-ETCD-003", want: "etcd listening socket", component: verify.Etcd, tweak: func(_ *testing.T, _ string, f hardening.Flags) hardening.Flags {
 			u, _ := f.Get("listen-client-urls")
 			return f.With("listen-client-urls", strings.Replace(u, hardening.Loopback, "0.0.0.0", 1))
 		}},
 		{id: "SP-ENC-002", want: "written with aescbc", spec: func(s *v1alpha1.Spec) { s.EncryptionAtRest.Provider = v1alpha1.EncryptionAESCBC }},
 		{id: "SP-ENC-001", run: encryptionLater}, // then SP-ENC-003 on the same cluster
 		{id: "SP-AUDIT-001", name: "off", want: "--audit-log-path", spec: func(s *v1alpha1.Spec) { off := false; s.Audit.Enabled = &off }},
-		{id: "SP-AUDIT-001", name: "body", want: "the canary secret's value is in the log", component: local.APIServer, tweak: func(t *testing.T, _ string, f hardening.Flags) hardening.Flags {
+		{id: "SP-AUDIT-001", name: "body", want: "the canary secret's value is in the log", component: verify.APIServer, tweak: func(t *testing.T, _ string, f hardening.Flags) hardening.Flags {
 			file := filepath.Join(t.TempDir(), "log-everything.yaml")
 			policy := "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: RequestResponse\n"
 			if err := os.WriteFile(file, []byte(policy), 0o600); err != nil {
@@ -364,7 +412,7 @@ func weakenedRows() []row {
 			}
 			return f.With("audit-policy-file", file)
 		}},
-		{id: "SP-AUDIT-002", want: "--audit-log-maxage is 7", component: local.APIServer, tweak: set("audit-log-maxage", "7")},
+		{id: "SP-AUDIT-002", want: "--audit-log-maxage is 7", component: verify.APIServer, tweak: set("audit-log-maxage", "7")},
 		{id: "SP-PSS-001", want: "want rejected by PodSecurity restricted, got admitted", spec: func(s *v1alpha1.Spec) { s.PodSecurity.Enforce = v1alpha1.PSSPrivileged }},
 		{id: "SP-PSS-002", want: "4 namespaces are exempt", spec: func(s *v1alpha1.Spec) {
 			s.PodSecurity.ExemptNamespaces = []string{"kube-system", "kube-public", "kube-node-lease", "monitoring"}
@@ -382,8 +430,10 @@ func (r row) clusterName() string {
 	return n
 }
 
-func TestWeakenedClusters(t *testing.T) {
-	h := newHarness(t)
+func TestWeakenedClusters(t *testing.T) { weakenedTable(t, newHarness(t)) }
+
+// weakenedTable runs the hardened and weakened rows on h's provider.
+func weakenedTable(t *testing.T, h *harness) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -408,7 +458,7 @@ func TestWeakenedClusters(t *testing.T) {
 						return r.tweak(t, component, f)
 					}
 				}
-				h.up(t, ctx, h.cluster(bp, tweak))
+				h.up(t, ctx, bp, tweak)
 				expectOnly(t, h.suite(t, ctx, r.clusterName()), r.id, r.want)
 			})
 		}
@@ -422,7 +472,7 @@ func TestWeakenedClusters(t *testing.T) {
 // reverted before the next, and each must fail exactly its check.
 func hardenedRows(t *testing.T, h *harness, ctx context.Context) {
 	prod, test := "shop-prod", "shop-test"
-	h.upAll(t, ctx, h.cluster(blueprint(t, "prod.yaml", prod, nil), nil), h.cluster(blueprint(t, "test.yaml", test, nil), nil))
+	h.upAll(t, ctx, blueprint(t, "prod.yaml", prod, nil), blueprint(t, "test.yaml", test, nil))
 	for _, name := range []string{prod, test} {
 		rep := h.suite(t, ctx, name)
 		for _, r := range rep.Results {
@@ -507,11 +557,10 @@ func hardenedRows(t *testing.T, h *harness, ctx context.Context) {
 			return replaceWithWeakCert(t, b.CACert, b.CAKey, b.APIServerKubeletClientCert, b.APIServerKubeletClientKey)
 		}},
 		{"SP-KMS-001", "the KMS plugin stopped", "the KMS plugin does not answer", func(t *testing.T) func() {
-			l := paths.NewLayout(filepath.Join(paths.ClustersDir(h.stateDir), prod))
-			must(t, localproc.Stop(ctx, l.PidFile(local.KMSPlugin), 5*time.Second))
+			must(t, localproc.Stop(ctx, h.layout(prod).PidFile(local.KMSPlugin), 5*time.Second))
 			// up restarts a dead plugin, as it would after a crash. (The
 			// outer test owns the cluster: an up registers its teardown.)
-			return func() { h.up(outer, ctx, h.cluster(blueprint(t, "prod.yaml", prod, nil), nil)) }
+			return func() { h.up(outer, ctx, blueprint(t, "prod.yaml", prod, nil), nil) }
 		}},
 		{"SP-KMS-002", "the transit key rotated in Vault, data not rewritten", "KMS key IDs of stored objects: want all " + kmsKeyID(names, 2), func(t *testing.T) func() {
 			// A secret stored before the rotation is what stays under the
@@ -523,9 +572,8 @@ func hardenedRows(t *testing.T, h *harness, ctx context.Context) {
 			// rotate-keys is the remedy: afterwards the check passes again
 			// (the final suite below proves it).
 			return func() {
-				target, err := provision.Target(providers.Registry(), h.stateDir, prod)
-				must(t, err)
-				defer target.(interface{ Close() error }).Close()
+				target, done := h.target(t, prod)
+				defer done()
 				res, err := provision.RotateKeys(ctx, target, nil)
 				must(t, err)
 				t.Logf("rotate-keys: %s -> %s after %s; rewrote %d, %d current, %d stale", res.FromKeyID, res.ToKeyID, res.Observed, res.Rewritten, res.Current, res.Stale)
@@ -647,12 +695,12 @@ func replaceWithWeakCert(t *testing.T, caCertFile, caKeyFile, certFile, keyFile 
 func encryptionLater(t *testing.T, h *harness, ctx context.Context, r row) {
 	name := r.clusterName()
 	bp := blueprint(t, "prod.yaml", name, func(s *v1alpha1.Spec) { s.EncryptionAtRest.Provider = v1alpha1.EncryptionNone })
-	h.up(t, ctx, h.cluster(bp, nil))
+	h.up(t, ctx, bp, nil)
 	expectOnly(t, h.suite(t, ctx, name), "SP-ENC-001", "canary value readable")
 	legacy := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "legacy-plain", Namespace: "payments"}, StringData: map[string]string{"k": "v"}}
 	must(t, ignore(h.admin(t, name).CoreV1().Secrets("payments").Create(ctx, legacy, metav1.CreateOptions{})))
 	bp = blueprint(t, "prod.yaml", name, func(s *v1alpha1.Spec) { s.EncryptionAtRest.Provider = v1alpha1.EncryptionSecretbox })
-	h.up(t, ctx, h.cluster(bp, nil))
+	h.up(t, ctx, bp, nil)
 	expectOnly(t, h.suite(t, ctx, name), "SP-ENC-003", "etcd /registry/secrets/payments/legacy-plain stored value: want k8s:enc:secretbox:v1:, got plaintext")
 }
 
@@ -663,7 +711,7 @@ func encryptionLater(t *testing.T, h *harness, ctx context.Context, r row) {
 func sharedCA(t *testing.T, h *harness, ctx context.Context, r row) {
 	prodName := r.clusterName()
 	testName := prodName + "-test"
-	h.up(t, ctx, h.cluster(blueprint(t, "prod.yaml", prodName, nil), nil))
+	h.up(t, ctx, blueprint(t, "prod.yaml", prodName, nil), nil)
 	src, dst := h.pki(prodName), h.pki(testName)
 	must(t, os.MkdirAll(dst.Dir, 0o700))
 	for _, f := range [][2]string{{src.CACert, dst.CACert}, {src.CAKey, dst.CAKey}} {
@@ -671,7 +719,7 @@ func sharedCA(t *testing.T, h *harness, ctx context.Context, r row) {
 		must(t, err)
 		must(t, os.WriteFile(f[1], data, 0o600))
 	}
-	h.up(t, ctx, h.cluster(blueprint(t, "test.yaml", testName, nil), nil))
+	h.up(t, ctx, blueprint(t, "test.yaml", testName, nil), nil)
 	expectOnly(t, h.suite(t, ctx, prodName), "SP-ISO-005", "accepted here")
 }
 
@@ -738,15 +786,12 @@ func BenchmarkSuite(b *testing.B) {
 	h := newHarness(b)
 	ctx := context.Background()
 	const name = "bench"
-	h.upAll(b, ctx, h.cluster(blueprint(b, "prod.yaml", name, nil), nil), h.cluster(blueprint(b, "test.yaml", name+"-test", nil), nil))
+	h.upAll(b, ctx, blueprint(b, "prod.yaml", name, nil), blueprint(b, "test.yaml", name+"-test", nil))
 	checks := verify.Checks()
 	for b.Loop() {
-		t, err := provision.Target(providers.Registry(), h.stateDir, name)
-		if err != nil {
-			b.Fatal(err)
-		}
+		t, done := h.target(b, name)
 		rep := verify.Run(ctx, t, checks, verify.Options{})
-		t.(interface{ Close() error }).Close()
+		done()
 		if s := rep.Summary; s.Failed+s.Errored+s.Warned > 0 || s.Passed != len(checks) {
 			b.Fatalf("hardened cluster: %+v", s)
 		}

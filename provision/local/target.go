@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,6 +83,14 @@ func (t *Target) Info() verify.Info {
 		PrivateDirs: []string{t.layout.Dir, t.layout.PKIDir(), t.layout.ConfigDir(), t.layout.LogDir(),
 			t.layout.RunDir(), t.layout.EtcdDataDir()},
 	}
+}
+
+// Capabilities implements verify.Target: everything but nodes, and so no
+// pods to send probe traffic between.
+func (t *Target) Capabilities() []verify.Capability {
+	return slices.DeleteFunc(verify.AllCapabilities(), func(c verify.Capability) bool {
+		return c == verify.Nodes || c == verify.NetworkProbes
+	})
 }
 
 // privateFiles are the credentials of the cluster directory that the
