@@ -73,6 +73,9 @@ func checkAuditLog(ctx context.Context, t Target) Outcome {
 	if c == nil {
 		return r.outcome("")
 	}
+	if policy := Args(c.Args)["audit-policy-file"]; policy != "" {
+		judgeRendered(ctx, t, &r, policy, hardening.AuditPolicy)
+	}
 	path := Args(c.Args)["audit-log-path"]
 	if path == "" || path == "-" {
 		return r.outcome("") // the flag comparison has failed already

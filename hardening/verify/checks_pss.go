@@ -122,6 +122,7 @@ type podSecurityDefaults struct {
 // judgeAdmissionConfig reads the live AdmissionConfiguration: namespaces
 // without labels get its defaults, and exempt namespaces skip the check.
 func judgeAdmissionConfig(ctx context.Context, t Target, r *findings, path string, workload []string) {
+	judgeRendered(ctx, t, r, path, hardening.AdmissionConfig)
 	data, err := t.ReadFile(ctx, path)
 	if err != nil {
 		r.errorf("read --admission-control-config-file %s: %v", path, err)

@@ -1,8 +1,12 @@
 package verify
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"strings"
+
+	"secprov.dev/secprov/blueprints/v1alpha1"
 )
 
 // findings collects what one check saw, so every check turns many
@@ -68,4 +72,30 @@ func summary(reasons []string) string {
 		return reasons[0]
 	}
 	return fmt.Sprintf("%s (and %d more)", reasons[0], len(reasons)-1)
+}
+
+// judgeRendered compares a file the control plane reads with what
+// hardening renders for the cluster's blueprint: a file changed out of
+// band fails the check of its control, naming the file, even while the
+// running component still holds the old content (it reads the file again
+// on its next start).
+func judgeRendered(ctx context.Context, t Target, r *findings, path string, render func(v1alpha1.Spec) ([]byte, error)) {
+	want, err := render(t.Info().Spec)
+	if err != nil {
+		r.errorf("render %s for comparison: %v", path, err)
+		return
+	}
+	got, err := t.ReadFile(ctx, path)
+	if err != nil {
+		r.errorf("read %s: %v", path, err)
+		return
+	}
+	ev := Evidence{Object: path, Field: "content", Want: "secprov's render of the blueprint (" + fmt.Sprint(len(want)) + " bytes)"}
+	if bytes.Equal(got, want) {
+		ev.Got = "identical"
+		r.ok(ev)
+		return
+	}
+	ev.Got = fmt.Sprintf("differs (%d bytes)", len(got))
+	r.fail(ev, path+" differs from its render: changed out of band, it takes effect on the next restart; secprov up restores it")
 }
