@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
 )
@@ -23,15 +24,15 @@ import (
 // SP-APISRV-001..008), by behaviour wherever a request can show it.
 func apiServerChecks() []Check {
 	return []Check{
-		{ID: "SP-API-001", Run: checkEndpoint},
-		{ID: "SP-APISRV-001", Run: checkAnonymous},
-		{ID: "SP-APISRV-002", Run: checkAuthorization},
-		{ID: "SP-APISRV-003", Run: checkAdmission},
-		{ID: "SP-APISRV-004", Run: checkProfiling},
-		{ID: "SP-APISRV-005", Run: checkServiceAccountTokens},
-		{ID: "SP-APISRV-006", Run: checkServingTLS},
-		{ID: "SP-APISRV-007", Run: checkEtcdClient},
-		{ID: "SP-APISRV-008", Run: checkKubeletAndLimits},
+		{ID: blueprints.APIEndpointPrivate, Run: checkEndpoint},
+		{ID: blueprints.APIServerNoAnonymous, Run: checkAnonymous},
+		{ID: blueprints.APIServerAuthorization, Run: checkAuthorization},
+		{ID: blueprints.APIServerAdmission, Run: checkAdmission},
+		{ID: blueprints.ProfilingOff, Run: checkProfiling},
+		{ID: blueprints.APIServerServiceAccountTokens, Run: checkServiceAccountTokens},
+		{ID: blueprints.APIServerTLS, Run: checkServingTLS},
+		{ID: blueprints.APIServerEtcdTLS, Run: checkEtcdClient},
+		{ID: blueprints.APIServerKubeletAndLimits, Run: checkKubeletAndLimits},
 	}
 }
 
@@ -102,7 +103,7 @@ func listenOnly(r *findings, component string, c *Component, anyAllowed bool, wa
 // auth is on, so a 401 there proves it is off.
 func checkAnonymous(ctx context.Context, t Target) Outcome {
 	var r findings
-	flagCheck(ctx, t, "SP-APISRV-001", []string{APIServer}, &r)
+	flagCheck(ctx, t, blueprints.APIServerNoAnonymous, []string{APIServer}, &r)
 	tc, base, err := apiTLS(t, false)
 	if err != nil {
 		r.errorf("%v", err)
@@ -128,7 +129,7 @@ func checkAnonymous(ctx context.Context, t Target) Outcome {
 // allowed: the anonymous user and an arbitrary authenticated user.
 func checkAuthorization(ctx context.Context, t Target) Outcome {
 	var r findings
-	flagCheck(ctx, t, "SP-APISRV-002", []string{APIServer}, &r)
+	flagCheck(ctx, t, blueprints.APIServerAuthorization, []string{APIServer}, &r)
 	cs, err := t.Client()
 	if err != nil {
 		r.errorf("admin client: %v", err)
@@ -169,7 +170,7 @@ func checkAuthorization(ctx context.Context, t Target) Outcome {
 // disabled; DenyServiceExternalIPs is proven with a dry-run Service.
 func checkAdmission(ctx context.Context, t Target) Outcome {
 	var r findings
-	comps, _ := flagCheck(ctx, t, "SP-APISRV-003", []string{APIServer}, &r)
+	comps, _ := flagCheck(ctx, t, blueprints.APIServerAdmission, []string{APIServer}, &r)
 	if c := comps[APIServer]; c != nil {
 		disabled := splitList(Args(c.Args)["disable-admission-plugins"])
 		for _, p := range hardening.AdmissionPlugins {
@@ -212,7 +213,7 @@ func checkAdmission(ctx context.Context, t Target) Outcome {
 // none of them serves /debug/pprof/ even to the admin.
 func checkProfiling(ctx context.Context, t Target) Outcome {
 	var r findings
-	comps, _ := flagCheck(ctx, t, "SP-APISRV-004", []string{APIServer, ControllerManager, Scheduler}, &r)
+	comps, _ := flagCheck(ctx, t, blueprints.ProfilingOff, []string{APIServer, ControllerManager, Scheduler}, &r)
 	tc, base, err := apiTLS(t, true)
 	if err != nil {
 		r.errorf("%v", err)
@@ -263,7 +264,7 @@ func checkProfiling(ctx context.Context, t Target) Outcome {
 // suites outside hardening.StrongCipherSuites is refused.
 func checkServingTLS(ctx context.Context, t Target) Outcome {
 	var r findings
-	flagCheck(ctx, t, "SP-APISRV-006", []string{APIServer}, &r)
+	flagCheck(ctx, t, blueprints.APIServerTLS, []string{APIServer}, &r)
 	tc, base, addr, err := apiHandshake(t)
 	if err != nil {
 		r.errorf("%v", err)
@@ -291,7 +292,7 @@ func checkServingTLS(ctx context.Context, t Target) Outcome {
 // authentication.
 func checkEtcdClient(ctx context.Context, t Target) Outcome {
 	var r findings
-	comps, _ := flagCheck(ctx, t, "SP-APISRV-007", []string{APIServer}, &r)
+	comps, _ := flagCheck(ctx, t, blueprints.APIServerEtcdTLS, []string{APIServer}, &r)
 	c := comps[APIServer]
 	if c == nil {
 		return r.outcome("")
@@ -323,7 +324,7 @@ func checkEtcdClient(ctx context.Context, t Target) Outcome {
 // timeout, and no static token file.
 func checkKubeletAndLimits(ctx context.Context, t Target) Outcome {
 	var r findings
-	comps, _ := flagCheck(ctx, t, "SP-APISRV-008", []string{APIServer}, &r)
+	comps, _ := flagCheck(ctx, t, blueprints.APIServerKubeletAndLimits, []string{APIServer}, &r)
 	if c := comps[APIServer]; c != nil {
 		if ev, bad := forbidFlag(APIServer, Args(c.Args), "token-auth-file", "not set (static tokens cannot be rotated)", nil); bad {
 			r.failFlag(ev, "the API server accepts static tokens from --token-auth-file")

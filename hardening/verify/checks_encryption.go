@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/hardening"
 )
 
@@ -29,11 +30,15 @@ import (
 // turned on and never rewritten.
 func encryptionChecks() []Check {
 	return []Check{
-		{ID: "SP-ENC-001", Exclusive: true, Run: checkEncryptionCanary},
-		{ID: "SP-ENC-002", Run: checkEncryptionProvider},
-		{ID: "SP-ENC-003", Run: checkEncryptedResources},
+		{ID: blueprints.EncryptionAtRestOn, Exclusive: true, Run: checkEncryptionCanary},
+		{ID: blueprints.EncryptionProviderStrong, Run: checkEncryptionProvider},
+		{ID: blueprints.EncryptionCoversSecrets, Run: checkEncryptedResources},
 	}
 }
+
+// encryptionOff is why the checks of the live EncryptionConfiguration
+// skip when there is none.
+var encryptionOff = fmt.Sprintf("encryption at rest is off (kube-apiserver has no --encryption-provider-config); %s reports it", blueprints.EncryptionAtRestOn)
 
 // encPrefix is what every encrypted value starts with; identity writes the
 // plain serialization (protobuf "k8s\x00…" or JSON).
@@ -95,7 +100,7 @@ func deleteSecret(ctx context.Context, cs kubernetes.Interface, ns, name string)
 func checkEncryptionCanary(ctx context.Context, t Target) Outcome {
 	var r findings
 	info := t.Info()
-	comps, _ := flagCheck(ctx, t, "SP-ENC-001", []string{APIServer}, &r)
+	comps, _ := flagCheck(ctx, t, blueprints.EncryptionAtRestOn, []string{APIServer}, &r)
 	want := hardening.EncryptionPrefix(info.EncryptionProvider, info.KMSName)
 	cs, err := t.Client()
 	if err != nil {
@@ -230,7 +235,7 @@ func checkEncryptionProvider(ctx context.Context, t Target) Outcome {
 	cfg, path := liveEncryptionConfig(ctx, t, &r)
 	if cfg == nil {
 		if path == "" && len(r.errs) == 0 && len(r.skips) == 0 {
-			return Skip("encryption at rest is off (kube-apiserver has no --encryption-provider-config); SP-ENC-001 reports it")
+			return Skip(encryptionOff)
 		}
 		return r.outcome("")
 	}
@@ -309,7 +314,7 @@ func checkEncryptedResources(ctx context.Context, t Target) Outcome {
 	cfg, path := liveEncryptionConfig(ctx, t, &r)
 	if cfg == nil {
 		if path == "" && len(r.errs) == 0 && len(r.skips) == 0 {
-			return Skip("encryption at rest is off (kube-apiserver has no --encryption-provider-config); SP-ENC-001 reports it")
+			return Skip(encryptionOff)
 		}
 		return r.outcome("")
 	}
@@ -351,7 +356,7 @@ func checkEncryptedResources(ctx context.Context, t Target) Outcome {
 		r.errorf("%v", err)
 	}
 	if stored == 0 {
-		return r.outcome(strings.Join(covered, ", ") + " covered; nothing stored yet (new writes are SP-ENC-001's canary)")
+		return r.outcome(fmt.Sprintf("%s covered; nothing stored yet (new writes are %s's canary)", strings.Join(covered, ", "), blueprints.EncryptionAtRestOn))
 	}
 	return r.outcome(fmt.Sprintf("%s covered; all %d stored objects are encrypted", strings.Join(covered, ", "), stored))
 }

@@ -9,13 +9,14 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/hardening"
 )
 
 // networkChecks prove the default-deny policies (SP-NET-002) and that
 // the allow rules are no wider than the blueprint (SP-NET-003).
 func networkChecks() []Check {
-	return []Check{{ID: "SP-NET-002", Run: checkDefaultDeny}, {ID: "SP-NET-003", Run: checkAllowRules}}
+	return []Check{{ID: blueprints.NetworkDefaultDeny, Run: checkDefaultDeny}, {ID: blueprints.NetworkAllowNarrow, Run: checkAllowRules}}
 }
 
 // isDefaultDeny: selects every pod, both directions, no allow rule.

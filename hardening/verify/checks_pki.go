@@ -18,14 +18,16 @@ import (
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
+
+	"secprov.dev/secprov/blueprints"
 )
 
 // pkiChecks prove the certificates and the file permissions of the
 // control plane (SP-CERT-001, SP-FILE-001).
 func pkiChecks() []Check {
 	return []Check{
-		{ID: "SP-CERT-001", Run: checkCertificates},
-		{ID: "SP-FILE-001", Run: checkFileModes},
+		{ID: blueprints.CertificatesValid, Run: checkCertificates},
+		{ID: blueprints.FilesPrivate, Run: checkFileModes},
 	}
 }
 

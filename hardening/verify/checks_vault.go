@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/vault"
@@ -31,12 +32,12 @@ import (
 // no data in KV and proves the policy rather than the absence of data.
 func vaultChecks() []Check {
 	return []Check{
-		{ID: "SP-KMS-001", Run: checkKMSHealthy},
-		{ID: "SP-KMS-002", Run: checkKMSCurrentKey},
-		{ID: "SP-KMS-003", Run: checkKMSTokenNarrow},
-		{ID: "SP-VAULT-001", Run: checkVaultLogin},
-		{ID: "SP-VAULT-002", Run: checkVaultScoped},
-		{ID: "SP-VAULT-003", Run: checkVaultIsolation},
+		{ID: blueprints.KMSPluginHealthy, Run: checkKMSHealthy},
+		{ID: blueprints.KMSCurrentKey, Run: checkKMSCurrentKey},
+		{ID: blueprints.KMSTokenNarrow, Run: checkKMSTokenNarrow},
+		{ID: blueprints.VaultSecrets, Run: checkVaultLogin},
+		{ID: blueprints.VaultRolesScoped, Run: checkVaultScoped},
+		{ID: blueprints.VaultEnvironmentsIsolated, Run: checkVaultIsolation},
 	}
 }
 
@@ -58,7 +59,8 @@ func openVault(ctx context.Context, t Target) (*Vault, *Outcome) {
 // does not encrypt with vault-kms (SP-ENC-001/002 judge that choice).
 func kmsView(ctx context.Context, t Target) (*Vault, *Outcome) {
 	if p := t.Info().EncryptionProvider; p != v1alpha1.EncryptionVaultKMS {
-		o := Skip("the cluster encrypts with " + orNone(p) + ", not vault-kms, so there is no KMS plugin (SP-ENC-001/002 judge the provider)")
+		o := Skip(fmt.Sprintf("the cluster encrypts with %s, not vault-kms, so there is no KMS plugin (%s and %s judge the provider)",
+			orNone(p), blueprints.EncryptionAtRestOn, blueprints.EncryptionProviderStrong))
 		return nil, &o
 	}
 	v, o := openVault(ctx, t)
@@ -148,7 +150,7 @@ func checkKMSCurrentKey(ctx context.Context, t Target) Outcome {
 	if err != nil {
 		return Errorf("admin client: %v", err)
 	}
-	comps, _ := flagCheck(ctx, t, "SP-KMS-002", []string{APIServer}, &r)
+	comps, _ := flagCheck(ctx, t, blueprints.KMSCurrentKey, []string{APIServer}, &r)
 	prefix := etcdPrefix(comps[APIServer])
 	// A new write shows the key the API server encrypts with now.
 	const ns = "default"
@@ -409,10 +411,10 @@ func samplePath(p string) string {
 
 // vaultEnabled returns an outcome when the cluster has Vault turned off
 // (a failure: SP-VAULT-001 is a control) or no Vault view.
-func vaultView(ctx context.Context, t Target, id string) (*Vault, *Outcome) {
+func vaultView(ctx context.Context, t Target, id blueprints.ControlID) (*Vault, *Outcome) {
 	if !t.Info().Spec.Vault.IsEnabled() {
-		if id != "SP-VAULT-001" {
-			o := Skip("spec.vault.enabled is false (SP-VAULT-001 reports it)")
+		if id != blueprints.VaultSecrets {
+			o := Skip(fmt.Sprintf("spec.vault.enabled is false (%s reports it)", blueprints.VaultSecrets))
 			return nil, &o
 		}
 		var r findings
@@ -425,7 +427,7 @@ func vaultView(ctx context.Context, t Target, id string) (*Vault, *Outcome) {
 }
 
 func checkVaultLogin(ctx context.Context, t Target) Outcome {
-	v, o := vaultView(ctx, t, "SP-VAULT-001")
+	v, o := vaultView(ctx, t, blueprints.VaultSecrets)
 	if o != nil {
 		return *o
 	}
@@ -506,7 +508,7 @@ func otherPaths(n vault.Names, ns v1alpha1.VaultNamespace) []string {
 }
 
 func checkVaultScoped(ctx context.Context, t Target) Outcome {
-	v, o := vaultView(ctx, t, "SP-VAULT-002")
+	v, o := vaultView(ctx, t, blueprints.VaultRolesScoped)
 	if o != nil {
 		return *o
 	}
@@ -526,7 +528,7 @@ func checkVaultScoped(ctx context.Context, t Target) Outcome {
 	eachWorkloadLogin(ctx, cs, v, &r, func(w workloadLogin) {
 		who, ns := w.who, w.ns
 		if w.err != nil {
-			r.skip(who + " cannot log in, so its scope cannot be tried (SP-VAULT-001 reports the login)")
+			r.skip(fmt.Sprintf("%s cannot log in, so its scope cannot be tried (%s reports the login)", who, blueprints.VaultSecrets))
 			return
 		}
 		own := []string{}
@@ -575,7 +577,7 @@ func checkVaultScoped(ctx context.Context, t Target) Outcome {
 }
 
 func checkVaultIsolation(ctx context.Context, t Target) Outcome {
-	v, o := vaultView(ctx, t, "SP-VAULT-003")
+	v, o := vaultView(ctx, t, blueprints.VaultEnvironmentsIsolated)
 	if o != nil {
 		return *o
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
 )
@@ -38,7 +39,7 @@ func wanted(info Info) *hardening.ControlPlane {
 
 // wantFlags are the flags hardening renders for component that implement
 // control id.
-func wantFlags(info Info, component, id string) hardening.Flags {
+func wantFlags(info Info, component string, id blueprints.ControlID) hardening.Flags {
 	cp := wanted(info)
 	var all hardening.Flags
 	switch component {
@@ -178,7 +179,7 @@ func forbidFlag(component string, args map[string]string, name, why string, bad 
 // flagCheck is the common shape of the control-plane flag checks: for each
 // component, the flags hardening renders for id must be present and as
 // strong; extra adds behaviour or forbidden-flag evidence.
-func flagCheck(ctx context.Context, t Target, id string, components []string, r *findings) (map[string]*Component, bool) {
+func flagCheck(ctx context.Context, t Target, id blueprints.ControlID, components []string, r *findings) (map[string]*Component, bool) {
 	info := t.Info()
 	comps := map[string]*Component{}
 	for _, name := range components {
