@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Severity of a finding or control, from most to least severe.
@@ -149,7 +150,41 @@ type Control struct {
 	Field string
 	// Where is a bit set of ByReview, ByHardening, ByVerify.
 	Where int
+	// Thresholds the control is judged by, if it has any.
+	Thresholds Thresholds
 }
+
+// Thresholds are the numbers a control is judged by. Review rules and
+// verify checks read them from the catalog, so the two cannot drift apart.
+// Only the fields of the control's own measure are set.
+type Thresholds struct {
+	// MaxExemptNamespaces (SP-PSS-002) is the most Pod Security exemptions
+	// allowed: kube-system plus a couple of infrastructure namespaces.
+	MaxExemptNamespaces int
+	// MinAuditAgeDays, MinAuditBackups and MinAuditSizeMB (SP-AUDIT-002)
+	// are the least audit log retention, whatever a blueprint asks for.
+	MinAuditAgeDays, MinAuditBackups, MinAuditSizeMB int
+	// CertRenewWithin (SP-CERT-001): a certificate that expires sooner is
+	// due for renewal; verify warns about it and secprov up renews it.
+	CertRenewWithin time.Duration
+}
+
+// Thresholds returns the catalog's thresholds of the control (zero for an
+// unknown ID).
+func (id ControlID) Thresholds() Thresholds {
+	c, _ := ControlByID(id)
+	return c.Thresholds
+}
+
+// The catalog's thresholds, named once here because remediation texts
+// quote them.
+const (
+	maxExemptNamespaces = 3
+	minAuditAgeDays     = 30
+	minAuditBackups     = 10
+	minAuditSizeMB      = 100
+	certRenewWithin     = 30 * 24 * time.Hour
+)
 
 func cis(ids ...string) []Ref { return refs("CIS", ids) }
 func nsa(ids ...string) []Ref { return refs("NSA", ids) }
@@ -221,7 +256,8 @@ var Controls = sortControls([]Control{
 		Remediation: "Bind --listen-client-urls and --listen-peer-urls to 127.0.0.1."},
 	{ID: CertificatesValid, Title: "Certificates are valid, not expiring soon, with strong keys", Severity: SeverityHigh, Where: ByHardening | ByVerify,
 		Refs: cis("1.1.19", "1.1.20", "1.1.21"), Rationale: "Expired certificates take the cluster down; weak keys can be forged.",
-		Remediation: "Run secprov up to renew certificates that expire within 30 days; use ECDSA P-256+ or RSA 2048+ keys."},
+		Remediation: fmt.Sprintf("Run secprov up to renew certificates that expire within %d days; use ECDSA P-256+ or RSA 2048+ keys.", int(certRenewWithin.Hours()/24)),
+		Thresholds:  Thresholds{CertRenewWithin: certRenewWithin}},
 	{ID: FilesPrivate, Title: "Kubeconfigs, keys and state are private", Severity: SeverityHigh, Where: ByHardening | ByVerify,
 		Refs: cis("1.1.1", "1.1.11", "1.1.13", "1.1.21"), Rationale: "A readable key or kubeconfig is a stolen identity.",
 		Remediation: "chmod 0600 key and kubeconfig files and 0700 their directories."},
@@ -276,7 +312,8 @@ var Controls = sortControls([]Control{
 		Remediation: "Set spec.audit.enabled: true."},
 	{ID: AuditRetention, Title: "Audit logs are kept long enough", Severity: SeverityMedium, Where: all, Field: "spec.audit",
 		Refs: cis("1.2.17", "1.2.18", "1.2.19"), Rationale: "Intrusions are often found weeks later.",
-		Remediation: "Keep at least 30 days (maxAgeDays), 10 backups (maxBackups) of at least 100 MB (maxSizeMB)."},
+		Remediation: fmt.Sprintf("Keep at least %d days (maxAgeDays), %d backups (maxBackups) of at least %d MB (maxSizeMB).", minAuditAgeDays, minAuditBackups, minAuditSizeMB),
+		Thresholds:  Thresholds{MinAuditAgeDays: minAuditAgeDays, MinAuditBackups: minAuditBackups, MinAuditSizeMB: minAuditSizeMB}},
 
 	// Pod Security.
 	{ID: PodSecurityRestricted, Title: "Pod Security enforces restricted", Severity: SeverityHigh, Where: all, Field: "spec.podSecurity.enforce",
@@ -284,7 +321,8 @@ var Controls = sortControls([]Control{
 		Remediation: "Set spec.podSecurity.enforce: restricted."},
 	{ID: PodSecurityExemptionsFew, Title: "Pod Security exemptions are few and not workload namespaces", Severity: SeverityMedium, Where: all, Field: "spec.podSecurity.exemptNamespaces",
 		Refs: cis("5.2.1"), Rationale: "Every exempt namespace may run privileged pods.",
-		Remediation: "Exempt only system namespaces (kube-system); never a managed workload namespace."},
+		Remediation: "Exempt only system namespaces (kube-system); never a managed workload namespace.",
+		Thresholds:  Thresholds{MaxExemptNamespaces: maxExemptNamespaces}},
 	{ID: PodSecurityAuditWarn, Title: "Pod Security audits and warns at restricted", Severity: SeverityLow, Where: all, Field: "spec.podSecurity",
 		Refs: nsa("Pod security"), Rationale: "Audit and warn at restricted show what would break before enforcement tightens.",
 		Remediation: "Set spec.podSecurity.audit and warn to restricted."},

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"secprov.dev/secprov/blueprints/v1alpha1"
 )
 
 func TestControlsCatalog(t *testing.T) {
@@ -98,5 +100,32 @@ func TestControlIDsSpelledOnce(t *testing.T) {
 	}
 	if files < 100 {
 		t.Fatalf("scanned only %d Go files under %s; is the module root where the test thinks it is?", files, root)
+	}
+}
+
+// TestThresholds: the controls that are judged by numbers carry them, and
+// the blueprint defaults meet them (secure by default).
+func TestThresholds(t *testing.T) {
+	if n := PodSecurityExemptionsFew.Thresholds().MaxExemptNamespaces; n < 1 {
+		t.Errorf("%s: MaxExemptNamespaces = %d", PodSecurityExemptionsFew, n)
+	}
+	if w := CertificatesValid.Thresholds().CertRenewWithin; w <= 0 {
+		t.Errorf("%s: CertRenewWithin = %v", CertificatesValid, w)
+	}
+	least := AuditRetention.Thresholds()
+	for _, f := range []struct {
+		name       string
+		min, deflt int
+	}{
+		{"maxAgeDays", least.MinAuditAgeDays, v1alpha1.DefaultAuditMaxAgeDays},
+		{"maxBackups", least.MinAuditBackups, v1alpha1.DefaultAuditMaxBackups},
+		{"maxSizeMB", least.MinAuditSizeMB, v1alpha1.DefaultAuditMaxSizeMB},
+	} {
+		if f.min < 1 || f.deflt < f.min {
+			t.Errorf("%s %s: minimum %d, default %d", AuditRetention, f.name, f.min, f.deflt)
+		}
+	}
+	if (ControlID("SP-NOPE-001").Thresholds() != Thresholds{}) {
+		t.Error("unknown control has thresholds")
 	}
 }

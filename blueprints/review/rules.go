@@ -111,15 +111,16 @@ func ruleAuditRetention(_ *env, b *blueprints.Blueprint, out *emitter) {
 	if !a.IsEnabled() {
 		return // SP-AUDIT-001 covers it; retention of no logs is moot
 	}
+	least := blueprints.AuditRetention.Thresholds()
 	for _, f := range []struct {
 		field string
 		got   int
 		min   int
 		unit  string
 	}{
-		{"maxAgeDays", v1alpha1.Int(a.MaxAgeDays, v1alpha1.DefaultAuditMaxAgeDays), v1alpha1.DefaultAuditMaxAgeDays, "days"},
-		{"maxBackups", v1alpha1.Int(a.MaxBackups, v1alpha1.DefaultAuditMaxBackups), v1alpha1.DefaultAuditMaxBackups, "backups"},
-		{"maxSizeMB", v1alpha1.Int(a.MaxSizeMB, v1alpha1.DefaultAuditMaxSizeMB), v1alpha1.DefaultAuditMaxSizeMB, "MB"},
+		{"maxAgeDays", v1alpha1.Int(a.MaxAgeDays, v1alpha1.DefaultAuditMaxAgeDays), least.MinAuditAgeDays, "days"},
+		{"maxBackups", v1alpha1.Int(a.MaxBackups, v1alpha1.DefaultAuditMaxBackups), least.MinAuditBackups, "backups"},
+		{"maxSizeMB", v1alpha1.Int(a.MaxSizeMB, v1alpha1.DefaultAuditMaxSizeMB), least.MinAuditSizeMB, "MB"},
 	} {
 		if f.got < f.min {
 			out.add(b, "spec.audit."+f.field, 0, "audit.%s is %d, below the minimum of %d %s", f.field, f.got, f.min, f.unit)
@@ -149,15 +150,11 @@ func rulePSSEnforce(_ *env, b *blueprints.Blueprint, out *emitter) {
 	}
 }
 
-// maxExemptNamespaces is how many Pod Security exemptions review accepts
-// before calling the list too long: kube-system plus a couple of
-// infrastructure namespaces.
-const maxExemptNamespaces = 3
-
 func rulePSSExemptions(_ *env, b *blueprints.Blueprint, out *emitter) {
 	ps := b.Spec.PodSecurity
-	if n := len(ps.ExemptNamespaces); n > maxExemptNamespaces {
-		out.add(b, "spec.podSecurity.exemptNamespaces", 0, "%d namespaces are exempt from Pod Security (more than %d): %s", n, maxExemptNamespaces, quoteList(ps.ExemptNamespaces))
+	most := blueprints.PodSecurityExemptionsFew.Thresholds().MaxExemptNamespaces
+	if n := len(ps.ExemptNamespaces); n > most {
+		out.add(b, "spec.podSecurity.exemptNamespaces", 0, "%d namespaces are exempt from Pod Security (more than %d): %s", n, most, quoteList(ps.ExemptNamespaces))
 	}
 	managed := map[string]bool{}
 	for _, ns := range b.Spec.Namespaces {

@@ -133,12 +133,15 @@ func ruleFor(component string, f hardening.Flag) flagRule {
 }
 
 // auditFloors are the retention minimums of SP-AUDIT-002, whatever the
-// blueprint asks for.
-var auditFloors = map[string]int{
-	"audit-log-maxage":    v1alpha1.DefaultAuditMaxAgeDays,
-	"audit-log-maxbackup": v1alpha1.DefaultAuditMaxBackups,
-	"audit-log-maxsize":   v1alpha1.DefaultAuditMaxSizeMB,
-}
+// blueprint asks for, by flag.
+var auditFloors = func() map[string]int {
+	least := blueprints.AuditRetention.Thresholds()
+	return map[string]int{
+		"audit-log-maxage":    least.MinAuditAgeDays,
+		"audit-log-maxbackup": least.MinAuditBackups,
+		"audit-log-maxsize":   least.MinAuditSizeMB,
+	}
+}()
 
 // compareFlags checks a running component's arguments against the
 // hardened flags: bad evidence for each flag that is missing or weaker,
