@@ -147,8 +147,7 @@ func validate(bp *Blueprint) ErrorList {
 	validateNetwork(v, s)
 	validateNamespaces(v, s)
 
-	v.oneOf("spec.encryptionAtRest.provider", s.EncryptionAtRest.Provider,
-		v1alpha1.EncryptionVaultKMS, v1alpha1.EncryptionSecretbox, v1alpha1.EncryptionAESGCM, v1alpha1.EncryptionAESCBC, v1alpha1.EncryptionNone)
+	v.oneOf("spec.encryptionAtRest.provider", s.EncryptionAtRest.Provider, EncryptionProviderNames()...)
 	seenRes := map[string]bool{}
 	for i, r := range s.EncryptionAtRest.Resources {
 		p := fmt.Sprintf("spec.encryptionAtRest.resources[%d]", i)

@@ -349,9 +349,6 @@ func (l *localProvider) Target(cluster string) (verify.Target, error) {
 
 func (l *localProvider) Notes(bp *blueprints.Blueprint) []string {
 	var out []string
-	if _, note := local.EffectiveEncryption(bp.Spec); note != "" {
-		out = append(out, note)
-	}
 	if NeedsVault(bp.Spec) && bp.Spec.Vault.Address == "" {
 		out = append(out, "Vault: the local Vault secprov runs on loopback (a local-only convenience; its unseal key and root token are kept 0600 in "+
 			vaultserver.DirIn(l.p.cfg.StateDir)+"; set spec.vault.address to use your own)")

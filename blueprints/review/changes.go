@@ -44,13 +44,6 @@ func (c *changes) weakened(control blueprints.ControlID, path, from, to string) 
 	c.report(control, path, "%s weakened from %q to %q", path, from, to)
 }
 
-func encryptionRank(p string) int {
-	return map[string]int{
-		v1alpha1.EncryptionVaultKMS: 5, v1alpha1.EncryptionSecretbox: 4, v1alpha1.EncryptionAESGCM: 3,
-		v1alpha1.EncryptionAESCBC: 2, v1alpha1.EncryptionNone: 1,
-	}[p]
-}
-
 func (c *changes) compare() {
 	o, n := &c.old.Spec, &c.cur.Spec
 
@@ -65,10 +58,10 @@ func (c *changes) compare() {
 	}
 
 	// Encryption at rest.
-	if encryptionRank(n.EncryptionAtRest.Provider) < encryptionRank(o.EncryptionAtRest.Provider) {
+	if blueprints.EncryptionRank(n.EncryptionAtRest.Provider) < blueprints.EncryptionRank(o.EncryptionAtRest.Provider) {
 		ctl := blueprints.EncryptionProviderStrong
-		if n.EncryptionAtRest.Provider == v1alpha1.EncryptionNone {
-			ctl = blueprints.EncryptionAtRestOn
+		if p, ok := blueprints.EncryptionProviderNamed(n.EncryptionAtRest.Provider); ok {
+			ctl = p.Control()
 		}
 		c.weakened(ctl, "spec.encryptionAtRest.provider", o.EncryptionAtRest.Provider, n.EncryptionAtRest.Provider)
 	}

@@ -61,24 +61,27 @@ func hugePrefix(s string) string {
 	return ""
 }
 
+// ruleEncryptionOn and ruleEncryptionStrong judge the encryption provider
+// by the blueprints table: its severity and weakness, under SP-ENC-001
+// when it does not encrypt at all and SP-ENC-002 when it is not strong.
 func ruleEncryptionOn(_ *env, b *blueprints.Blueprint, out *emitter) {
-	if p := b.Spec.EncryptionAtRest.Provider; p == v1alpha1.EncryptionNone {
-		out.add(b, "spec.encryptionAtRest.provider", 0, "encryption provider is %q: secrets are stored in plaintext in etcd", p)
-	}
+	judgeEncryptionProvider(b, out, blueprints.EncryptionAtRestOn)
 }
 
 func ruleEncryptionStrong(_ *env, b *blueprints.Blueprint, out *emitter) {
-	switch p := b.Spec.EncryptionAtRest.Provider; p {
-	case v1alpha1.EncryptionAESCBC:
-		out.add(b, "spec.encryptionAtRest.provider", blueprints.SeverityHigh, "encryption provider is %q: AES-CBC is prone to padding-oracle attacks and its key sits on the control plane", p)
-	case v1alpha1.EncryptionAESGCM:
-		out.add(b, "spec.encryptionAtRest.provider", blueprints.SeverityMedium, "encryption provider is %q: AES-GCM needs a key rotation every 200k writes and its key sits on the control plane", p)
+	judgeEncryptionProvider(b, out, blueprints.EncryptionProviderStrong)
+}
+
+func judgeEncryptionProvider(b *blueprints.Blueprint, out *emitter, control blueprints.ControlID) {
+	name := b.Spec.EncryptionAtRest.Provider
+	if p, ok := blueprints.EncryptionProviderNamed(name); ok && p.Severity != 0 && p.Control() == control {
+		out.add(b, "spec.encryptionAtRest.provider", p.Severity, "encryption provider is %q: %s", name, p.Weakness)
 	}
 }
 
 func ruleEncryptionSecrets(_ *env, b *blueprints.Blueprint, out *emitter) {
 	enc := b.Spec.EncryptionAtRest
-	if enc.Provider == v1alpha1.EncryptionNone {
+	if p, ok := blueprints.EncryptionProviderNamed(enc.Provider); ok && !p.Encrypts() {
 		return // nothing is encrypted at all; SP-ENC-001 says so
 	}
 	if !coversSecrets(enc.Resources) {

@@ -190,42 +190,45 @@ func liveEncryptionConfig(ctx context.Context, t Target, r *findings) (cfg *encr
 	return cfg, path
 }
 
-type providerStrength int
-
-const (
-	providerStrong providerStrength = iota
-	providerWarn
-	providerWeak
-)
-
-// judgeProvider names a provider entry and rates it: KMS v2 and secretbox
-// are strong; aesgcm (needs rotation every 200k writes) and KMS v1
-// (deprecated) warn; aescbc (padding oracle) and identity fail.
-func judgeProvider(p map[string]json.RawMessage) (string, providerStrength) {
-	for _, name := range []string{"kms", "secretbox", "aesgcm", "aescbc", "identity"} {
-		raw, ok := p[name]
+// judgeProvider names an encryption provider entry of a live
+// EncryptionConfiguration and finds it in the blueprints table, which rates
+// it (strong passes, fair warns, weaker fails). An entry the table does not
+// know counts as plaintext.
+func judgeProvider(p map[string]json.RawMessage) (string, blueprints.EncryptionProvider) {
+	for _, e := range blueprints.EncryptionProviders() { // strongest first
+		key, _, _ := strings.Cut(e.Config, " ")
+		raw, ok := p[key]
 		if !ok {
 			continue
 		}
-		switch name {
-		case "kms":
-			var k struct {
-				APIVersion string `json:"apiVersion"`
-				Name       string `json:"name"`
-			}
-			_ = json.Unmarshal(raw, &k)
-			if k.APIVersion == "v2" {
-				return "kms v2 (" + k.Name + ")", providerStrong
-			}
-			return "kms v1 (" + k.Name + ")", providerWarn
-		case "secretbox":
-			return name, providerStrong
-		case "aesgcm":
-			return name, providerWarn
+		if key != "kms" {
+			return key, e
 		}
-		return name, providerWeak
+		var k struct {
+			APIVersion string `json:"apiVersion"`
+			Name       string `json:"name"`
+		}
+		_ = json.Unmarshal(raw, &k)
+		version := "v1"
+		if k.APIVersion == "v2" {
+			version = "v2"
+		}
+		e, _ = blueprints.EncryptionProviderConfigured(key + " " + version)
+		return key + " " + version + " (" + k.Name + ")", e
 	}
-	return "unknown provider", providerWeak
+	return "unknown provider", blueprints.EncryptionProvider{}
+}
+
+// strongEncryption names the strong providers as a live
+// EncryptionConfiguration does ("kms v2 or secretbox").
+func strongEncryption() string {
+	var out []string
+	for _, e := range blueprints.EncryptionProviders() {
+		if e.Strength == blueprints.EncryptionStrong {
+			out = append(out, e.Config)
+		}
+	}
+	return strings.Join(out, " or ")
 }
 
 // checkEncryptionProvider judges the write (first) provider of every
@@ -245,20 +248,20 @@ func checkEncryptionProvider(ctx context.Context, t Target) Outcome {
 	var names []string
 	for i, res := range cfg.Resources {
 		field := fmt.Sprintf("resources[%d].providers[0] (%s)", i, strings.Join(res.Resources, ","))
-		ev := Evidence{Object: path, Field: field, Want: "kms v2 or secretbox"}
+		ev := Evidence{Object: path, Field: field, Want: strongEncryption()}
 		if len(res.Providers) == 0 {
 			ev.Got = "no provider"
 			r.fail(ev, field+" has no provider")
 			continue
 		}
-		name, strength := judgeProvider(res.Providers[0])
+		name, provider := judgeProvider(res.Providers[0])
 		ev.Got = name
 		names = append(names, name)
-		switch strength {
-		case providerStrong:
+		switch provider.Strength {
+		case blueprints.EncryptionStrong:
 			r.ok(ev)
-		case providerWarn:
-			r.warn(ev, strings.Join(res.Resources, ",")+" are written with "+name+"; move to kms v2 or secretbox")
+		case blueprints.EncryptionFair:
+			r.warn(ev, strings.Join(res.Resources, ",")+" are written with "+name+"; move to "+strongEncryption())
 		default:
 			r.fail(ev, strings.Join(res.Resources, ",")+" are written with "+name)
 		}
@@ -336,9 +339,9 @@ func checkEncryptedResources(ctx context.Context, t Target) Outcome {
 			if len(e.Providers) > 0 {
 				// Any real cipher covers the resource here; how strong it
 				// is, is SP-ENC-002's verdict.
-				name, _ := judgeProvider(e.Providers[0])
+				name, provider := judgeProvider(e.Providers[0])
 				ev.Got = "listed, written with " + name
-				if name != "identity" && name != "unknown provider" {
+				if provider.Encrypts() {
 					r.ok(ev)
 					covered = append(covered, res)
 				} else {

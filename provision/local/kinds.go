@@ -568,7 +568,6 @@ func processKind() provider.TypedKind[processIn, processOut] {
 // WriteConfigForBenchmark renders a cluster's config files exactly as the
 // Config resource does, for benchmarks that start components by hand.
 func WriteConfigForBenchmark(dir string, spec v1alpha1.Spec) error {
-	enc, _ := EffectiveEncryption(spec)
 	audit, err := hardening.AuditPolicy(spec)
 	if err != nil {
 		return err
@@ -577,7 +576,7 @@ func WriteConfigForBenchmark(dir string, spec v1alpha1.Spec) error {
 	if err != nil {
 		return err
 	}
-	_, err = writeConfig(configIn{Dir: dir, EncryptionProvider: enc, EncryptedResources: spec.EncryptionAtRest.Resources,
+	_, err = writeConfig(configIn{Dir: dir, EncryptionProvider: spec.EncryptionAtRest.Provider, EncryptedResources: spec.EncryptionAtRest.Resources,
 		AuditPolicy: string(audit), AdmissionConfig: string(adm)})
 	return err
 }
