@@ -31,9 +31,9 @@ import (
 	"secprov.dev/secprov/vault"
 )
 
-// Registry is every resource kind secprov's provider plugin serves.
+// Registry is every resource type secprov's resource plugin serves.
 func Registry() (*provider.Registry, error) {
-	return provider.NewRegistry(append(local.Kinds(), vaultres.Kinds()...)...)
+	return provider.NewRegistry(append(local.ResourceTypes(), vaultres.ResourceTypes()...)...)
 }
 
 // Provider creates clusters of one provider type.

@@ -172,8 +172,8 @@ func runBootstrap(ctx context.Context, in, old bootstrapIn) (bootstrapOut, error
 	return bootstrapOut{Applied: refs}, nil
 }
 
-func bootstrapKind() provider.TypedKind[bootstrapIn, bootstrapOut] {
-	return provider.TypedKind[bootstrapIn, bootstrapOut]{
+func bootstrapResourceType() provider.TypedResourceType[bootstrapIn, bootstrapOut] {
+	return provider.TypedResourceType[bootstrapIn, bootstrapOut]{
 		Token: BootstrapType,
 		Create: func(ctx context.Context, req provider.TypedRequest[bootstrapIn, bootstrapOut]) (string, bootstrapOut, error) {
 			out, err := runBootstrap(ctx, req.Inputs, bootstrapIn{})

@@ -37,14 +37,15 @@ const (
 	BootstrapType = "secprov:local:Bootstrap"
 )
 
-// Kinds are the resource kinds the local provider serves.
-func Kinds() []provider.Kind {
-	return []provider.Kind{
-		clusterKind().Kind(),
-		pkiKind().Kind(),
-		configKind().Kind(),
-		processKind().Kind(),
-		bootstrapKind().Kind(),
+// ResourceTypes are the resource types the local cluster provider serves
+// through secprov's resource plugin.
+func ResourceTypes() []provider.ResourceType {
+	return []provider.ResourceType{
+		clusterResourceType().ResourceType(),
+		pkiResourceType().ResourceType(),
+		configResourceType().ResourceType(),
+		processResourceType().ResourceType(),
+		bootstrapResourceType().ResourceType(),
 	}
 }
 
@@ -67,7 +68,7 @@ type clusterOut struct {
 
 func apiServerURL(port int) string { return fmt.Sprintf("https://%s:%d", hardening.Loopback, port) }
 
-func clusterKind() provider.TypedKind[clusterIn, clusterOut] {
+func clusterResourceType() provider.TypedResourceType[clusterIn, clusterOut] {
 	write := func(in clusterIn) (clusterOut, error) {
 		l := NewLayout(in.Dir)
 		for _, d := range []string{l.Dir, l.PKIDir(), l.ConfigDir(), l.LogDir(), l.RunDir()} {
@@ -82,7 +83,7 @@ func clusterKind() provider.TypedKind[clusterIn, clusterOut] {
 		}
 		return clusterOut{Dir: in.Dir, APIServerURL: m.APIServerURL}, nil
 	}
-	return provider.TypedKind[clusterIn, clusterOut]{
+	return provider.TypedResourceType[clusterIn, clusterOut]{
 		Token:               ClusterType,
 		DeleteBeforeReplace: true,
 		Check: func(_ context.Context, in *clusterIn) []provider.Failure {
@@ -201,8 +202,8 @@ func ensurePKI(in pkiIn) (pkiOut, error) {
 	return out, nil
 }
 
-func pkiKind() provider.TypedKind[pkiIn, pkiOut] {
-	return provider.TypedKind[pkiIn, pkiOut]{
+func pkiResourceType() provider.TypedResourceType[pkiIn, pkiOut] {
+	return provider.TypedResourceType[pkiIn, pkiOut]{
 		Token: PKIType,
 		Create: func(_ context.Context, req provider.TypedRequest[pkiIn, pkiOut]) (string, pkiOut, error) {
 			out, err := ensurePKI(req.Inputs)
@@ -390,8 +391,8 @@ func writeConfig(in configIn) (configOut, error) {
 	return out, nil
 }
 
-func configKind() provider.TypedKind[configIn, configOut] {
-	return provider.TypedKind[configIn, configOut]{
+func configResourceType() provider.TypedResourceType[configIn, configOut] {
+	return provider.TypedResourceType[configIn, configOut]{
 		Token: ConfigType,
 		Create: func(_ context.Context, req provider.TypedRequest[configIn, configOut]) (string, configOut, error) {
 			out, err := writeConfig(req.Inputs)
@@ -530,9 +531,9 @@ func readyProbe(r readiness) (proc.Probe, error) {
 	return proc.HTTPSReady(r.URL, cfg), nil
 }
 
-func processKind() provider.TypedKind[processIn, processOut] {
+func processResourceType() provider.TypedResourceType[processIn, processOut] {
 	alive := func(in processIn) bool { return proc.Alive(NewLayout(in.Dir).PidFile(in.Component)) }
-	return provider.TypedKind[processIn, processOut]{
+	return provider.TypedResourceType[processIn, processOut]{
 		Token:               ProcessType,
 		DeleteBeforeReplace: true, // same ports
 		Check: func(_ context.Context, in *processIn) []provider.Failure {
