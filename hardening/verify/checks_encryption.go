@@ -22,12 +22,12 @@ import (
 
 // encryptionChecks prove encryption at rest on the raw etcd values
 // (SP-ENC-001..003). The split: ENC-001 proves new secrets are written
-// encrypted with the provider the cluster is meant to use (a canary);
-// ENC-002 judges the write provider of every entry of the live
-// EncryptionConfiguration; ENC-003 proves secrets and every resource the
-// blueprint lists are covered, and that every object already stored under
-// them is encrypted, which catches data written before encryption was
-// turned on and never rewritten.
+// encrypted with the encryption provider the cluster is meant to use (a
+// canary); ENC-002 judges the write (first) encryption provider of every entry
+// of the live EncryptionConfiguration; ENC-003 proves secrets and every
+// resource the blueprint lists are covered, and that every object already
+// stored under them is encrypted, which catches data written before encryption
+// was turned on and never rewritten.
 func encryptionChecks() []Check {
 	return []Check{
 		{ID: blueprints.EncryptionAtRestOn, Exclusive: true, Run: checkEncryptionCanary},
@@ -95,8 +95,8 @@ func deleteSecret(ctx context.Context, cs kubernetes.Interface, ns, name string)
 }
 
 // checkEncryptionCanary writes a secret with a random value and reads its
-// raw etcd value back: it must carry the effective provider's prefix and
-// must not contain the value.
+// raw etcd value back: it must carry the prefix of the encryption provider
+// the cluster reports and must not contain the value.
 func checkEncryptionCanary(ctx context.Context, t Target) Outcome {
 	var r findings
 	info := t.Info()
@@ -190,11 +190,11 @@ func liveEncryptionConfig(ctx context.Context, t Target, r *findings) (cfg *encr
 	return cfg, path
 }
 
-// judgeProvider names an encryption provider entry of a live
+// judgeEncryptionProvider names an encryption provider entry of a live
 // EncryptionConfiguration and finds it in the blueprints table, which rates
 // it (strong passes, fair warns, weaker fails). An entry the table does not
 // know counts as plaintext.
-func judgeProvider(p map[string]json.RawMessage) (string, blueprints.EncryptionProvider) {
+func judgeEncryptionProvider(p map[string]json.RawMessage) (string, blueprints.EncryptionProvider) {
 	for _, e := range blueprints.EncryptionProviders() { // strongest first
 		key, _, _ := strings.Cut(e.Config, " ")
 		raw, ok := p[key]
@@ -219,7 +219,7 @@ func judgeProvider(p map[string]json.RawMessage) (string, blueprints.EncryptionP
 	return "unknown provider", blueprints.EncryptionProvider{}
 }
 
-// strongEncryption names the strong providers as a live
+// strongEncryption names the strong encryption providers as a live
 // EncryptionConfiguration does ("kms v2 or secretbox").
 func strongEncryption() string {
 	var out []string
@@ -231,8 +231,8 @@ func strongEncryption() string {
 	return strings.Join(out, " or ")
 }
 
-// checkEncryptionProvider judges the write (first) provider of every
-// resource entry of the live EncryptionConfiguration.
+// checkEncryptionProvider judges the write (first) encryption provider of
+// every resource entry of the live EncryptionConfiguration.
 func checkEncryptionProvider(ctx context.Context, t Target) Outcome {
 	var r findings
 	cfg, path := liveEncryptionConfig(ctx, t, &r)
@@ -254,10 +254,10 @@ func checkEncryptionProvider(ctx context.Context, t Target) Outcome {
 			r.fail(ev, field+" has no provider")
 			continue
 		}
-		name, provider := judgeProvider(res.Providers[0])
+		name, enc := judgeEncryptionProvider(res.Providers[0])
 		ev.Got = name
 		names = append(names, name)
-		switch provider.Strength {
+		switch enc.Strength {
 		case blueprints.EncryptionStrong:
 			r.ok(ev)
 		case blueprints.EncryptionFair:
@@ -310,7 +310,8 @@ func etcdPath(prefix, resource string) (string, bool) {
 
 // checkEncryptedResources: secrets and every resource the blueprint lists
 // have a non-identity write provider, and every object stored under them
-// carries an encryption prefix (the effective provider's, else warn).
+// carries an encryption prefix (the reported encryption provider's, else
+// warn).
 func checkEncryptedResources(ctx context.Context, t Target) Outcome {
 	var r findings
 	info := t.Info()
@@ -339,9 +340,9 @@ func checkEncryptedResources(ctx context.Context, t Target) Outcome {
 			if len(e.Providers) > 0 {
 				// Any real cipher covers the resource here; how strong it
 				// is, is SP-ENC-002's verdict.
-				name, provider := judgeProvider(e.Providers[0])
+				name, enc := judgeEncryptionProvider(e.Providers[0])
 				ev.Got = "listed, written with " + name
-				if provider.Encrypts() {
+				if enc.Encrypts() {
 					r.ok(ev)
 					covered = append(covered, res)
 				} else {

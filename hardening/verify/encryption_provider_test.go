@@ -7,9 +7,9 @@ import (
 	"secprov.dev/secprov/blueprints"
 )
 
-// TestJudgeProvider: live EncryptionConfiguration entries are named and
-// rated by the blueprints table as they were before it existed.
-func TestJudgeProvider(t *testing.T) {
+// TestJudgeEncryptionProvider: live EncryptionConfiguration entries are
+// named and rated by the blueprints table as they were before it existed.
+func TestJudgeEncryptionProvider(t *testing.T) {
 	for _, tt := range []struct {
 		entry    string
 		name     string
@@ -29,7 +29,7 @@ func TestJudgeProvider(t *testing.T) {
 		if err := json.Unmarshal([]byte(tt.entry), &entry); err != nil {
 			t.Fatal(err)
 		}
-		name, p := judgeProvider(entry)
+		name, p := judgeEncryptionProvider(entry)
 		if name != tt.name || p.Strength != tt.strength || p.Encrypts() != tt.encrypts {
 			t.Errorf("%s: %q %+v, want %q strength %d encrypts %v", tt.entry, name, p, tt.name, tt.strength, tt.encrypts)
 		}
