@@ -29,9 +29,11 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/local"
 	"secprov.dev/secprov/provision/local/localtest"
 	"secprov.dev/secprov/provision/local/pki"
+	"secprov.dev/secprov/provision/paths"
 	"secprov.dev/secprov/provision/proc"
 	"secprov.dev/secprov/provision/vaultserver"
 	"secprov.dev/secprov/vault"
@@ -52,9 +54,9 @@ func adminClient(t *testing.T, kubeconfig string) (kubernetes.Interface, *rest.C
 	return cs, cfg
 }
 
-func readMeta(t *testing.T, dir string) *local.Meta {
+func readMeta(t *testing.T, dir string) *cluster.Record {
 	t.Helper()
-	m, err := local.NewLayout(dir).ReadMeta()
+	m, err := cluster.ReadRecord(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +65,7 @@ func readMeta(t *testing.T, dir string) *local.Meta {
 
 func etcdGet(t *testing.T, dir, key string) []byte {
 	t.Helper()
-	b := pki.Paths(local.NewLayout(dir).PKIDir())
+	b := pki.Paths(paths.NewLayout(dir).PKIDir())
 	cert, err := tls.LoadX509KeyPair(b.APIServerEtcdClientCert, b.APIServerEtcdClientKey)
 	if err != nil {
 		t.Fatal(err)
@@ -132,8 +134,8 @@ func TestLocalProdAndTest(t *testing.T) {
 	}
 	prodDir, testDir := h.clusterDir("shop-prod"), h.clusterDir("shop-test")
 	prodMeta, testMeta := readMeta(t, prodDir), readMeta(t, testDir)
-	prodPKI, testPKI := pki.Paths(local.NewLayout(prodDir).PKIDir()), pki.Paths(local.NewLayout(testDir).PKIDir())
-	cs, _ := adminClient(t, local.NewLayout(prodDir).AdminKubeconfig())
+	prodPKI, testPKI := pki.Paths(paths.NewLayout(prodDir).PKIDir()), pki.Paths(paths.NewLayout(testDir).PKIDir())
+	cs, _ := adminClient(t, paths.NewLayout(prodDir).AdminKubeconfig())
 	ctx := context.Background()
 
 	t.Run("separate clusters", func(t *testing.T) {
@@ -158,8 +160,8 @@ func TestLocalProdAndTest(t *testing.T) {
 		if prodMeta.Vault.KMSSocket == testMeta.Vault.KMSSocket {
 			t.Errorf("prod and test share a KMS plugin socket %s", prodMeta.Vault.KMSSocket)
 		}
-		ta, _ := os.ReadFile(local.NewLayout(prodDir).KMSToken())
-		tb, _ := os.ReadFile(local.NewLayout(testDir).KMSToken())
+		ta, _ := os.ReadFile(paths.NewLayout(prodDir).KMSToken())
+		tb, _ := os.ReadFile(paths.NewLayout(testDir).KMSToken())
 		if len(ta) == 0 || string(ta) == string(tb) {
 			t.Error("prod and test share a KMS token (or have none)")
 		}
@@ -214,7 +216,7 @@ func TestLocalProdAndTest(t *testing.T) {
 			t.Errorf("canary after rotation: %v %q", err, s.Data["password"])
 		}
 		// The other environment's key did not move.
-		tcs, _ := adminClient(t, local.NewLayout(testDir).AdminKubeconfig())
+		tcs, _ := adminClient(t, paths.NewLayout(testDir).AdminKubeconfig())
 		if _, err := tcs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "e2e-test-canary"}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -228,7 +230,7 @@ func TestLocalProdAndTest(t *testing.T) {
 		if !apierrors.IsNotFound(err) {
 			t.Fatalf("canary get: %v", err)
 		}
-		logPath := local.NewLayout(prodDir).AuditLog()
+		logPath := paths.NewLayout(prodDir).AuditLog()
 		var data []byte
 		deadline := time.Now().Add(15 * time.Second)
 		for time.Now().Before(deadline) {
@@ -347,7 +349,7 @@ func TestLocalProdAndTest(t *testing.T) {
 	})
 
 	t.Run("dead component restarted with its data", func(t *testing.T) {
-		l := local.NewLayout(testDir)
+		l := paths.NewLayout(testDir)
 		if err := proc.Stop(ctx, l.PidFile(local.APIServer), 5*time.Second); err != nil {
 			t.Fatal(err)
 		}
@@ -404,7 +406,7 @@ func TestLocalProdAndTest(t *testing.T) {
 		var pids []int
 		for _, d := range []string{prodDir, testDir} {
 			for _, c := range append([]string{local.KMSPlugin}, local.Components...) {
-				if rec, err := proc.ReadPidFile(local.NewLayout(d).PidFile(c)); err == nil {
+				if rec, err := proc.ReadPidFile(paths.NewLayout(d).PidFile(c)); err == nil {
 					pids = append(pids, rec.Pid)
 				}
 			}
@@ -521,7 +523,7 @@ func TestKilledUpConverges(t *testing.T) {
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
-	etcdPid := local.NewLayout(h.clusterDir("shop-test")).PidFile(local.Etcd)
+	etcdPid := paths.NewLayout(h.clusterDir("shop-test")).PidFile(local.Etcd)
 	deadline := time.Now().Add(3 * time.Minute)
 	for !proc.Alive(etcdPid) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)

@@ -16,6 +16,7 @@ import (
 	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/provision/local"
 	"secprov.dev/secprov/provision/local/localtest"
+	"secprov.dev/secprov/provision/paths"
 	"secprov.dev/secprov/provision/proc"
 	"secprov.dev/secprov/provision/vaultserver"
 	"secprov.dev/secprov/vault"
@@ -104,13 +105,13 @@ func TestExternalVault(t *testing.T) {
 	})
 
 	dir := h.clusterDir(bps[0].Name())
-	cs, _ := adminClient(t, local.NewLayout(dir).AdminKubeconfig())
+	cs, _ := adminClient(t, paths.NewLayout(dir).AdminKubeconfig())
 	if _, err := cs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "before-outage"},
 		StringData: map[string]string{"v": "kept"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	apiPid := func() int {
-		rec, err := proc.ReadPidFile(local.NewLayout(dir).PidFile(local.APIServer))
+		rec, err := proc.ReadPidFile(paths.NewLayout(dir).PidFile(local.APIServer))
 		if err != nil {
 			t.Fatal(err)
 		}

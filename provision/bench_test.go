@@ -19,16 +19,18 @@ import (
 
 	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/provision"
+	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/engine/enginetest"
 	"secprov.dev/secprov/provision/local"
 	"secprov.dev/secprov/provision/local/localtest"
 	"secprov.dev/secprov/provision/local/pki"
 	"secprov.dev/secprov/provision/paths"
 	"secprov.dev/secprov/provision/proc"
+	"secprov.dev/secprov/provision/providers"
 )
 
 func TestMain(m *testing.M) {
-	reg, err := provision.Registry()
+	reg, err := provision.PluginRegistry(providers.Registry())
 	if err != nil {
 		panic(err)
 	}
@@ -66,10 +68,10 @@ func noVault(bps []*blueprints.Blueprint) []*blueprints.Blueprint {
 // upOnce brings bps up in a fresh state dir (its own local Vault, started
 // by up when a blueprint needs it) and returns how long up took (teardown
 // not included).
-func upOnce(b *testing.B, bins local.Binaries, bps []*blueprints.Blueprint) time.Duration {
+func upOnce(b *testing.B, bins cluster.Binaries, bps []*blueprints.Blueprint) time.Duration {
 	ctx := context.Background()
 	eng, stateDir := enginetest.NewEngine(b, nil)
-	p := provision.New(provision.Config{StateDir: stateDir, Engine: eng, LocalBinaries: bins, VaultBinary: localtest.VaultBinary(b)})
+	p := provision.New(provision.Config{StateDir: stateDir, Engine: eng, Providers: providers.Registry(), Binaries: bins, VaultBinary: localtest.VaultBinary(b)})
 	start := time.Now()
 	for _, r := range p.Up(ctx, bps, nil) {
 		if r.Err != nil {
@@ -106,14 +108,14 @@ func timed(b *testing.B, f func() time.Duration) {
 // transit key, KMS token and plugin, etcd, API server, controller manager,
 // scheduler, bootstrap objects, KV mount, Kubernetes auth and roles.
 func BenchmarkUpOne(b *testing.B) {
-	bins, bps := localtest.Binaries(b), examples(b, "test.yaml")
+	bins, bps := localtest.Toolchain(b), examples(b, "test.yaml")
 	timed(b, func() time.Duration { return upOnce(b, bins, bps) })
 }
 
 // BenchmarkUpOneNoVault is the same cluster without Vault (secretbox, no
 // workload secrets): UpOne minus this is what up spends on Vault.
 func BenchmarkUpOneNoVault(b *testing.B) {
-	bins, bps := localtest.Binaries(b), noVault(examples(b, "test.yaml"))
+	bins, bps := localtest.Toolchain(b), noVault(examples(b, "test.yaml"))
 	timed(b, func() time.Duration { return upOnce(b, bins, bps) })
 }
 
@@ -123,10 +125,10 @@ func BenchmarkUpOneNoVault(b *testing.B) {
 // KMS v2 wraps one data key per API server (not per write) with Vault, so
 // writes should cost about the same.
 func BenchmarkSecretCreate(b *testing.B) {
-	bins := localtest.Binaries(b)
+	bins := localtest.Toolchain(b)
 	ctx := context.Background()
 	eng, stateDir := enginetest.NewEngine(b, nil)
-	p := provision.New(provision.Config{StateDir: stateDir, Engine: eng, LocalBinaries: bins, VaultBinary: localtest.VaultBinary(b)})
+	p := provision.New(provision.Config{StateDir: stateDir, Engine: eng, Providers: providers.Registry(), Binaries: bins, VaultBinary: localtest.VaultBinary(b)})
 	bp := examples(b, "test.yaml")[0]
 	b.Cleanup(func() { p.Down(context.Background(), []string{bp.Name()}, nil) })
 	for _, prov := range []string{v1alpha1.EncryptionSecretbox, v1alpha1.EncryptionVaultKMS} {
@@ -136,7 +138,7 @@ func BenchmarkSecretCreate(b *testing.B) {
 				b.Fatal(r.Err)
 			}
 		}
-		t, err := provision.Target(stateDir, bp.Name())
+		t, err := provision.Target(providers.Registry(), stateDir, bp.Name())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -183,7 +185,7 @@ func BenchmarkSecretCreate(b *testing.B) {
 
 // BenchmarkUpProdTest brings prod and test up together.
 func BenchmarkUpProdTest(b *testing.B) {
-	bins, bps := localtest.Binaries(b), examples(b, "prod.yaml", "test.yaml")
+	bins, bps := localtest.Toolchain(b), examples(b, "prod.yaml", "test.yaml")
 	timed(b, func() time.Duration { return upOnce(b, bins, bps) })
 }
 
@@ -191,10 +193,10 @@ func BenchmarkUpProdTest(b *testing.B) {
 // so both see the same machine load, and reports their ratio. Both are the
 // Vault-less variant: the floor is the bare control plane.
 func BenchmarkUpVsFloor(b *testing.B) {
-	bins, bps := localtest.Binaries(b), noVault(examples(b, "test.yaml"))
+	bins, bps := localtest.Toolchain(b), noVault(examples(b, "test.yaml"))
 	var up, floor time.Duration
 	for b.Loop() {
-		floor += floorOnce(b, bins, bps[0])
+		floor += floorOnce(b, localtest.Binaries(b), bps[0])
 		up += upOnce(b, bins, bps)
 	}
 	b.ReportMetric(up.Seconds()/float64(b.N), "up-s/op")
@@ -216,7 +218,7 @@ func floorOnce(b *testing.B, bins local.Binaries, bp *blueprints.Blueprint) time
 	ctx := context.Background()
 	dir := filepath.Join(b.TempDir(), "c")
 	c := &local.Cluster{Blueprint: bp.Blueprint, Dir: dir, Binaries: bins}
-	l := local.NewLayout(dir)
+	l := paths.NewLayout(dir)
 	for _, d := range []string{dir, l.ConfigDir(), l.LogDir(), l.RunDir()} {
 		if err := paths.EnsurePrivateDir(d); err != nil {
 			b.Fatal(err)

@@ -9,11 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -22,39 +20,29 @@ import (
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/hardening/verify"
+	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/engine"
 	"secprov.dev/secprov/provision/engine/provider"
-	"secprov.dev/secprov/provision/local"
 	"secprov.dev/secprov/provision/paths"
 	"secprov.dev/secprov/provision/vaultres"
 	"secprov.dev/secprov/provision/vaultserver"
 	"secprov.dev/secprov/vault"
 )
 
-// Registry is every resource type secprov's resource plugin serves.
-func Registry() (*provider.Registry, error) {
-	return provider.NewRegistry(append(local.ResourceTypes(), vaultres.ResourceTypes()...)...)
-}
-
-// Provider creates clusters of one provider type.
-type Provider interface {
-	Name() string
-	// Program declares a cluster's resources; va is how it reaches its
-	// Vault (nil when the blueprint uses none).
-	Program(bp *blueprints.Blueprint, va *vault.Access) (pulumi.RunFunc, error)
-	// Target opens a live cluster for verify.
-	Target(cluster string) (verify.Target, error)
-	// Notes are things the user should know about how the provider realises
-	// a blueprint (e.g. a fallback), printed before `up`.
-	Notes(bp *blueprints.Blueprint) []string
+// PluginRegistry is every resource type secprov's resource plugin serves:
+// the cluster providers' and the Vault objects'.
+func PluginRegistry(providers *cluster.Registry) (*provider.Registry, error) {
+	return provider.NewRegistry(append(providers.ResourceTypes(), vaultres.ResourceTypes()...)...)
 }
 
 // Config configures a Provisioner.
 type Config struct {
 	StateDir string
 	Engine   *engine.Engine
-	// Binaries of the control plane for the local provider.
-	LocalBinaries local.Binaries
+	// Providers are the cluster providers (providers.Registry()).
+	Providers *cluster.Registry
+	// Binaries of the toolchain by name, for the providers' programs.
+	Binaries cluster.Binaries
 	// VaultBinary runs the local Vault for blueprints without
 	// spec.vault.address; empty when none is needed.
 	VaultBinary string
@@ -66,8 +54,7 @@ type Config struct {
 
 // Provisioner runs plan/up/down/status over a set of blueprints.
 type Provisioner struct {
-	cfg       Config
-	providers map[string]Provider
+	cfg Config
 
 	vaultMu     sync.Mutex
 	localAccess *vault.Access // the local Vault, once ensured in this run
@@ -78,16 +65,16 @@ func New(cfg Config) *Provisioner {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	p := &Provisioner{cfg: cfg}
-	p.providers = map[string]Provider{v1alpha1.ProviderLocal: &localProvider{p: p}}
-	return p
+	if cfg.Providers == nil {
+		cfg.Providers = cluster.NewRegistry()
+	}
+	return &Provisioner{cfg: cfg}
 }
 
-func (p *Provisioner) provider(bp *blueprints.Blueprint) (Provider, error) {
-	prov, ok := p.providers[bp.Spec.Provider.Type]
-	if !ok {
-		return nil, fmt.Errorf("%s: provider %q is not available in this version of secprov (available: %s); set spec.provider.type: local",
-			bp.Name(), bp.Spec.Provider.Type, v1alpha1.ProviderLocal)
+func (p *Provisioner) provider(bp *blueprints.Blueprint) (cluster.Provider, error) {
+	prov, err := p.cfg.Providers.Get(bp.Spec.Provider.Type)
+	if err != nil {
+		return nil, fmt.Errorf("%s: spec.provider.type: %w", bp.Name(), err)
 	}
 	return prov, nil
 }
@@ -163,25 +150,27 @@ func (p *Provisioner) Down(ctx context.Context, names []string, onEvent func(Clu
 	}
 	var wg sync.WaitGroup
 	for i, name := range names {
+		dir, err := paths.ClusterDir(p.cfg.StateDir, name)
+		if err != nil {
+			out[i] = ClusterResult{Cluster: name, Err: err}
+			continue
+		}
 		wg.Go(func() {
 			res, err := p.cfg.Engine.Destroy(ctx, name, engine.Options{OnEvent: clusterEvents(name, onEvent)})
 			if err == nil {
 				err = p.cfg.Engine.RemoveStack(ctx, name, false)
 			}
 			if errors.Is(err, engine.ErrNoStack) {
-				if _, statErr := os.Stat(p.clusterDir(name)); statErr != nil {
+				if _, statErr := os.Stat(dir); statErr != nil {
 					out[i] = ClusterResult{Cluster: name, Err: fmt.Errorf("%w %q: see secprov status", ErrUnknownCluster, name)}
 					return
 				}
 				err = nil // state lost, directory left: clean it up below
 			}
 			if err == nil {
-				// The Cluster resource removes its directory; this catches a
-				// directory whose stack was lost.
-				err = local.StopAll(ctx, local.NewLayout(p.clusterDir(name)))
-				if err == nil {
-					err = os.RemoveAll(p.clusterDir(name))
-				}
+				// The engine removed the directory with the cluster; this
+				// catches one whose stack was lost.
+				err = p.cleanup(ctx, dir)
 			}
 			out[i] = ClusterResult{Cluster: name, Result: res, Err: err}
 		})
@@ -216,7 +205,39 @@ func (p *Provisioner) program(ctx context.Context, bp *blueprints.Blueprint) (pu
 	if err != nil {
 		return nil, err
 	}
-	return prov.Program(bp, va)
+	dir, err := paths.ClusterDir(p.cfg.StateDir, bp.Name())
+	if err != nil {
+		return nil, err
+	}
+	spec := &cluster.Spec{Blueprint: bp, Dir: dir, Vault: va, Binaries: p.cfg.Binaries}
+	if tw := p.cfg.Tweak; tw != nil {
+		name := bp.Name()
+		spec.Tweak = func(component string, flags hardening.Flags) hardening.Flags { return tw(name, component, flags) }
+	}
+	return prov.Program(spec)
+}
+
+// cleanup stops what is left of a cluster whose state is gone and removes
+// its directory. The record names the provider; a directory without a
+// readable one is handed to every provider, each of which stops only
+// what is its own.
+func (p *Provisioner) cleanup(ctx context.Context, dir string) error {
+	provs := p.cfg.Providers.All()
+	if rec, err := cluster.ReadRecord(dir); err == nil {
+		prov, err := p.cfg.Providers.Get(rec.ProviderType())
+		if err != nil {
+			return fmt.Errorf("cluster %s: %w", rec.Name, err)
+		}
+		provs = []cluster.Provider{prov}
+	}
+	var errs []error
+	for _, prov := range provs {
+		errs = append(errs, prov.Cleanup(ctx, dir))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return os.RemoveAll(dir)
 }
 
 // NeedsVault says whether a blueprint uses Vault: for the KMS key or for
@@ -283,75 +304,109 @@ func (p *Provisioner) stopIdleVault(ctx context.Context) {
 func (p *Provisioner) Notes(bps []*blueprints.Blueprint) map[string][]string {
 	out := map[string][]string{}
 	for _, bp := range bps {
+		var notes []string
 		if prov, err := p.provider(bp); err == nil {
-			if n := prov.Notes(bp); len(n) > 0 {
-				out[bp.Name()] = n
-			}
+			notes = prov.Notes(bp)
+		}
+		if NeedsVault(bp.Spec) && bp.Spec.Vault.Address == "" {
+			notes = append(notes, "Vault: the local Vault secprov runs on loopback (a local-only convenience; its unseal key and root token are kept 0600 in "+
+				vaultserver.DirIn(p.cfg.StateDir)+"; set spec.vault.address to use your own)")
+		}
+		if len(notes) > 0 {
+			out[bp.Name()] = notes
 		}
 	}
 	return out
 }
 
-func (p *Provisioner) clusterDir(name string) string { return paths.ClusterDir(p.cfg.StateDir, name) }
-
 // Clusters lists the clusters that have a directory in the state dir.
+// Entries that are not cluster names (nothing secprov made) are left out,
+// so every name returned can be passed back to paths.ClusterDir.
 func Clusters(stateDir string) ([]string, error) {
-	ents, err := os.ReadDir(filepath.Join(stateDir, "clusters"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+	dirs, err := cluster.Dirs(stateDir)
+	out := make([]string, 0, len(dirs))
+	for _, d := range dirs {
+		out = append(out, filepath.Base(d))
 	}
+	return out, err
+}
+
+// Record reads the record of a cluster, with an error that says what to
+// do when there is none.
+func Record(stateDir, name string) (*cluster.Record, error) {
+	dir, err := paths.ClusterDir(stateDir, name)
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for _, e := range ents {
-		if e.IsDir() {
-			out = append(out, e.Name())
-		}
+	rec, err := cluster.ReadRecord(dir)
+	if errors.Is(err, cluster.ErrNoCluster) {
+		return nil, fmt.Errorf("no cluster %q in %s: run secprov up first, or pass the right --cluster (see secprov status)", name, stateDir)
 	}
-	sort.Strings(out)
+	return rec, err
+}
+
+// Target opens a recorded cluster for verify through the provider that
+// made it.
+func (p *Provisioner) Target(name string) (verify.Target, error) {
+	return Target(p.cfg.Providers, p.cfg.StateDir, name)
+}
+
+// Target opens a recorded cluster for verify through the provider that
+// made it, without an engine.
+func Target(providers *cluster.Registry, stateDir, name string) (verify.Target, error) {
+	rec, err := Record(stateDir, name)
+	if err != nil {
+		return nil, err
+	}
+	prov, err := providers.Get(rec.ProviderType())
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", name, err)
+	}
+	return prov.Open(rec, cluster.RecordPeers(stateDir))
+}
+
+// ClusterStatus is one cluster as status shows it.
+type ClusterStatus struct {
+	Name         string              `json:"name"`
+	Environment  string              `json:"environment"`
+	Provider     string              `json:"provider"`
+	APIServerURL string              `json:"apiServerURL"`
+	Kubeconfig   string              `json:"kubeconfig"`
+	Components   []cluster.Component `json:"components"`
+	Healthy      bool                `json:"healthy"`
+	Problem      string              `json:"problem,omitempty"`
+}
+
+// Status reports every cluster of the state root through its provider.
+func Status(ctx context.Context, providers *cluster.Registry, stateDir string) ([]ClusterStatus, error) {
+	dirs, err := cluster.Dirs(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	out := []ClusterStatus{}
+	for _, d := range dirs {
+		cs := ClusterStatus{Name: filepath.Base(d), Kubeconfig: paths.NewLayout(d).AdminKubeconfig(), Healthy: true, Components: []cluster.Component{}}
+		rec, err := cluster.ReadRecord(d)
+		if err == nil {
+			cs.Environment, cs.Provider, cs.APIServerURL, cs.Kubeconfig = rec.Environment, rec.ProviderType(), rec.APIServerURL, rec.Kubeconfig
+		}
+		var prov cluster.Provider
+		if err == nil {
+			prov, err = providers.Get(rec.ProviderType())
+		}
+		if err != nil {
+			cs.Healthy, cs.Problem = false, err.Error()
+			out = append(out, cs)
+			continue
+		}
+		for _, c := range prov.Status(ctx, rec) {
+			cs.Components = append(cs.Components, c)
+			if !c.Running {
+				cs.Healthy = false
+				cs.Problem = "not every component runs: secprov up restarts them"
+			}
+		}
+		out = append(out, cs)
+	}
 	return out, nil
-}
-
-// Target opens a live cluster for verify.
-func Target(stateDir, cluster string) (verify.Target, error) {
-	dirs := func() ([]string, error) {
-		names, err := Clusters(stateDir)
-		var out []string
-		for _, n := range names {
-			out = append(out, paths.ClusterDir(stateDir, n))
-		}
-		return out, err
-	}
-	t, err := local.NewTarget(paths.ClusterDir(stateDir, cluster), dirs)
-	if errors.Is(err, local.ErrNoCluster) {
-		return nil, fmt.Errorf("no cluster %q in %s: run secprov up first, or pass the right --cluster (see secprov status)", cluster, stateDir)
-	}
-	return t, err
-}
-
-type localProvider struct{ p *Provisioner }
-
-func (l *localProvider) Name() string { return v1alpha1.ProviderLocal }
-
-func (l *localProvider) Program(bp *blueprints.Blueprint, va *vault.Access) (pulumi.RunFunc, error) {
-	c := &local.Cluster{Blueprint: bp.Blueprint, Dir: l.p.clusterDir(bp.Name()), Binaries: l.p.cfg.LocalBinaries, Vault: va}
-	if tw := l.p.cfg.Tweak; tw != nil {
-		name := bp.Name()
-		c.Tweak = func(component string, flags hardening.Flags) hardening.Flags { return tw(name, component, flags) }
-	}
-	return c.Program()
-}
-
-func (l *localProvider) Target(cluster string) (verify.Target, error) {
-	return Target(l.p.cfg.StateDir, cluster)
-}
-
-func (l *localProvider) Notes(bp *blueprints.Blueprint) []string {
-	var out []string
-	if NeedsVault(bp.Spec) && bp.Spec.Vault.Address == "" {
-		out = append(out, "Vault: the local Vault secprov runs on loopback (a local-only convenience; its unseal key and root token are kept 0600 in "+
-			vaultserver.DirIn(l.p.cfg.StateDir)+"; set spec.vault.address to use your own)")
-	}
-	return out
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"secprov.dev/secprov/blueprints"
 )
@@ -26,7 +27,7 @@ func WriteMarkdown(w io.Writer, r *Report, opts WriteOptions) error {
 	fmt.Fprintf(bw, "## %s\n\n", markdownVerdict(r, opts.FailOn))
 	fmt.Fprintf(bw, "Reviewed %s", plural(r.Blueprints, "blueprint"))
 	if r.Base != "" {
-		fmt.Fprintf(bw, " against base `%s`", codeSpan(r.Base))
+		fmt.Fprintf(bw, " against base %s", codeSpan(r.Base, false))
 	}
 	bw.WriteString(".\n\n")
 
@@ -37,7 +38,7 @@ func WriteMarkdown(w io.Writer, r *Report, opts WriteOptions) error {
 				fmt.Fprintf(bw, "- … and %d more\n", len(r.Errors)-i)
 				break
 			}
-			fmt.Fprintf(bw, "- `%s:%d:%d`: %s\n", codeSpan(e.File), e.Line, e.Column, cell(e.Message))
+			fmt.Fprintf(bw, "- %s: %s\n", codeSpan(fmt.Sprintf("%s:%d:%d", e.File, e.Line, e.Column), false), cell(e.Message))
 		}
 		bw.WriteString("\n")
 	}
@@ -96,21 +97,85 @@ func findingsTable(bw *bufio.Writer, fs []Finding) {
 			fmt.Fprintf(bw, "\n… and %d more; see the JSON or SARIF output.\n", len(fs)-i)
 			break
 		}
-		fmt.Fprintf(bw, "| %s %s | %s | `%s:%d` | `%s` | %s |\n",
-			severityEmoji[f.Severity], f.Severity, f.Rule, codeSpan(f.File), f.Line, codeSpan(f.Path), cell(f.Message))
+		fmt.Fprintf(bw, "| %s %s | %s | %s | %s | %s |\n",
+			severityEmoji[f.Severity], f.Severity, cell(string(f.Rule)), codeSpan(fmt.Sprintf("%s:%d", f.File, f.Line), true), codeSpan(f.Path, true), cell(f.Message))
 	}
 	bw.WriteString("\n")
 }
 
-// cell makes text safe inside a table cell: pipes escaped, line breaks as
-// <br>, and no raw HTML, since blueprint values come from the pull request.
+// cell makes text from the files under review (a pull request) inert in
+// a comment: in a table cell or a list item it renders as the same text,
+// with no markup, link, image, mention or HTML of its own. Line breaks
+// become <br>; other control characters, invalid UTF-8 and bidirectional
+// controls show as escapes (\x1b); HTML's <, > and & become entities;
+// Markdown's punctuation is backslash-escaped (a pipe can no longer end
+// the cell); and an @ cannot start a mention that notifies anyone.
 func cell(s string) string {
-	r := strings.NewReplacer("|", `\|`, "\r\n", "<br>", "\n", "<br>", "\r", "<br>", "<", "&lt;", ">", "&gt;", "&", "&amp;")
-	return r.Replace(s)
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\\x%02x`, s[i])
+		case r == '\r' && strings.HasPrefix(s[i+size:], "\n"):
+			// \r\n is one break: the \n writes it.
+		case r == '\n' || r == '\r':
+			b.WriteString("<br>")
+		case unsafeRune(r):
+			b.WriteString(`\` + escapeRune(r)) // \\x1b renders as \x1b
+		case r == '<':
+			b.WriteString("&lt;")
+		case r == '>':
+			b.WriteString("&gt;")
+		case r == '&':
+			b.WriteString("&amp;")
+		case r == '@':
+			// A zero-width space after @ keeps it from naming a user or
+			// team, as bots that quote pull requests do.
+			b.WriteString("@&#8203;")
+		case strings.ContainsRune(markdownPunct, r):
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }
 
-// codeSpan makes text safe inside a `code span` in a table cell.
-func codeSpan(s string) string {
-	r := strings.NewReplacer("`", "'", "|", `\|`, "\r", " ", "\n", " ")
-	return r.Replace(s)
+// markdownPunct are the characters that start or end markup inside a
+// line: escapes, code, emphasis, strikethrough, links and images, and
+// table cells.
+const markdownPunct = "\\`*_~[]!|"
+
+// codeSpan writes s as a code span, whose content Markdown shows
+// literally: the fence is one backtick longer than any run of backticks
+// in s, so s cannot close it, and control characters, invalid UTF-8 and
+// bidirectional controls show as escapes (see printable). In a table a
+// pipe is escaped even in code, since GitHub splits cells first.
+func codeSpan(s string, inTable bool) string {
+	s = printable(s)
+	if inTable {
+		s = strings.ReplaceAll(s, "|", `\|`)
+	}
+	longest, run := 0, 0
+	for _, c := range []byte(s) {
+		if c == '`' {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	fence := strings.Repeat("`", longest+1)
+	// A space on each side keeps a backtick at either end from joining
+	// the fence; Markdown strips exactly one from each side.
+	if strings.HasPrefix(s, "`") || strings.HasSuffix(s, "`") || strings.HasPrefix(s, " ") && strings.HasSuffix(s, " ") {
+		s = " " + s + " "
+	}
+	if s == "" {
+		s = " "
+	}
+	return fence + s + fence
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"secprov.dev/secprov/blueprints"
 )
@@ -95,11 +97,14 @@ func WriteJSON(w io.Writer, r *Report) error {
 // file:line:col: SEVERITY RULE path: message, and a summary line.
 func WriteText(w io.Writer, r *Report, opts WriteOptions) error {
 	bw := bufio.NewWriter(w)
+	// File names, field paths and messages come from the files under
+	// review (a pull request): escaped, they cannot forge a record or
+	// drive the terminal.
 	for _, e := range r.Errors {
-		fmt.Fprintf(bw, "%s:%d:%d: ERROR %s\n", e.File, e.Line, e.Column, oneLine(e.Message))
+		fmt.Fprintf(bw, "%s:%d:%d: ERROR %s\n", printable(e.File), e.Line, e.Column, oneLine(e.Message))
 	}
 	for _, f := range r.Findings {
-		fmt.Fprintf(bw, "%s:%d:%d: %s %s %s: %s\n", f.File, f.Line, f.Column, strings.ToUpper(f.Severity.String()), f.Rule, f.Path, oneLine(f.Message))
+		fmt.Fprintf(bw, "%s:%d:%d: %s %s %s: %s\n", printable(f.File), f.Line, f.Column, strings.ToUpper(f.Severity.String()), printable(string(f.Rule)), printable(f.Path), oneLine(f.Message))
 		if opts.Verbose && f.Remediation != "" {
 			fmt.Fprintf(bw, "    remediation: %s\n", oneLine(f.Remediation))
 		}
@@ -112,7 +117,7 @@ func summaryLine(r *Report, failOn blueprints.Severity) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s reviewed", plural(r.Blueprints, "blueprint"))
 	if r.Base != "" {
-		fmt.Fprintf(&b, " against base %s", r.Base)
+		fmt.Fprintf(&b, " against base %s", printable(r.Base))
 	}
 	fmt.Fprintf(&b, ": %s", plural(len(r.Findings), "finding"))
 	if len(r.Findings) > 0 {
@@ -140,7 +145,69 @@ func plural(n int, noun string) string {
 }
 
 // oneLine keeps a message on its line, so every line of text output stays
-// a parsable file:line:col record.
+// a parsable file:line:col record: runs of white space become one space,
+// and what else could break the line is escaped (see printable).
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return printable(strings.Join(strings.Fields(s), " "))
+}
+
+// printable escapes what must not reach a terminal or a line-oriented
+// reader raw: control characters (C0, DEL, C1: newline, carriage return,
+// tab, ESC, …), invalid UTF-8, and the characters that reorder or break
+// text (bidirectional controls, U+2028/U+2029). They become Go escapes
+// (\n, \x1b, \u202e, \xff); everything else, non-ASCII letters included,
+// is unchanged, so ordinary names read as they are. When s needs any
+// escape its backslashes are doubled as well, so the result reads back
+// unambiguously.
+func printable(s string) string {
+	if !needsEscape(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\\':
+			b.WriteString(`\\`)
+		case unsafeRune(r):
+			b.WriteString(escapeRune(r))
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+func needsEscape(s string) bool {
+	if !utf8.ValidString(s) {
+		return true
+	}
+	for _, r := range s {
+		if unsafeRune(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// unsafeRune reports the characters printable escapes.
+func unsafeRune(r rune) bool {
+	switch {
+	case r < 0x20, r == 0x7f, r >= 0x80 && r <= 0x9f: // C0, DEL, C1
+		return true
+	case r == 0x061c, r == 0x200e, r == 0x200f, r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069: // bidi controls
+		return true
+	case r == 0x2028, r == 0x2029: // line and paragraph separators
+		return true
+	}
+	return false
+}
+
+// escapeRune is r as Go writes it in a quoted string: \n, \x1b, \u202e.
+func escapeRune(r rune) string {
+	q := strconv.QuoteRune(r)
+	return q[1 : len(q)-1]
 }

@@ -265,21 +265,26 @@ func artifactURI(root, file string) (uri, baseID string) {
 	// where a link points, which may be outside the reviewed tree.
 	absFile := filepath.Join(abs(filepath.Dir(file)), filepath.Base(file))
 	if rel, err := filepath.Rel(abs(root), absFile); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return escapeURIPath(filepath.ToSlash(rel)), "%SRCROOT%"
+		// A relative reference whose first segment held a ':' would read
+		// as a scheme ("a:b.yaml"), so ':' is encoded here.
+		return escapeURIPath(filepath.ToSlash(rel), ":"), "%SRCROOT%"
 	}
 	a := filepath.ToSlash(absFile)
 	if !strings.HasPrefix(a, "/") {
 		a = "/" + a // Windows: file:///C:/…
 	}
-	return "file://" + escapeURIPath(a), ""
+	return "file://" + escapeURIPath(a, ""), ""
 }
 
-// escapeURIPath percent-encodes what may not appear in a URI path.
-func escapeURIPath(p string) string {
+// escapeURIPath percent-encodes, byte by byte, everything RFC 3986 does
+// not allow in a path (space, %, #, ?, control characters, non-ASCII, …)
+// and the characters in also, so any file name gives a valid URI
+// reference that decodes back to it.
+func escapeURIPath(p, also string) string {
 	var b strings.Builder
 	for i := 0; i < len(p); i++ {
 		c := p[i]
-		if c < 0x80 && (unicode.IsLetter(rune(c)) || unicode.IsDigit(rune(c)) || strings.IndexByte("/-._~!$&'()*+,;=:@", c) >= 0) {
+		if c < 0x80 && (unicode.IsLetter(rune(c)) || unicode.IsDigit(rune(c)) || strings.IndexByte("/-._~!$&'()*+,;=:@", c) >= 0) && strings.IndexByte(also, c) < 0 {
 			b.WriteByte(c)
 		} else {
 			fmt.Fprintf(&b, "%%%02X", c)

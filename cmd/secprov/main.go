@@ -1,24 +1,16 @@
 // Command secprov provisions and hardens Kubernetes clusters from blueprints.
+//
+// Exit codes: 0 success; 1 findings or a failed step; 2 usage errors or
+// bad input; 130 stopped by SIGINT, 143 by SIGTERM (see app.Exec: a
+// command gets app.SignalGrace to stop, a second signal exits at once).
 package main
 
 import (
-	"context"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"secprov.dev/secprov/cmd/secprov/app"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := app.Main(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
-	stop()
-	// An error without a message means the command already printed its
-	// report; only the exit code is left to deliver.
-	if err != nil && err.Error() != "" {
-		fmt.Fprintln(os.Stderr, "error:", err)
-	}
-	os.Exit(app.ExitCode(err))
+	os.Exit(app.Exec(os.Args, os.Stdin, os.Stdout, os.Stderr))
 }

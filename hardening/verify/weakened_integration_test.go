@@ -91,6 +91,7 @@ import (
 	"secprov.dev/secprov/provision/local/localtest"
 	"secprov.dev/secprov/provision/local/pki"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/providers"
 	"secprov.dev/secprov/provision/vaultserver"
 	"secprov.dev/secprov/vault"
 
@@ -100,7 +101,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	reg, err := provision.Registry()
+	reg, err := provision.PluginRegistry(providers.Registry())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -159,7 +160,7 @@ func blueprint(tb testing.TB, example, name string, mutate func(*v1alpha1.Spec))
 }
 
 func (h *harness) cluster(bp v1alpha1.Blueprint, tweak func(string, hardening.Flags) hardening.Flags) *local.Cluster {
-	return &local.Cluster{Blueprint: bp, Dir: paths.ClusterDir(h.stateDir, bp.Metadata.Name), Binaries: h.bins, Tweak: tweak, Vault: &h.vault}
+	return &local.Cluster{Blueprint: bp, Dir: filepath.Join(paths.ClustersDir(h.stateDir), bp.Metadata.Name), Binaries: h.bins, Tweak: tweak, Vault: &h.vault}
 }
 
 // up creates or updates c and registers its teardown.
@@ -209,7 +210,7 @@ func (h *harness) down(tb testing.TB, name string) {
 		tb.Errorf("%s: destroy: %v", name, err)
 	}
 	// Whatever a failed destroy left running must not outlive the test.
-	if err := local.StopAll(ctx, local.NewLayout(paths.ClusterDir(h.stateDir, name))); err != nil {
+	if err := local.StopAll(ctx, paths.NewLayout(filepath.Join(paths.ClustersDir(h.stateDir), name))); err != nil {
 		tb.Errorf("%s: stop: %v", name, err)
 	}
 }
@@ -217,7 +218,7 @@ func (h *harness) down(tb testing.TB, name string) {
 // suite runs the full check suite on a cluster.
 func (h *harness) suite(tb testing.TB, ctx context.Context, name string) *verify.Report {
 	tb.Helper()
-	t, err := provision.Target(h.stateDir, name)
+	t, err := provision.Target(providers.Registry(), h.stateDir, name)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -227,7 +228,7 @@ func (h *harness) suite(tb testing.TB, ctx context.Context, name string) *verify
 
 func (h *harness) admin(tb testing.TB, name string) kubernetes.Interface {
 	tb.Helper()
-	t, err := provision.Target(h.stateDir, name)
+	t, err := provision.Target(providers.Registry(), h.stateDir, name)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -239,7 +240,7 @@ func (h *harness) admin(tb testing.TB, name string) kubernetes.Interface {
 }
 
 func (h *harness) pki(name string) *pki.Bundle {
-	return pki.Paths(local.NewLayout(paths.ClusterDir(h.stateDir, name)).PKIDir())
+	return pki.Paths(paths.NewLayout(filepath.Join(paths.ClustersDir(h.stateDir), name)).PKIDir())
 }
 
 // expectOnly asserts that check id fails with evidence mentioning want,
@@ -506,7 +507,7 @@ func hardenedRows(t *testing.T, h *harness, ctx context.Context) {
 			return replaceWithWeakCert(t, b.CACert, b.CAKey, b.APIServerKubeletClientCert, b.APIServerKubeletClientKey)
 		}},
 		{"SP-KMS-001", "the KMS plugin stopped", "the KMS plugin does not answer", func(t *testing.T) func() {
-			l := local.NewLayout(paths.ClusterDir(h.stateDir, prod))
+			l := paths.NewLayout(filepath.Join(paths.ClustersDir(h.stateDir), prod))
 			must(t, localproc.Stop(ctx, l.PidFile(local.KMSPlugin), 5*time.Second))
 			// up restarts a dead plugin, as it would after a crash. (The
 			// outer test owns the cluster: an up registers its teardown.)
@@ -522,7 +523,7 @@ func hardenedRows(t *testing.T, h *harness, ctx context.Context) {
 			// rotate-keys is the remedy: afterwards the check passes again
 			// (the final suite below proves it).
 			return func() {
-				target, err := provision.Target(h.stateDir, prod)
+				target, err := provision.Target(providers.Registry(), h.stateDir, prod)
 				must(t, err)
 				defer target.(interface{ Close() error }).Close()
 				res, err := provision.RotateKeys(ctx, target, nil)
@@ -740,7 +741,7 @@ func BenchmarkSuite(b *testing.B) {
 	h.upAll(b, ctx, h.cluster(blueprint(b, "prod.yaml", name, nil), nil), h.cluster(blueprint(b, "test.yaml", name+"-test", nil), nil))
 	checks := verify.Checks()
 	for b.Loop() {
-		t, err := provision.Target(h.stateDir, name)
+		t, err := provision.Target(providers.Registry(), h.stateDir, name)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -108,7 +108,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		log:       cfg.Log,
 	}
 	if e.cfg.Backend == "" {
-		e.backendDir = filepath.Join(stateDir, "pulumi")
+		e.backendDir = defaultBackendDir(stateDir)
 		e.cfg.Backend = fileURL(e.backendDir)
 	} else if dir, ok := fileBackendDir(e.cfg.Backend); ok {
 		e.backendDir = dir
@@ -299,10 +299,33 @@ func (e *Engine) selectStack(ctx context.Context, stack string) (auto.Stack, err
 // stackAbsent reports whether the file backend certainly has no such
 // stack; false when unsure (other backends).
 func (e *Engine) stackAbsent(stack string) bool {
-	if e.backendDir == "" {
-		return false
+	return e.backendDir != "" && stackFileAbsent(e.backendDir, stack)
+}
+
+// StackAbsent reports, without the Pulumi CLI, whether the backend
+// certainly has no such stack: backend is what Config.Backend would be
+// ("" for the default file backend under stateDir). Only a file backend
+// can tell; for any other it returns false. The CLI uses it to refuse an
+// unknown cluster before it obtains the toolchain.
+func StackAbsent(stateDir, backend, stack string) bool {
+	if checkStackName(stack) != nil {
+		return true // no stack can have this name
 	}
-	base := filepath.Join(e.backendDir, ".pulumi", "stacks", ProjectName, stack+".json")
+	dir := defaultBackendDir(stateDir)
+	if backend != "" {
+		d, ok := fileBackendDir(backend)
+		if !ok {
+			return false
+		}
+		dir = d
+	}
+	return stackFileAbsent(dir, stack)
+}
+
+func defaultBackendDir(stateDir string) string { return filepath.Join(stateDir, "pulumi") }
+
+func stackFileAbsent(backendDir, stack string) bool {
+	base := filepath.Join(backendDir, ".pulumi", "stacks", ProjectName, stack+".json")
 	for _, p := range []string{base, base + ".gz"} {
 		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
 			return false

@@ -263,6 +263,38 @@ func TestFileBackendDir(t *testing.T) {
 	}
 }
 
+func TestStackAbsentWithoutPulumi(t *testing.T) {
+	state := t.TempDir()
+	other := t.TempDir()
+	for _, dir := range []string{defaultBackendDir(state), other} {
+		stacks := filepath.Join(dir, ".pulumi", "stacks", ProjectName)
+		if err := os.MkdirAll(stacks, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(stacks, "shop-prod.json"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(other, ".pulumi", "stacks", ProjectName, "shop-test.json.gz"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		backend, stack string
+		absent         bool
+	}{
+		{"", "shop-prod", false},
+		{"", "shop-test", true},
+		{"", "../../x", true}, // cannot be a stack name at all
+		{fileURL(other), "shop-test", false},
+		{fileURL(other), "nosuch", true},
+		{"s3://bucket/prefix", "nosuch", false}, // cannot tell
+	} {
+		if got := StackAbsent(state, tt.backend, tt.stack); got != tt.absent {
+			t.Errorf("StackAbsent(%q, %q) = %v, want %v", tt.backend, tt.stack, got, tt.absent)
+		}
+	}
+}
+
 func TestCommandNameAndLocalAnswers(t *testing.T) {
 	tests := map[string][]string{
 		"up":            {"--non-interactive", "up", "--yes", "--event-log", "tcp://localhost:1", "--stack", "dev"},

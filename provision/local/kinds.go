@@ -2,7 +2,6 @@ package local
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,13 +13,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
-	"secprov.dev/secprov/internal/atomicfile"
+	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/engine/provider"
 	"secprov.dev/secprov/provision/local/pki"
 	"secprov.dev/secprov/provision/paths"
@@ -30,11 +28,9 @@ import (
 
 // Resource type tokens of the local provider.
 const (
-	ClusterType   = "secprov:local:Cluster"
-	PKIType       = "secprov:local:Pki"
-	ConfigType    = "secprov:local:Config"
-	ProcessType   = "secprov:local:Process"
-	BootstrapType = "secprov:local:Bootstrap"
+	ClusterType = "secprov:local:Cluster"
+	PKIType     = "secprov:local:Pki"
+	ProcessType = "secprov:local:Process"
 )
 
 // ResourceTypes are the resource types the local cluster provider serves
@@ -43,22 +39,22 @@ func ResourceTypes() []provider.ResourceType {
 	return []provider.ResourceType{
 		clusterResourceType().ResourceType(),
 		pkiResourceType().ResourceType(),
-		configResourceType().ResourceType(),
+		cluster.ConfigResourceType(),
 		processResourceType().ResourceType(),
-		bootstrapResourceType().ResourceType(),
+		cluster.BootstrapResourceType(),
 	}
 }
 
 // --- Cluster: the private directory, its ports and cluster.json ---------
 
 type clusterIn struct {
-	Name               string          `json:"name" secprov:"replace"`
-	Dir                string          `json:"dir" secprov:"replace"`
-	Environment        string          `json:"environment"`
-	Ports              hardening.Ports `json:"ports"`
-	Spec               string          `json:"spec"` // defaulted blueprint spec, JSON
-	EncryptionProvider string          `json:"encryptionProvider"`
-	Vault              *VaultMeta      `json:"vault,omitempty"`
+	Name               string               `json:"name" secprov:"replace"`
+	Dir                string               `json:"dir" secprov:"replace"`
+	Environment        string               `json:"environment"`
+	Ports              hardening.Ports      `json:"ports"`
+	Spec               string               `json:"spec"` // defaulted blueprint spec, JSON
+	EncryptionProvider string               `json:"encryptionProvider"`
+	Vault              *cluster.VaultRecord `json:"vault,omitempty"`
 }
 
 type clusterOut struct {
@@ -70,15 +66,16 @@ func apiServerURL(port int) string { return fmt.Sprintf("https://%s:%d", hardeni
 
 func clusterResourceType() provider.TypedResourceType[clusterIn, clusterOut] {
 	write := func(in clusterIn) (clusterOut, error) {
-		l := NewLayout(in.Dir)
+		l := paths.NewLayout(in.Dir)
 		for _, d := range []string{l.Dir, l.PKIDir(), l.ConfigDir(), l.LogDir(), l.RunDir()} {
 			if err := paths.EnsurePrivateDir(d); err != nil {
 				return clusterOut{}, fmt.Errorf("cluster directory: %w", err)
 			}
 		}
-		m := &Meta{Name: in.Name, Environment: in.Environment, Ports: in.Ports, Spec: json.RawMessage(in.Spec),
-			EncryptionProvider: in.EncryptionProvider, APIServerURL: apiServerURL(in.Ports.APIServer), Vault: in.Vault}
-		if err := l.WriteMeta(m); err != nil {
+		m := &cluster.Record{Name: in.Name, Environment: in.Environment, Provider: v1alpha1.ProviderLocal, Ports: in.Ports, Spec: json.RawMessage(in.Spec),
+			EncryptionProvider: in.EncryptionProvider, APIServerURL: apiServerURL(in.Ports.APIServer), Kubeconfig: l.AdminKubeconfig(),
+			Vault: in.Vault, Dir: l.Dir}
+		if err := cluster.WriteRecord(m, time.Now()); err != nil {
 			return clusterOut{}, err
 		}
 		return clusterOut{Dir: in.Dir, APIServerURL: m.APIServerURL}, nil
@@ -101,7 +98,7 @@ func clusterResourceType() provider.TypedResourceType[clusterIn, clusterOut] {
 			return req.Inputs.Name, out, err
 		},
 		Read: func(_ context.Context, req provider.TypedRequest[clusterIn, clusterOut]) (clusterIn, clusterOut, bool, error) {
-			if _, err := NewLayout(req.Inputs.Dir).ReadMeta(); err != nil {
+			if _, err := cluster.ReadRecord(req.Inputs.Dir); err != nil {
 				return req.Inputs, req.State, false, nil
 			}
 			return req.Inputs, req.State, true, nil
@@ -110,24 +107,18 @@ func clusterResourceType() provider.TypedResourceType[clusterIn, clusterOut] {
 			return write(req.Inputs)
 		},
 		Delete: func(ctx context.Context, req provider.TypedRequest[clusterIn, clusterOut]) error {
-			l := NewLayout(req.Inputs.Dir)
 			// Processes are separate resources deleted first; stop any left
 			// over from an interrupted run so nothing outlives the directory.
-			if err := StopAll(ctx, l); err != nil {
+			if err := New().Cleanup(ctx, req.Inputs.Dir); err != nil {
 				return err
 			}
-			if sock := filepath.Dir(l.KMSSocket()); !strings.HasPrefix(sock, l.Dir+string(filepath.Separator)) {
-				if err := removeAll(sock); err != nil {
-					return err
-				}
-			}
-			return removeAll(l.Dir)
+			return cluster.RemoveAll(req.Inputs.Dir)
 		},
 	}
 }
 
 // StopAll stops every component of a cluster, last started first.
-func StopAll(ctx context.Context, l Layout) error {
+func StopAll(ctx context.Context, l paths.Layout) error {
 	var errs []error
 	for _, c := range slices.Backward(processes) {
 		if err := proc.Stop(ctx, l.PidFile(c), stopGrace(c)); err != nil {
@@ -144,13 +135,6 @@ func stopGrace(component string) time.Duration {
 		return 5 * time.Second
 	}
 	return 10 * time.Second
-}
-
-func removeAll(dir string) error {
-	if err := os.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove %s: %w", dir, err)
-	}
-	return nil
 }
 
 // --- Pki: certificates, keys and kubeconfigs ----------------------------
@@ -172,7 +156,7 @@ type pkiOut struct {
 const RenewBefore = 30 * 24 * time.Hour
 
 func ensurePKI(in pkiIn) (pkiOut, error) {
-	l := NewLayout(in.Dir)
+	l := paths.NewLayout(in.Dir)
 	b, err := pki.Ensure(l.PKIDir(), pki.Options{ClusterName: in.ClusterName, ServiceCIDR: in.ServiceCIDR, RenewBefore: RenewBefore})
 	if err != nil {
 		return pkiOut{}, err
@@ -215,10 +199,10 @@ func pkiResourceType() provider.TypedResourceType[pkiIn, pkiOut] {
 			if t, err := time.Parse(time.RFC3339, req.State.NotAfter); err == nil && time.Until(t) < RenewBefore {
 				d.Changes = append(d.Changes, provider.Change{Path: "notAfter", Kind: provider.Update})
 			}
-			l := NewLayout(req.Inputs.Dir)
+			l := paths.NewLayout(req.Inputs.Dir)
 			if _, err := os.Stat(pki.Paths(l.PKIDir()).Manifest); err != nil {
 				d.Changes = append(d.Changes, provider.Change{Path: "dir", Kind: provider.Update})
-			} else if exposed(l.PKIDir(), l.AdminKubeconfig(), l.SuperAdminKubeconfig(), l.Kubeconfig(ControllerManager), l.Kubeconfig(Scheduler)) {
+			} else if cluster.Exposed(l.PKIDir(), l.AdminKubeconfig(), l.SuperAdminKubeconfig(), l.Kubeconfig(ControllerManager), l.Kubeconfig(Scheduler)) {
 				// A key or kubeconfig someone made readable: Ensure and the
 				// kubeconfig writes put the modes back.
 				d.Changes = append(d.Changes, provider.Change{Path: "modes", Kind: provider.Update})
@@ -226,21 +210,21 @@ func pkiResourceType() provider.TypedResourceType[pkiIn, pkiOut] {
 			return d, nil
 		},
 		Read: func(_ context.Context, req provider.TypedRequest[pkiIn, pkiOut]) (pkiIn, pkiOut, bool, error) {
-			_, err := os.Stat(pki.Paths(NewLayout(req.Inputs.Dir).PKIDir()).Manifest)
+			_, err := os.Stat(pki.Paths(paths.NewLayout(req.Inputs.Dir).PKIDir()).Manifest)
 			return req.Inputs, req.State, err == nil, nil
 		},
 		Update: func(_ context.Context, req provider.TypedRequest[pkiIn, pkiOut]) (pkiOut, error) {
 			return ensurePKI(req.Inputs)
 		},
 		Delete: func(_ context.Context, req provider.TypedRequest[pkiIn, pkiOut]) error {
-			l := NewLayout(req.Inputs.Dir)
+			l := paths.NewLayout(req.Inputs.Dir)
 			var errs []error
 			for _, p := range []string{l.AdminKubeconfig(), l.SuperAdminKubeconfig(), l.Kubeconfig(ControllerManager), l.Kubeconfig(Scheduler)} {
 				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					errs = append(errs, err)
 				}
 			}
-			errs = append(errs, removeAll(l.PKIDir()))
+			errs = append(errs, cluster.RemoveAll(l.PKIDir()))
 			return errors.Join(errs...)
 		},
 	}
@@ -249,175 +233,6 @@ func pkiResourceType() provider.TypedResourceType[pkiIn, pkiOut] {
 // exposed reports whether any of paths (files, or directories walked
 // one level deep) can be read by group or others: a key, kubeconfig or
 // config file that must stay private, or its directory.
-func exposed(paths ...string) bool {
-	for _, p := range paths {
-		fi, err := os.Stat(p)
-		if err != nil {
-			continue
-		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			// Certificates are public; everything else here is not.
-			if !fi.IsDir() && (strings.HasSuffix(p, ".crt") || strings.HasSuffix(p, ".pub") || strings.HasSuffix(p, ".json")) {
-				continue
-			}
-			return true
-		}
-		if fi.IsDir() {
-			ents, err := os.ReadDir(p)
-			if err != nil {
-				continue
-			}
-			for _, e := range ents {
-				if exposed(filepath.Join(p, e.Name())) {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
-
-// --- Config: EncryptionConfiguration, audit policy, admission config ----
-
-type configIn struct {
-	Dir                string   `json:"dir" secprov:"replace"`
-	EncryptionProvider string   `json:"encryptionProvider"`
-	EncryptedResources []string `json:"encryptedResources"`
-	AuditPolicy        string   `json:"auditPolicy"`     // rendered YAML, empty when audit is off
-	AdmissionConfig    string   `json:"admissionConfig"` // rendered YAML
-	// KMSName and KMSSocket name the KMS v2 plugin for vault-kms.
-	KMSName   string `json:"kmsName,omitempty"`
-	KMSSocket string `json:"kmsSocket,omitempty"`
-}
-
-type configOut struct {
-	// Hash of every rendered file: the API server restarts when it changes.
-	Hash string `json:"hash"`
-	// KeyNames are the names (never the bytes) of the data-encryption keys.
-	KeyNames []string `json:"keyNames"`
-}
-
-type storedKey struct {
-	Name   string `json:"name"`
-	Secret []byte `json:"secret"`
-}
-
-// loadOrCreateKeys returns the cluster's encryption keys, creating the
-// first one. They live only in 0600 files in the cluster directory, never
-// in state or logs.
-func loadOrCreateKeys(l Layout) ([]hardening.EncryptionKey, error) {
-	var stored []storedKey
-	data, err := os.ReadFile(l.EncryptionKeys())
-	switch {
-	case err == nil:
-		if err := json.Unmarshal(data, &stored); err != nil {
-			return nil, fmt.Errorf("%s is damaged; restore it from a backup, or run `secprov down` and `up` to start over (stored secrets will be lost)", l.EncryptionKeys())
-		}
-	case errors.Is(err, fs.ErrNotExist):
-		secret := make([]byte, 32)
-		if _, err := rand.Read(secret); err != nil {
-			return nil, err
-		}
-		stored = []storedKey{{Name: "key-" + strconv.FormatInt(time.Now().Unix(), 10), Secret: secret}}
-		data, err := json.Marshal(stored)
-		if err != nil {
-			return nil, err
-		}
-		if err := atomicfile.Write(l.EncryptionKeys(), data, 0o600); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, err
-	}
-	keys := make([]hardening.EncryptionKey, len(stored))
-	for i, k := range stored {
-		keys[i] = hardening.EncryptionKey{Name: k.Name, Secret: hardening.Secret(k.Secret)}
-	}
-	return keys, nil
-}
-
-func writeConfig(in configIn) (configOut, error) {
-	l := NewLayout(in.Dir)
-	if err := paths.EnsurePrivateDir(l.ConfigDir()); err != nil {
-		return configOut{}, err
-	}
-	h := sha256.New()
-	var out configOut
-	write := func(path string, data []byte) error {
-		h.Write([]byte(path + "\n"))
-		h.Write(data)
-		return atomicfile.Write(path, data, 0o600)
-	}
-	if in.EncryptionProvider != v1alpha1.EncryptionNone {
-		var keys []hardening.EncryptionKey
-		var kms *hardening.KMS
-		var err error
-		if in.EncryptionProvider == v1alpha1.EncryptionVaultKMS {
-			// Local keys only if an earlier provider left some: they
-			// decrypt old data, KMS v2 encrypts.
-			if _, serr := os.Stat(l.EncryptionKeys()); serr == nil {
-				keys, err = loadOrCreateKeys(l)
-			}
-			kms = &hardening.KMS{Name: in.KMSName, Endpoint: "unix://" + in.KMSSocket}
-		} else {
-			keys, err = loadOrCreateKeys(l)
-		}
-		if err != nil {
-			return out, err
-		}
-		spec := v1alpha1.Spec{EncryptionAtRest: v1alpha1.EncryptionAtRest{Provider: in.EncryptionProvider, Resources: in.EncryptedResources}}
-		enc, err := hardening.EncryptionConfig(spec, in.EncryptionProvider, keys, kms)
-		if err != nil {
-			return out, err
-		}
-		if err := write(l.EncryptionConfig(), enc); err != nil {
-			return out, err
-		}
-		for _, k := range keys {
-			out.KeyNames = append(out.KeyNames, k.Name)
-		}
-	} else if err := os.Remove(l.EncryptionConfig()); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return out, err
-	}
-	if in.AuditPolicy != "" {
-		if err := write(l.AuditPolicy(), []byte(in.AuditPolicy)); err != nil {
-			return out, err
-		}
-	}
-	if err := write(l.AdmissionConfig(), []byte(in.AdmissionConfig)); err != nil {
-		return out, err
-	}
-	out.Hash = "sha256:" + hex.EncodeToString(h.Sum(nil))
-	return out, nil
-}
-
-func configResourceType() provider.TypedResourceType[configIn, configOut] {
-	return provider.TypedResourceType[configIn, configOut]{
-		Token: ConfigType,
-		Create: func(_ context.Context, req provider.TypedRequest[configIn, configOut]) (string, configOut, error) {
-			out, err := writeConfig(req.Inputs)
-			return "config", out, err
-		},
-		Read: func(_ context.Context, req provider.TypedRequest[configIn, configOut]) (configIn, configOut, bool, error) {
-			_, err := os.Stat(NewLayout(req.Inputs.Dir).AdmissionConfig())
-			return req.Inputs, req.State, err == nil, nil
-		},
-		// Deleted or exposed config files are rewritten by `up`.
-		Diff: func(_ context.Context, req provider.TypedRequest[configIn, configOut], d provider.Diff) (provider.Diff, error) {
-			l := NewLayout(req.Inputs.Dir)
-			if _, err := os.Stat(l.AdmissionConfig()); err != nil || exposed(l.ConfigDir()) {
-				d.Changes = append(d.Changes, provider.Change{Path: "files", Kind: provider.Update})
-			}
-			return d, nil
-		},
-		Update: func(_ context.Context, req provider.TypedRequest[configIn, configOut]) (configOut, error) {
-			return writeConfig(req.Inputs)
-		},
-		Delete: func(_ context.Context, req provider.TypedRequest[configIn, configOut]) error {
-			return removeAll(NewLayout(req.Inputs.Dir).ConfigDir())
-		},
-	}
-}
 
 // --- Process: one supervised control-plane component --------------------
 
@@ -454,7 +269,7 @@ type processOut struct {
 const ReadyTimeout = 3 * time.Minute
 
 func startProcess(ctx context.Context, in processIn) (processOut, error) {
-	l := NewLayout(in.Dir)
+	l := paths.NewLayout(in.Dir)
 	pidFile := l.PidFile(in.Component)
 	// Adopt-by-restart: whatever an interrupted run left behind is stopped,
 	// so the process always runs with the current arguments.
@@ -532,7 +347,7 @@ func readyProbe(r readiness) (proc.Probe, error) {
 }
 
 func processResourceType() provider.TypedResourceType[processIn, processOut] {
-	alive := func(in processIn) bool { return proc.Alive(NewLayout(in.Dir).PidFile(in.Component)) }
+	alive := func(in processIn) bool { return proc.Alive(paths.NewLayout(in.Dir).PidFile(in.Component)) }
 	return provider.TypedResourceType[processIn, processOut]{
 		Token:               ProcessType,
 		DeleteBeforeReplace: true, // same ports
@@ -561,7 +376,7 @@ func processResourceType() provider.TypedResourceType[processIn, processOut] {
 			return startProcess(ctx, req.Inputs)
 		},
 		Delete: func(ctx context.Context, req provider.TypedRequest[processIn, processOut]) error {
-			return proc.Stop(ctx, NewLayout(req.Inputs.Dir).PidFile(req.Inputs.Component), stopGrace(req.Inputs.Component))
+			return proc.Stop(ctx, paths.NewLayout(req.Inputs.Dir).PidFile(req.Inputs.Component), stopGrace(req.Inputs.Component))
 		},
 	}
 }
@@ -577,7 +392,7 @@ func WriteConfigForBenchmark(dir string, spec v1alpha1.Spec) error {
 	if err != nil {
 		return err
 	}
-	_, err = writeConfig(configIn{Dir: dir, EncryptionProvider: spec.EncryptionAtRest.Provider, EncryptedResources: spec.EncryptionAtRest.Resources,
+	_, err = cluster.WriteConfig(cluster.ConfigInputs{Dir: dir, EncryptionProvider: spec.EncryptionAtRest.Provider, EncryptedResources: spec.EncryptionAtRest.Resources,
 		AuditPolicy: string(audit), AdmissionConfig: string(adm)})
 	return err
 }

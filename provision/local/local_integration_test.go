@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -42,7 +43,7 @@ func TestUpNoopDown(t *testing.T) {
 	// secrets: a real Vault (dev server) backs the KMS plugin, the
 	// transit key, KV mount, Kubernetes auth and roles.
 	va := vaulttest.StartDev(t).Access()
-	c := &local.Cluster{Blueprint: bps[0].Blueprint, Dir: paths.ClusterDir(stateDir, bps[0].Name()), Binaries: bins, Vault: &va}
+	c := &local.Cluster{Blueprint: bps[0].Blueprint, Dir: filepath.Join(paths.ClustersDir(stateDir), bps[0].Name()), Binaries: bins, Vault: &va}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	prog, err := c.Program()

@@ -11,8 +11,10 @@ import (
 	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
+	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/engine"
 	"secprov.dev/secprov/provision/local/pki"
+	"secprov.dev/secprov/provision/paths"
 	"secprov.dev/secprov/provision/proc"
 	"secprov.dev/secprov/provision/vaultres"
 	"secprov.dev/secprov/vault"
@@ -65,7 +67,7 @@ func (c *Cluster) useKMS() bool {
 // kmsPluginArgs runs `secprov kms-plugin` for the cluster's transit key
 // with its own narrow token.
 func (c *Cluster) kmsPluginArgs() []string {
-	l := NewLayout(c.Dir)
+	l := paths.NewLayout(c.Dir)
 	n := vault.NamesFor(c.Blueprint.Metadata.Name, c.Blueprint.Spec)
 	args := []string{"kms-plugin", "--socket", l.KMSSocket(), "--vault-addr", c.Vault.Address,
 		"--token-file", l.KMSToken(), "--transit-mount", n.TransitMount, "--transit-key", n.TransitKey}
@@ -78,10 +80,10 @@ func (c *Cluster) kmsPluginArgs() []string {
 // ControlPlane renders the hardened control plane of c with the given
 // ports.
 func (c *Cluster) ControlPlane(ports hardening.Ports) *hardening.ControlPlane {
-	l := NewLayout(c.Dir)
+	l := paths.NewLayout(c.Dir)
 	cp := &hardening.ControlPlane{
 		Name: c.Blueprint.Metadata.Name, Spec: c.Blueprint.Spec, Ports: ports,
-		Files: l.Files(pki.Paths(l.PKIDir())), EncryptionProvider: c.Blueprint.Spec.EncryptionAtRest.Provider,
+		Files: files(l, pki.Paths(l.PKIDir())), EncryptionProvider: c.Blueprint.Spec.EncryptionAtRest.Provider,
 	}
 	return cp
 }
@@ -89,9 +91,9 @@ func (c *Cluster) ControlPlane(ports hardening.Ports) *hardening.ControlPlane {
 // Ports returns the cluster's ports: those recorded in cluster.json by an
 // earlier run, else fresh free ports on loopback.
 func (c *Cluster) Ports() (hardening.Ports, error) {
-	if m, err := NewLayout(c.Dir).ReadMeta(); err == nil {
+	if m, err := cluster.ReadRecord(c.Dir); err == nil {
 		return m.Ports, nil
-	} else if !errors.Is(err, ErrNoCluster) {
+	} else if !errors.Is(err, cluster.ErrNoCluster) {
 		return hardening.Ports{}, err
 	}
 	p, err := proc.FreePorts(5)
@@ -130,7 +132,7 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 	if err != nil {
 		return nil, err
 	}
-	objJSON, err := RenderObjects(objs)
+	objJSON, err := cluster.RenderObjects(objs)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +151,7 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 		Etcd: {URL: fmt.Sprintf("https://%s:%d/health", hardening.Loopback, ports.EtcdClient), CAFile: files.EtcdCACert,
 			CertFile: files.EtcdSelfClientCert, KeyFile: files.EtcdSelfClientKey},
 		APIServer: {URL: url + "/readyz", CAFile: files.CACert,
-			CertFile: pki.Paths(NewLayout(c.Dir).PKIDir()).SuperAdminCert, KeyFile: pki.Paths(NewLayout(c.Dir).PKIDir()).SuperAdminKey},
+			CertFile: pki.Paths(paths.NewLayout(c.Dir).PKIDir()).SuperAdminCert, KeyFile: pki.Paths(paths.NewLayout(c.Dir).PKIDir()).SuperAdminKey},
 		ControllerManager: {URL: fmt.Sprintf("https://%s:%d/healthz", hardening.Loopback, ports.ControllerManager)},
 		Scheduler:         {URL: fmt.Sprintf("https://%s:%d/healthz", hardening.Loopback, ports.Scheduler)},
 	}
@@ -157,15 +159,15 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 	if enc == v1alpha1.EncryptionVaultKMS && !c.useKMS() {
 		return nil, fmt.Errorf("cluster %s: encryptionAtRest.provider vault-kms needs a Vault", name)
 	}
-	if m, err := NewLayout(c.Dir).ReadMeta(); err == nil {
+	if m, err := cluster.ReadRecord(c.Dir); err == nil {
 		if err := blueprints.EncryptionChangeAllowed(m.EncryptionProvider, enc); err != nil {
 			return nil, fmt.Errorf("cluster %s: %w", name, err)
 		}
 	}
-	l := NewLayout(c.Dir)
-	var vmeta *VaultMeta
+	l := paths.NewLayout(c.Dir)
+	var vmeta *cluster.VaultRecord
 	if c.Vault != nil {
-		vmeta = &VaultMeta{Admin: *c.Vault}
+		vmeta = &cluster.VaultRecord{Admin: *c.Vault}
 		if c.useKMS() {
 			vmeta.KMSSocket = l.KMSSocket()
 		}
@@ -173,7 +175,7 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 	names := vault.NamesFor(name, spec)
 
 	return func(ctx *pulumi.Context) error {
-		cluster, err := engine.Resource(ctx, ClusterType, name, clusterIn{
+		dirRes, err := engine.Resource(ctx, ClusterType, name, clusterIn{
 			Name: name, Dir: c.Dir, Environment: spec.Environment, Ports: ports, Spec: string(specJSON), EncryptionProvider: enc,
 			Vault: vmeta,
 		})
@@ -189,7 +191,7 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 			vc = vaultres.Cluster{Access: *c.Vault, Names: names, Kubeconfig: l.AdminKubeconfig(), TokenFile: l.KMSToken()}
 		}
 		if c.useKMS() {
-			if err := vaultres.DeclareKMS(ctx, vc, vres, engine.DependsOn(cluster)); err != nil {
+			if err := vaultres.DeclareKMS(ctx, vc, vres, engine.DependsOn(dirRes)); err != nil {
 				return err
 			}
 			token := vres.KMSToken
@@ -203,18 +205,18 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 		}
 		certs, err := engine.Resource(ctx, PKIType, "pki", pkiIn{
 			Dir: c.Dir, ClusterName: name, ServiceCIDR: spec.Network.ServiceCIDR, APIServerURL: url,
-		}, engine.DependsOn(cluster))
+		}, engine.DependsOn(dirRes))
 		if err != nil {
 			return err
 		}
-		cfgIn := configIn{
+		cfgIn := cluster.ConfigInputs{
 			Dir: c.Dir, EncryptionProvider: enc, EncryptedResources: spec.EncryptionAtRest.Resources,
 			AuditPolicy: string(auditPolicy), AdmissionConfig: string(admission),
 		}
 		if c.useKMS() {
 			cfgIn.KMSName, cfgIn.KMSSocket = KMSName(name), l.KMSSocket()
 		}
-		config, err := engine.Resource(ctx, ConfigType, "config", cfgIn, engine.DependsOn(cluster))
+		config, err := engine.Resource(ctx, cluster.ConfigType, "config", cfgIn, engine.DependsOn(dirRes))
 		if err != nil {
 			return err
 		}
@@ -252,7 +254,7 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 			}
 			procs[comp] = r
 		}
-		bootstrap, err := engine.Resource(ctx, BootstrapType, "bootstrap", bootstrapIn{Dir: c.Dir, Objects: objJSON},
+		bootstrap, err := engine.Resource(ctx, cluster.BootstrapType, "bootstrap", cluster.Bootstrap(c.Dir, objJSON),
 			engine.DependsOn(procs[APIServer]))
 		if err != nil {
 			return err
@@ -261,12 +263,12 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 		// server (its token reviewer is among the bootstrap objects), and
 		// one read-only role per listed namespace.
 		if c.Vault != nil && spec.Vault.IsEnabled() {
-			if err := vaultres.DeclareSecrets(ctx, vc, vres, []pulumi.ResourceOption{engine.DependsOn(bootstrap)}, engine.DependsOn(cluster)); err != nil {
+			if err := vaultres.DeclareSecrets(ctx, vc, vres, []pulumi.ResourceOption{engine.DependsOn(bootstrap)}, engine.DependsOn(dirRes)); err != nil {
 				return err
 			}
 		}
 		ctx.Export("apiServerURL", pulumi.String(url))
-		ctx.Export("kubeconfig", pulumi.String(NewLayout(c.Dir).AdminKubeconfig()))
+		ctx.Export("kubeconfig", pulumi.String(paths.NewLayout(c.Dir).AdminKubeconfig()))
 		ctx.Export("environment", pulumi.String(spec.Environment))
 		return nil
 	}, nil

@@ -7,8 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -26,24 +24,23 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/hardening/verify"
+	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/local/pki"
+	"secprov.dev/secprov/provision/paths"
 	"secprov.dev/secprov/provision/proc"
-	"secprov.dev/secprov/vault"
 )
 
 // Target is a live local cluster as the verify checks see it: the API
 // through the admin kubeconfig, processes through /proc, files directly,
 // and etcd with the API server's own client certificate.
 type Target struct {
-	layout   Layout
-	meta     *Meta
-	spec     v1alpha1.Spec
-	stateDir string // to find other clusters' credentials
-	clusters func() ([]string, error)
+	layout paths.Layout
+	rec    *cluster.Record
+	spec   v1alpha1.Spec
+	peers  cluster.Peers
 
 	once   sync.Once
 	cfg    *rest.Config
@@ -55,21 +52,14 @@ type Target struct {
 	etcdErr  error
 }
 
-// NewTarget opens the local cluster in dir. others lists the directories
-// of the other local clusters (for the isolation check).
-func NewTarget(dir string, others func() ([]string, error)) (*Target, error) {
-	l := NewLayout(dir)
-	m, err := l.ReadMeta()
+// NewTarget opens the local cluster of rec. peers lists the other
+// clusters of the machine, of any provider (for the isolation checks).
+func NewTarget(rec *cluster.Record, peers cluster.Peers) (*Target, error) {
+	spec, err := rec.DecodeSpec()
 	if err != nil {
 		return nil, err
 	}
-	t := &Target{layout: l, meta: m, clusters: others}
-	if len(m.Spec) > 0 {
-		if err := json.Unmarshal(m.Spec, &t.spec); err != nil {
-			return nil, fmt.Errorf("%s: spec: %w", l.MetaFile(), err)
-		}
-	}
-	return t, nil
+	return &Target{layout: paths.NewLayout(rec.Dir), rec: rec, spec: spec, peers: peers}, nil
 }
 
 // Close releases the etcd connection.
@@ -83,11 +73,11 @@ func (t *Target) Close() error {
 // Info implements verify.Target.
 func (t *Target) Info() verify.Info {
 	return verify.Info{
-		Name: t.meta.Name, Environment: t.meta.Environment, Provider: v1alpha1.ProviderLocal, Spec: t.spec,
-		EncryptionProvider: t.meta.EncryptionProvider,
-		KMSName:            KMSName(t.meta.Name),
-		Files:              t.layout.Files(pki.Paths(t.layout.PKIDir())),
-		APIServerURL:       t.meta.APIServerURL,
+		Name: t.rec.Name, Environment: t.rec.Environment, Provider: v1alpha1.ProviderLocal, Spec: t.spec,
+		EncryptionProvider: t.rec.EncryptionProvider,
+		KMSName:            KMSName(t.rec.Name),
+		Files:              files(t.layout, pki.Paths(t.layout.PKIDir())),
+		APIServerURL:       t.rec.APIServerURL,
 		PrivateFiles:       t.privateFiles(),
 		PrivateDirs: []string{t.layout.Dir, t.layout.PKIDir(), t.layout.ConfigDir(), t.layout.LogDir(),
 			t.layout.RunDir(), t.layout.EtcdDataDir()},
@@ -260,7 +250,7 @@ func (t *Target) etcdClient() (*clientv3.Client, error) {
 		pool := x509.NewCertPool()
 		pool.AppendCertsFromPEM(ca)
 		t.etcd, t.etcdErr = clientv3.New(clientv3.Config{
-			Endpoints:   []string{fmt.Sprintf("https://%s:%d", hardening.Loopback, t.meta.Ports.EtcdClient)},
+			Endpoints:   []string{fmt.Sprintf("https://%s:%d", hardening.Loopback, t.rec.Ports.EtcdClient)},
 			TLS:         &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12},
 			DialTimeout: 5 * time.Second,
 			Logger:      zap.NewNop(),
@@ -303,63 +293,12 @@ func (t *Target) EtcdKeys(ctx context.Context, prefix string) ([]string, error) 
 }
 
 // ForeignCredentials implements verify.Target: the admin credentials of
-// every other local cluster of a different environment.
+// every other cluster of a different environment.
 func (t *Target) ForeignCredentials(context.Context) ([]verify.Credential, error) {
-	if t.clusters == nil {
-		return nil, nil
-	}
-	dirs, err := t.clusters()
-	if err != nil {
-		return nil, err
-	}
-	var out []verify.Credential
-	for _, d := range dirs {
-		l := NewLayout(d)
-		m, err := l.ReadMeta()
-		if err != nil || m.Name == t.meta.Name || m.Environment == t.meta.Environment {
-			continue
-		}
-		b := pki.Paths(l.PKIDir())
-		cert, cerr := os.ReadFile(b.AdminCert)
-		key, kerr := os.ReadFile(b.AdminKey)
-		if err := errors.Join(cerr, kerr); err != nil {
-			continue // that cluster is half gone; nothing to test with
-		}
-		out = append(out, verify.Credential{Cluster: m.Name, Environment: m.Environment, CertPEM: cert, KeyPEM: hardening.Secret(key)})
-	}
-	return out, nil
+	return cluster.ForeignCredentials(t.rec, t.peers)
 }
 
-// Vault implements verify.Target from cluster.json: how to reach the
-// cluster's Vault, its object names, and the clusters of other
-// environments that use the same Vault.
+// Vault implements verify.Target from the cluster records.
 func (t *Target) Vault(context.Context) (*verify.Vault, error) {
-	vm := t.meta.Vault
-	if vm == nil {
-		return nil, fmt.Errorf("cluster %s was created without Vault; run secprov up to add it", t.meta.Name)
-	}
-	v := &verify.Vault{Admin: vm.Admin, KMSSocket: vm.KMSSocket, Names: vault.NamesFor(t.meta.Name, t.spec)}
-	if vm.KMSSocket != "" {
-		v.KMSToken = vault.Access{Address: vm.Admin.Address, CAFile: vm.Admin.CAFile, TokenFile: t.layout.KMSToken()}
-	}
-	if t.clusters == nil {
-		return v, nil
-	}
-	dirs, err := t.clusters()
-	if err != nil {
-		return nil, err
-	}
-	for _, d := range dirs {
-		m, err := NewLayout(d).ReadMeta()
-		if err != nil || m.Name == t.meta.Name || m.Environment == t.meta.Environment || m.Vault == nil ||
-			!blueprints.SameService(m.Vault.Admin.Address, vm.Admin.Address) {
-			continue
-		}
-		var spec v1alpha1.Spec
-		if err := json.Unmarshal(m.Spec, &spec); err != nil {
-			continue // a damaged peer; its own verify reports it
-		}
-		v.Peers = append(v.Peers, verify.VaultPeer{Cluster: m.Name, Environment: m.Environment, Names: vault.NamesFor(m.Name, spec)})
-	}
-	return v, nil
+	return cluster.VaultOf(t.rec, t.layout.KMSToken(), t.peers)
 }

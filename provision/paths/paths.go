@@ -4,8 +4,11 @@ package paths
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 )
 
 // Env lists the environment variables that override the defaults.
@@ -46,10 +49,48 @@ func CacheDir() (string, error) {
 	return filepath.Join(home, ".cache", "secprov"), nil
 }
 
-// ClusterDir is the private directory of one cluster inside the state root.
-func ClusterDir(stateDir, cluster string) string {
-	return filepath.Join(stateDir, "clusters", cluster)
+// dnsLabel is the rule blueprints apply to metadata.name (RFC 1123
+// label); every cluster is named by one.
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// ClusterNameRule says in words what a cluster name may be, for messages.
+const ClusterNameRule = "a cluster name is a DNS label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
+
+// ErrClusterName is wrapped by every error about a malformed cluster name.
+var ErrClusterName = errors.New("invalid cluster name")
+
+// CheckClusterName accepts exactly the names a blueprint's metadata.name
+// may have. A name that passes cannot leave the clusters directory (no
+// '/', no '..', not empty), so it is safe to join onto a path.
+func CheckClusterName(name string) error {
+	if len(name) <= 63 && dnsLabel.MatchString(name) {
+		return nil
+	}
+	return fmt.Errorf("%w %s: %s", ErrClusterName, quoteShort(name), ClusterNameRule)
 }
+
+// quoteShort quotes a name for a message, escaping control characters and
+// cutting a long one short so a hostile argument cannot flood the terminal.
+func quoteShort(s string) string {
+	const max = 70
+	if len(s) > max {
+		return strconv.Quote(s[:max]) + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// ClusterDir is the private directory of one cluster inside the state root.
+// It refuses names that are not cluster names, so a name from the command
+// line or a state file can never address a path outside the state root.
+func ClusterDir(stateDir, cluster string) (string, error) {
+	if err := CheckClusterName(cluster); err != nil {
+		return "", err
+	}
+	return filepath.Join(ClustersDir(stateDir), cluster), nil
+}
+
+// ClustersDir holds one directory per cluster.
+func ClustersDir(stateDir string) string { return filepath.Join(stateDir, "clusters") }
 
 // EnsurePrivateDir creates dir (and parents) and forces mode 0700 on dir,
 // since it will hold keys and kubeconfigs.

@@ -1,8 +1,10 @@
 package paths
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -51,5 +53,33 @@ func TestEnsurePrivateDir(t *testing.T) {
 	}
 	if fi.Mode().Perm() != 0o700 {
 		t.Fatalf("mode = %v, want 0700", fi.Mode().Perm())
+	}
+}
+
+// TestClusterDirStaysInsideTheStateDir feeds ClusterDir names a hostile
+// command line or state file could carry; none may resolve to a path
+// outside <state>/clusters, whoever the caller is.
+func TestClusterDirStaysInsideTheStateDir(t *testing.T) {
+	state := t.TempDir()
+	for _, name := range []string{
+		"", ".", "..", "../..", "../../etc", "a/b", "/etc", "a/../../b", `a\b`,
+		"Prod", "-prod", "prod-", "pröd", "prod\n", "a b", "a.b", "a_b",
+		string([]byte{'a', 0xff}), "a\x00b", strings.Repeat("a", 64),
+	} {
+		if d, err := ClusterDir(state, name); err == nil || !errors.Is(err, ErrClusterName) {
+			t.Errorf("ClusterDir(%q) = %q, %v; want ErrClusterName", name, d, err)
+		} else if !strings.Contains(err.Error(), "DNS label") || strings.ContainsAny(err.Error(), "\n\x00") {
+			t.Errorf("ClusterDir(%q): message %q should explain the rule on one line", name, err)
+		}
+	}
+	for _, name := range []string{"a", "shop-prod", "0", "a-1-b", strings.Repeat("a", 63)} {
+		d, err := ClusterDir(state, name)
+		if err != nil {
+			t.Errorf("ClusterDir(%q): %v", name, err)
+			continue
+		}
+		if want := filepath.Join(state, "clusters", name); d != want {
+			t.Errorf("ClusterDir(%q) = %q, want %q", name, d, want)
+		}
 	}
 }

@@ -38,13 +38,14 @@ import (
 	"secprov.dev/secprov/provision/local"
 	"secprov.dev/secprov/provision/local/localtest"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/providers"
 	"secprov.dev/secprov/provision/vaultres"
 	"secprov.dev/secprov/vault"
 	"secprov.dev/secprov/vault/vaulttest"
 )
 
 func TestMain(m *testing.M) {
-	reg, err := provision.Registry()
+	reg, err := provision.PluginRegistry(providers.Registry())
 	if err != nil {
 		panic(err)
 	}
@@ -70,7 +71,7 @@ func localCluster(t *testing.T, ctx context.Context) (eng *engine.Engine, stateD
 	off := false
 	bps[0].Spec.EncryptionAtRest.Provider = v1alpha1.EncryptionSecretbox
 	bps[0].Spec.Vault.Enabled = &off
-	c := &local.Cluster{Blueprint: bps[0].Blueprint, Dir: paths.ClusterDir(stateDir, bps[0].Name()), Binaries: bins}
+	c := &local.Cluster{Blueprint: bps[0].Blueprint, Dir: filepath.Join(paths.ClustersDir(stateDir), bps[0].Name()), Binaries: bins}
 	prog, err := c.Program()
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +86,7 @@ func localCluster(t *testing.T, ctx context.Context) (eng *engine.Engine, stateD
 			t.Errorf("cluster destroy: %v", err)
 		}
 	})
-	kubeconfig = local.NewLayout(c.Dir).AdminKubeconfig()
+	kubeconfig = paths.NewLayout(c.Dir).AdminKubeconfig()
 	if cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig); err != nil {
 		t.Fatal(err)
 	}

@@ -10,19 +10,20 @@ import (
 
 	"secprov.dev/secprov/provision"
 	"secprov.dev/secprov/provision/engine/provider"
+	"secprov.dev/secprov/provision/providers"
 	"secprov.dev/secprov/provision/vaultres"
 	"secprov.dev/secprov/vault"
 )
 
 func TestResourceTypesAreRegistered(t *testing.T) {
-	reg, err := provision.Registry()
+	reg, err := provision.PluginRegistry(providers.Registry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tok := range []string{vaultres.TransitType, vaultres.KVType, vaultres.KubernetesAuthType, vaultres.NamespaceRoleType, vaultres.KMSTokenType} {
 		k, ok := reg.ResourceType(tok)
 		if !ok {
-			t.Errorf("%s is not in provision.Registry()", tok)
+			t.Errorf("%s is not in provision.PluginRegistry(providers.Registry())", tok)
 			continue
 		}
 		if !k.DeleteBeforeReplace {

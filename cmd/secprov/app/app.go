@@ -6,9 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -106,7 +108,12 @@ func newRootCommand(s Streams) *cobra.Command {
 		Short: "Provision and harden Kubernetes clusters from declarative blueprints",
 		Long: `secprov creates separate, hardened Kubernetes clusters (one per environment)
 from declarative blueprints, proves the result with a post-install check suite,
-and reviews blueprints statically in code review.`,
+and reviews blueprints statically in code review.
+
+SIGINT or SIGTERM asks the running command to stop; one that has not
+stopped 1.5s later is abandoned, and a second signal exits at once. The
+exit code is then 130 (SIGINT) or 143 (SIGTERM); anything up started
+converges when it is run again.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
@@ -129,7 +136,35 @@ and reviews blueprints statically in code review.`,
 		newKMSPluginCommand(s, flags),
 		newRotateKeysCommand(s),
 	)
+	strictCompletion(cmd)
 	return cmd
+}
+
+// strictCompletion makes `secprov completion` refuse a shell it has no
+// script for. Cobra's default command is not runnable, so for an unknown
+// shell (or none) it prints its help and exits 0, which a setup script
+// takes for success and then sources nothing.
+func strictCompletion(root *cobra.Command) {
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() != "completion" {
+			continue
+		}
+		var shells []string
+		for _, sc := range c.Commands() {
+			shells = append(shells, sc.Name())
+		}
+		list := strings.Join(shells, ", ")
+		c.Args = func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageErr(fmt.Errorf("name a shell: secprov completion SHELL, where SHELL is one of %s", list))
+			}
+			return usageErr(fmt.Errorf("unknown shell %s: secprov completion supports %s", quoteArg(args[0]), list))
+		}
+		// Only Args runs (it always refuses); RunE makes the command
+		// runnable so that it does.
+		c.RunE = func(*cobra.Command, []string) error { return nil }
+	}
 }
 
 // logger returns a logger writing to stderr at a level chosen by -v.

@@ -2,9 +2,12 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -13,9 +16,10 @@ import (
 
 	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/provision"
+	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/engine"
-	"secprov.dev/secprov/provision/local"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/providers"
 	"secprov.dev/secprov/provision/toolchain"
 )
 
@@ -26,6 +30,15 @@ type stateFlags struct {
 
 func (f *stateFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.backend, "state", "", "Pulumi backend URL for stack state (file://, s3://, gs://, azblob://, https://api.pulumi.com); default $"+engine.EnvState+", else a file backend in the state directory")
+}
+
+// backendURL is the backend the flags select: --state, else $SECPROV_STATE,
+// else "" (the file backend in the state directory).
+func (f *stateFlags) backendURL() string {
+	if f.backend != "" {
+		return f.backend
+	}
+	return os.Getenv(engine.EnvState)
 }
 
 // blueprintFlags select blueprints.
@@ -42,6 +55,9 @@ func (f *blueprintFlags) register(cmd *cobra.Command) {
 // load loads the selected blueprints; any load error stops the command
 // before anything is created.
 func (f *blueprintFlags) load() ([]*blueprints.Blueprint, error) {
+	if err := checkOnly(f.only); err != nil {
+		return nil, err
+	}
 	files := f.files
 	if len(files) == 0 {
 		files = []string{"."}
@@ -71,6 +87,25 @@ func (f *blueprintFlags) load() ([]*blueprints.Blueprint, error) {
 	return bps, nil
 }
 
+// providerTypes are the provider types of bps, each checked against the
+// registration before anything expensive starts.
+func providerTypes(bps []*blueprints.Blueprint) ([]string, error) {
+	reg := providers.Registry()
+	var types []string
+	var errs []error
+	for _, bp := range bps {
+		t := bp.Spec.Provider.Type
+		if _, err := reg.Get(t); err != nil {
+			errs = append(errs, fmt.Errorf("%s: spec.provider.type: %w", bp.Name(), err))
+			continue
+		}
+		if !slices.Contains(types, t) {
+			types = append(types, t)
+		}
+	}
+	return types, errors.Join(errs...)
+}
+
 // env is what provisioning commands share: the state dir, the toolchain
 // and the engine.
 type env struct {
@@ -79,9 +114,9 @@ type env struct {
 	eng      *engine.Engine
 }
 
-// openEnv ensures the toolchain (with progress on stderr) and opens the
-// engine.
-func openEnv(ctx context.Context, s Streams, root *rootFlags, sf *stateFlags) (*env, error) {
+// openEnv ensures the toolchain the given provider types need (with
+// progress on stderr) and opens the engine.
+func openEnv(ctx context.Context, s Streams, root *rootFlags, sf *stateFlags, providerTypes ...string) (*env, error) {
 	stateDir, err := paths.StateDir()
 	if err != nil {
 		return nil, err
@@ -93,7 +128,8 @@ func openEnv(ctx context.Context, s Streams, root *rootFlags, sf *stateFlags) (*
 		progress.stop()
 		return nil, err
 	}
-	installed, err := m.EnsureAll(ctx, "kubernetes", "etcd", "pulumi", "vault")
+	reg := providers.Registry()
+	installed, err := m.EnsureAll(ctx, append([]string{"pulumi", "vault"}, reg.Tools(providerTypes...)...)...)
 	progress.stop()
 	if err != nil {
 		return nil, fmt.Errorf("toolchain: %w\nrun `secprov tools install -v` to see what failed", err)
@@ -102,10 +138,7 @@ func openEnv(ctx context.Context, s Streams, root *rootFlags, sf *stateFlags) (*
 	for _, t := range installed {
 		tools[t.Name] = t
 	}
-	backend := sf.backend
-	if backend == "" {
-		backend = os.Getenv(engine.EnvState)
-	}
+	backend := sf.backendURL()
 	pass, err := engine.ResolvePassphrase(stateDir, os.Getenv(engine.EnvPassphrase))
 	if err != nil {
 		return nil, err
@@ -114,16 +147,16 @@ func openEnv(ctx context.Context, s Streams, root *rootFlags, sf *stateFlags) (*
 	if err != nil {
 		return nil, err
 	}
-	k := tools["kubernetes"].Bin
+	bins := cluster.Binaries{}
+	for _, t := range installed {
+		maps.Copy(bins, t.Bin)
+	}
 	// The KMS plugin is this binary, run as `secprov kms-plugin`.
-	self, err := os.Executable()
-	if err != nil {
+	if bins[cluster.Self], err = os.Executable(); err != nil {
 		return nil, fmt.Errorf("find the secprov binary for the KMS plugin: %w", err)
 	}
-	bins := local.Binaries{Etcd: tools["etcd"].Bin["etcd"], APIServer: k["kube-apiserver"],
-		ControllerManager: k["kube-controller-manager"], Scheduler: k["kube-scheduler"], KMSPlugin: self}
 	return &env{stateDir: stateDir, eng: eng,
-		prov: provision.New(provision.Config{StateDir: stateDir, Engine: eng, LocalBinaries: bins,
+		prov: provision.New(provision.Config{StateDir: stateDir, Engine: eng, Providers: reg, Binaries: bins,
 			VaultBinary: tools["vault"].Bin["vault"], Log: log})}, nil
 }
 

@@ -11,9 +11,8 @@ import (
 
 	"secprov.dev/secprov/provision"
 	"secprov.dev/secprov/provision/engine"
-	"secprov.dev/secprov/provision/local"
 	"secprov.dev/secprov/provision/paths"
-	"secprov.dev/secprov/provision/proc"
+	"secprov.dev/secprov/provision/providers"
 )
 
 type planFlags struct {
@@ -36,7 +35,11 @@ func newPlanCommand(s Streams, root *rootFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e, err := openEnv(cmd.Context(), s, root, &flags.stateFlags)
+			types, err := providerTypes(bps)
+			if err != nil {
+				return usageErr(err)
+			}
+			e, err := openEnv(cmd.Context(), s, root, &flags.stateFlags, types...)
 			if err != nil {
 				return err
 			}
@@ -127,10 +130,22 @@ func newDownCommand(s Streams, root *rootFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "down",
 		Short: "Delete clusters: stop their processes and remove their state, keys and files",
-		Args:  cobra.NoArgs,
+		Long: `down deletes the named clusters: it stops their processes and removes their
+state, keys and files.
+
+Every name must be a cluster secprov knows (see secprov status): a name that
+is not a cluster name, or one with neither a directory nor state, stops the
+command before anything is deleted or any tool is obtained.
+
+Exit codes: 0 deleted; 1 a deletion failed (run down again to retry);
+2 usage errors or no such cluster.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			stateDir, err := paths.StateDir()
 			if err != nil {
+				return err
+			}
+			if err := checkClusterNames(flags.clusters); err != nil {
 				return err
 			}
 			names := flags.clusters
@@ -145,6 +160,11 @@ func newDownCommand(s Streams, root *rootFlags) *cobra.Command {
 					return nil
 				}
 				return usageErr(errors.New("name the cluster to delete with --cluster NAME (see secprov status), or use --all"))
+			}
+			// Refuse a typo before the toolchain is obtained (a download
+			// or a long build) and before any cluster is touched.
+			if err := checkClustersKnown(stateDir, flags.backendURL(), names); err != nil {
+				return err
 			}
 			e, err := openEnv(cmd.Context(), s, root, &flags.stateFlags)
 			if err != nil {
@@ -185,61 +205,6 @@ type statusFlags struct {
 	output string
 }
 
-type componentStatus struct {
-	Name  string `json:"name"`
-	State string `json:"state"`
-	Pid   int    `json:"pid,omitempty"`
-}
-
-type clusterStatus struct {
-	Name         string            `json:"name"`
-	Environment  string            `json:"environment"`
-	Provider     string            `json:"provider"`
-	APIServerURL string            `json:"apiServerURL"`
-	Kubeconfig   string            `json:"kubeconfig"`
-	Components   []componentStatus `json:"components"`
-	Healthy      bool              `json:"healthy"`
-	Problem      string            `json:"problem,omitempty"`
-}
-
-func clusterStatuses(stateDir string) ([]clusterStatus, error) {
-	names, err := provision.Clusters(stateDir)
-	if err != nil {
-		return nil, err
-	}
-	out := []clusterStatus{}
-	for _, n := range names {
-		l := local.NewLayout(paths.ClusterDir(stateDir, n))
-		cs := clusterStatus{Name: n, Provider: "local", Kubeconfig: l.AdminKubeconfig(), Healthy: true}
-		m, err := l.ReadMeta()
-		if err != nil {
-			cs.Healthy, cs.Problem = false, err.Error()
-			out = append(out, cs)
-			continue
-		}
-		cs.Environment, cs.APIServerURL = m.Environment, m.APIServerURL
-		comps := local.Components
-		if m.Vault != nil && m.Vault.KMSSocket != "" {
-			// The API server cannot write encrypted data without it.
-			comps = append([]string{local.KMSPlugin}, comps...)
-		}
-		for _, c := range comps {
-			st, _ := proc.Status(l.PidFile(c))
-			comp := componentStatus{Name: c, State: st.String()}
-			if rec, err := proc.ReadPidFile(l.PidFile(c)); err == nil && st == proc.StateRunning {
-				comp.Pid = rec.Pid
-			}
-			if st != proc.StateRunning {
-				cs.Healthy = false
-				cs.Problem = "not every component runs: secprov up restarts them"
-			}
-			cs.Components = append(cs.Components, comp)
-		}
-		out = append(out, cs)
-	}
-	return out, nil
-}
-
 func newStatusCommand(s Streams) *cobra.Command {
 	flags := &statusFlags{}
 	cmd := &cobra.Command{
@@ -254,7 +219,7 @@ func newStatusCommand(s Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sts, err := clusterStatuses(stateDir)
+			sts, err := provision.Status(cmd.Context(), providers.Registry(), stateDir)
 			if err != nil {
 				return err
 			}
@@ -271,7 +236,7 @@ func newStatusCommand(s Streams) *cobra.Command {
 				var comps []string
 				for _, cp := range c.Components {
 					mark := "✓"
-					if cp.State != proc.StateRunning.String() {
+					if !cp.Running {
 						mark = "✗"
 					}
 					comps = append(comps, mark+" "+cp.Name)
@@ -305,19 +270,22 @@ func newKubeconfigCommand(s Streams) *cobra.Command {
 			if flags.cluster == "" {
 				return usageErr(errors.New("--cluster is required (see secprov status)"))
 			}
+			if err := checkClusterNames([]string{flags.cluster}); err != nil {
+				return err
+			}
 			stateDir, err := paths.StateDir()
 			if err != nil {
 				return err
 			}
-			l := local.NewLayout(paths.ClusterDir(stateDir, flags.cluster))
-			if _, err := l.ReadMeta(); err != nil {
-				return usageErr(fmt.Errorf("no cluster %q: run secprov up, or see secprov status", flags.cluster))
+			rec, err := provision.Record(stateDir, flags.cluster)
+			if err != nil {
+				return usageErr(err)
 			}
 			if flags.path {
-				_, err := fmt.Fprintln(s.Out, l.AdminKubeconfig())
+				_, err := fmt.Fprintln(s.Out, rec.Kubeconfig)
 				return err
 			}
-			data, err := os.ReadFile(l.AdminKubeconfig())
+			data, err := os.ReadFile(rec.Kubeconfig)
 			if err != nil {
 				return fmt.Errorf("%w; run secprov up to write it again", err)
 			}

@@ -6,6 +6,7 @@ import (
 
 	"secprov.dev/secprov/provision"
 	"secprov.dev/secprov/provision/engine/provider"
+	"secprov.dev/secprov/provision/providers"
 )
 
 // pluginBinaryName is the name under which the Pulumi engine starts secprov
@@ -21,7 +22,7 @@ type options struct {
 
 // WithProviderRegistry sets the resource types secprov serves when the
 // engine starts it as its provider plugin. main passes the production
-// registry; tests pass their own. Default: provision.Registry.
+// registry; tests pass their own. Default: provision.PluginRegistry.
 func WithProviderRegistry(build func() (*provider.Registry, error)) Option {
 	return func(o *options) { o.registry = build }
 }
@@ -30,7 +31,7 @@ func WithProviderRegistry(build func() (*provider.Registry, error)) Option {
 // with us. The engine passes its own arguments (read by provider.Serve).
 func servePlugin(ctx context.Context, o options) error {
 	if o.registry == nil {
-		o.registry = provision.Registry
+		o.registry = func() (*provider.Registry, error) { return provision.PluginRegistry(providers.Registry()) }
 	}
 	reg, err := o.registry()
 	if err != nil {

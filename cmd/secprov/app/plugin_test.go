@@ -4,12 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"secprov.dev/secprov/provision"
+	"secprov.dev/secprov/provision/providers"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -31,14 +30,9 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	if os.Getenv(envRunMain) == "1" {
-		// What cmd/secprov/main.go does, for TestKMSPluginExitsCleanlyOnSIGTERM.
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := Main(ctx, append([]string{"secprov"}, os.Args[1:]...), os.Stdin, os.Stdout, os.Stderr)
-		stop()
-		if err != nil && err.Error() != "" {
-			fmt.Fprintln(os.Stderr, "error:", err)
-		}
-		os.Exit(ExitCode(err))
+		// What cmd/secprov/main.go does, for the tests that send the
+		// process signals.
+		os.Exit(Exec(append([]string{"secprov"}, os.Args[1:]...), os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }
@@ -59,7 +53,7 @@ func TestMainServesTheProviderToTheEngine(t *testing.T) {
 }
 
 func TestDefaultRegistryServesEveryResourceType(t *testing.T) {
-	reg, err := provision.Registry()
+	reg, err := provision.PluginRegistry(providers.Registry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -269,3 +269,38 @@ func TestReviewBase(t *testing.T) {
 		t.Errorf("a usage error printed a report:\n%s", out)
 	}
 }
+
+// TestReviewEscapesHostileFileNames: a file name from a pull request
+// cannot forge report lines or markup. The names are made at run time;
+// git cannot hold them.
+func TestReviewEscapesHostileFileNames(t *testing.T) {
+	dir := t.TempDir()
+	names := []string{"evil\nforged.yaml:1:1: ERROR injected.yaml", "esc\x1b[2J.yaml", "md|<b>[x](y)`.yaml"}
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("apiVersion: [\n"), 0o644); err != nil {
+			t.Skipf("the file system refuses the name %q: %v", n, err)
+		}
+	}
+	out, _, code := run(t, "review", "-o", "text", dir)
+	if code != ExitUsage {
+		t.Fatalf("exit %d, want %d (load errors):\n%s", code, ExitUsage, out)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != len(names)+1 {
+		t.Errorf("%d lines for %d load errors and a summary:\n%s", len(lines), len(names), out)
+	}
+	if strings.ContainsAny(out, "\x1b\r") || strings.Contains(out, "\nforged") {
+		t.Errorf("a raw name reached the text report:\n%q", out)
+	}
+	mustHave(t, out, `evil\nforged.yaml:1:1: ERROR injected.yaml:`, `esc\x1b[2J.yaml:`)
+
+	md, _, _ := run(t, "review", "-o", "markdown", dir)
+	if strings.Contains(md, "\x1b") || strings.Count(md, "\n- ") != len(names) {
+		t.Errorf("markdown carries a raw name:\n%s", md)
+	}
+	// The name with a backtick is fenced by two, so its <b> and [x](y)
+	// stay literal code.
+	if !regexp.MustCompile("\n- ``[^`]*md\\|<b>\\[x\\]\\(y\\)`\\.yaml:2:1``: ").MatchString(md) {
+		t.Errorf("the name with markup is not one code span:\n%s", md)
+	}
+}

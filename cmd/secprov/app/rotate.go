@@ -8,6 +8,7 @@ import (
 
 	"secprov.dev/secprov/provision"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/providers"
 )
 
 func newRotateKeysCommand(s Streams) *cobra.Command {
@@ -34,11 +35,14 @@ errors or no such cluster.`,
 			if cluster == "" {
 				return usageErr(fmt.Errorf("--cluster is required (see secprov status)"))
 			}
+			if err := checkClusterNames([]string{cluster}); err != nil {
+				return err
+			}
 			stateDir, err := paths.StateDir()
 			if err != nil {
 				return err
 			}
-			t, err := provision.Target(stateDir, cluster)
+			t, err := provision.Target(providers.Registry(), stateDir, cluster)
 			if err != nil {
 				return usageErr(err)
 			}

@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -45,7 +46,11 @@ Blueprint errors stop it before anything is created.`,
 			}
 			ctx := cmd.Context()
 			start := time.Now()
-			e, err := openEnv(ctx, s, root, &flags.stateFlags)
+			types, err := providerTypes(bps)
+			if err != nil {
+				return usageErr(fmt.Errorf("nothing was changed: %w", err))
+			}
+			e, err := openEnv(ctx, s, root, &flags.stateFlags, types...)
 			if err != nil {
 				return err
 			}
@@ -155,7 +160,11 @@ func okClusters(results []provision.ClusterResult) []string {
 }
 
 func kubeconfigPath(stateDir, cluster string) string {
-	return paths.ClusterDir(stateDir, cluster) + "/admin.kubeconfig"
+	dir, err := paths.ClusterDir(stateDir, cluster)
+	if err != nil {
+		return "" // blueprint names are cluster names; loading checked them
+	}
+	return filepath.Join(dir, "admin.kubeconfig")
 }
 
 func countsOf(m map[engine.Op]int) map[string]int {

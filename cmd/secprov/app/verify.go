@@ -13,6 +13,7 @@ import (
 	"secprov.dev/secprov/hardening/verify"
 	"secprov.dev/secprov/provision"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/providers"
 )
 
 // verifyOpts are the check-suite flags shared by verify and up.
@@ -59,7 +60,7 @@ func verifyFails(reps []*verify.Report, o verifyOpts) bool {
 func verifyClusters(ctx context.Context, stateDir string, clusters []string, filter *regexp.Regexp) ([]*verify.Report, error) {
 	var reps []*verify.Report
 	for _, c := range clusters {
-		t, err := provision.Target(stateDir, c)
+		t, err := provision.Target(providers.Registry(), stateDir, c)
 		if err != nil {
 			return reps, err
 		}
@@ -120,6 +121,9 @@ errored at or above --fail-on; 2 usage errors or no such cluster.`,
 			}
 			filter, sev, err := flags.parse()
 			if err != nil {
+				return err
+			}
+			if err := checkClusterNames(flags.clusters); err != nil {
 				return err
 			}
 			stateDir, err := paths.StateDir()

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/local"
 	"secprov.dev/secprov/provision/paths"
 )
@@ -38,6 +39,13 @@ func Binaries(tb testing.TB) local.Binaries {
 		}
 	}
 	return b
+}
+
+// Toolchain is Binaries by name, as provision.Config takes them.
+func Toolchain(tb testing.TB) cluster.Binaries {
+	b := Binaries(tb)
+	return cluster.Binaries{local.Etcd: b.Etcd, local.APIServer: b.APIServer, local.ControllerManager: b.ControllerManager,
+		local.Scheduler: b.Scheduler, cluster.Self: b.KMSPlugin}
 }
 
 // VaultBinary returns the toolchain's vault binary, which runs the local

@@ -1,4 +1,4 @@
-package local
+package cluster
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/provision/engine/provider"
+	"secprov.dev/secprov/provision/paths"
 )
 
 // FieldManager owns the fields secprov applies with server-side apply.
@@ -65,7 +66,7 @@ func decodeObjects(objs []string) ([]*unstructured.Unstructured, error) {
 func bootstrapClient(dir string) (dynamic.Interface, error) {
 	// Bootstrap runs as the system:masters identity: it creates the very
 	// binding that gives secprov's admin its rights.
-	cfg, err := clientcmd.BuildConfigFromFlags("", NewLayout(dir).SuperAdminKubeconfig())
+	cfg, err := clientcmd.BuildConfigFromFlags("", paths.NewLayout(dir).SuperAdminKubeconfig())
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +172,25 @@ func runBootstrap(ctx context.Context, in, old bootstrapIn) (bootstrapOut, error
 	}
 	return bootstrapOut{Applied: refs}, nil
 }
+
+// BootstrapType is the engine resource type of a cluster's in-cluster
+// objects. The token predates other providers; stacks store it, so it stays.
+const BootstrapType = "secprov:local:Bootstrap"
+
+// BootstrapResourceType applies a cluster's in-cluster objects (namespaces,
+// RBAC, network policies, …) with server-side apply through the admin
+// kubeconfig in the cluster directory, prunes what a new render dropped,
+// and shows drift of the live objects as a change. Every provider
+// declares it once its API server is ready.
+func BootstrapResourceType() provider.ResourceType { return bootstrapResourceType().ResourceType() }
+
+// Bootstrap declares the bootstrap resource of the cluster in dir.
+func Bootstrap(dir string, objects []string) BootstrapInputs {
+	return BootstrapInputs{Dir: dir, Objects: objects}
+}
+
+// BootstrapInputs are the bootstrap resource's inputs.
+type BootstrapInputs = bootstrapIn
 
 func bootstrapResourceType() provider.TypedResourceType[bootstrapIn, bootstrapOut] {
 	return provider.TypedResourceType[bootstrapIn, bootstrapOut]{
