@@ -48,9 +48,12 @@ func ResourceTypes() []provider.ResourceType {
 // --- Cluster: the private directory, its ports and cluster.json ---------
 
 type clusterIn struct {
-	Name               string               `json:"name" secprov:"replace"`
-	Dir                string               `json:"dir" secprov:"replace"`
-	Environment        string               `json:"environment"`
+	Name        string `json:"name" secprov:"replace"`
+	Dir         string `json:"dir" secprov:"replace"`
+	Environment string `json:"environment"`
+	// Provider is the spec.provider.type the record names: later commands
+	// reach the cluster through that provider.
+	Provider           string               `json:"provider,omitempty"`
 	Ports              hardening.Ports      `json:"ports"`
 	Spec               string               `json:"spec"` // defaulted blueprint spec, JSON
 	EncryptionProvider string               `json:"encryptionProvider"`
@@ -72,7 +75,7 @@ func clusterResourceType() provider.TypedResourceType[clusterIn, clusterOut] {
 				return clusterOut{}, fmt.Errorf("cluster directory: %w", err)
 			}
 		}
-		m := &cluster.Record{Name: in.Name, Environment: in.Environment, Provider: v1alpha1.ProviderLocal, Ports: in.Ports, Spec: json.RawMessage(in.Spec),
+		m := &cluster.Record{Name: in.Name, Environment: in.Environment, Provider: in.Provider, Ports: in.Ports, Spec: json.RawMessage(in.Spec),
 			EncryptionProvider: in.EncryptionProvider, APIServerURL: apiServerURL(in.Ports.APIServer), Kubeconfig: l.AdminKubeconfig(),
 			Vault: in.Vault, Dir: l.Dir}
 		if err := cluster.WriteRecord(m, time.Now()); err != nil {
@@ -346,6 +349,30 @@ func readyProbe(r readiness) (proc.Probe, error) {
 	return proc.HTTPSReady(r.URL, cfg), nil
 }
 
+// diffReadyWait bounds how long a diff waits for a running component to
+// answer its readiness probe before judging it not ready.
+const diffReadyWait = 3 * time.Second
+
+// ready probes a running component the way startProcess waited for it.
+func ready(ctx context.Context, in processIn) bool {
+	probe, err := readyProbe(in.Ready)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, diffReadyWait)
+	defer cancel()
+	for {
+		if probe(ctx) == nil {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 func processResourceType() provider.TypedResourceType[processIn, processOut] {
 	alive := func(in processIn) bool { return proc.Alive(paths.NewLayout(in.Dir).PidFile(in.Component)) }
 	return provider.TypedResourceType[processIn, processOut]{
@@ -361,11 +388,19 @@ func processResourceType() provider.TypedResourceType[processIn, processOut] {
 			out, err := startProcess(ctx, req.Inputs)
 			return req.Inputs.Component, out, err
 		},
-		// A component that died (crash, reboot) shows as a change, so `up`
-		// restarts it with the same data instead of reporting no changes.
-		Diff: func(_ context.Context, req provider.TypedRequest[processIn, processOut], d provider.Diff) (provider.Diff, error) {
-			if !alive(req.Inputs) && !d.Replaces() {
+		// A component is judged by readiness, not by a live pid: one that
+		// died (crash, reboot) or is still shutting down after a SIGTERM
+		// shows as a change, so up waits for it to exit and starts it again
+		// instead of reporting no changes or failing on a refused
+		// connection further down.
+		Diff: func(ctx context.Context, req provider.TypedRequest[processIn, processOut], d provider.Diff) (provider.Diff, error) {
+			if d.Replaces() {
+				return d, nil
+			}
+			if !alive(req.Inputs) {
 				d.Changes = append(d.Changes, provider.Change{Path: "running", Kind: provider.Update})
+			} else if !ready(ctx, req.Inputs) {
+				d.Changes = append(d.Changes, provider.Change{Path: "ready", Kind: provider.Update})
 			}
 			return d, nil
 		},

@@ -176,7 +176,7 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 
 	return func(ctx *pulumi.Context) error {
 		dirRes, err := engine.Resource(ctx, ClusterType, name, clusterIn{
-			Name: name, Dir: c.Dir, Environment: spec.Environment, Ports: ports, Spec: string(specJSON), EncryptionProvider: enc,
+			Name: name, Provider: spec.Provider.Type, Dir: c.Dir, Environment: spec.Environment, Ports: ports, Spec: string(specJSON), EncryptionProvider: enc,
 			Vault: vmeta,
 		})
 		if err != nil {

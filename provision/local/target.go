@@ -73,7 +73,7 @@ func (t *Target) Close() error {
 // Info implements verify.Target.
 func (t *Target) Info() verify.Info {
 	return verify.Info{
-		Name: t.rec.Name, Environment: t.rec.Environment, Provider: v1alpha1.ProviderLocal, Spec: t.spec,
+		Name: t.rec.Name, Environment: t.rec.Environment, Provider: t.rec.ProviderType(), Spec: t.spec,
 		EncryptionProvider: t.rec.EncryptionProvider,
 		KMSName:            KMSName(t.rec.Name),
 		Files:              files(t.layout, pki.Paths(t.layout.PKIDir())),
