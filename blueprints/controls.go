@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Severity of a finding or control, from most to least severe.
@@ -58,10 +59,88 @@ const (
 	ByVerify                // a live verify check proves it on the cluster
 )
 
+// ControlID is a control's stable ID (SP-AREA-NNN). Code names a control
+// only through the constants below, so each ID is spelled once, here.
+type ControlID string
+
+// The controls of the catalog, by area.
+const (
+	APIEndpointPrivate    ControlID = "SP-API-001"
+	APIAllowedCIDRsNarrow ControlID = "SP-API-002"
+
+	APIServerNoAnonymous          ControlID = "SP-APISRV-001"
+	APIServerAuthorization        ControlID = "SP-APISRV-002"
+	APIServerAdmission            ControlID = "SP-APISRV-003"
+	ProfilingOff                  ControlID = "SP-APISRV-004"
+	APIServerServiceAccountTokens ControlID = "SP-APISRV-005"
+	APIServerTLS                  ControlID = "SP-APISRV-006"
+	APIServerEtcdTLS              ControlID = "SP-APISRV-007"
+	APIServerKubeletAndLimits     ControlID = "SP-APISRV-008"
+	ControllerManagerHardened     ControlID = "SP-KCM-001"
+	SchedulerLoopback             ControlID = "SP-SCHED-001"
+
+	EtcdClientTLS ControlID = "SP-ETCD-001"
+	EtcdPeerTLS   ControlID = "SP-ETCD-002"
+	EtcdLoopback  ControlID = "SP-ETCD-003"
+
+	CertificatesValid ControlID = "SP-CERT-001"
+	FilesPrivate      ControlID = "SP-FILE-001"
+
+	CiliumCNI          ControlID = "SP-NET-001"
+	NetworkDefaultDeny ControlID = "SP-NET-002"
+	NetworkAllowNarrow ControlID = "SP-NET-003"
+
+	EncryptionAtRestOn       ControlID = "SP-ENC-001"
+	EncryptionProviderStrong ControlID = "SP-ENC-002"
+	EncryptionCoversSecrets  ControlID = "SP-ENC-003"
+
+	VaultSecrets              ControlID = "SP-VAULT-001"
+	VaultRolesScoped          ControlID = "SP-VAULT-002"
+	VaultEnvironmentsIsolated ControlID = "SP-VAULT-003"
+	KMSPluginHealthy          ControlID = "SP-KMS-001"
+	KMSCurrentKey             ControlID = "SP-KMS-002"
+	KMSTokenNarrow            ControlID = "SP-KMS-003"
+
+	AuditLogging   ControlID = "SP-AUDIT-001"
+	AuditRetention ControlID = "SP-AUDIT-002"
+
+	PodSecurityRestricted    ControlID = "SP-PSS-001"
+	PodSecurityExemptionsFew ControlID = "SP-PSS-002"
+	PodSecurityAuditWarn     ControlID = "SP-PSS-003"
+
+	RBACAdminsNamed      ControlID = "SP-RBAC-001"
+	RBACNoTokenAutomount ControlID = "SP-RBAC-002"
+
+	IsolationOwnCluster         ControlID = "SP-ISO-001"
+	IsolationVault              ControlID = "SP-ISO-002"
+	IsolationNetworks           ControlID = "SP-ISO-003"
+	IsolationProdLabels         ControlID = "SP-ISO-004"
+	IsolationForeignCredentials ControlID = "SP-ISO-005"
+
+	ExceptionsCurrent      ControlID = "SP-EXC-001"
+	ExceptionsExplained    ControlID = "SP-EXC-002"
+	ExceptionsKnownControl ControlID = "SP-EXC-003"
+	NoWeakeningChange      ControlID = "SP-CHG-001"
+)
+
+// Area is the middle part of the ID (API, ENC, …), which groups controls
+// in reports; a malformed ID is its own area.
+func (id ControlID) Area() string {
+	parts := strings.Split(string(id), "-")
+	if len(parts) != 3 {
+		return string(id)
+	}
+	return parts[1]
+}
+
+// LoadErrorRule is no control: it is the rule ID review reports blueprint
+// load errors under where every result needs a rule (SARIF).
+const LoadErrorRule ControlID = "SP-LOAD-001"
+
 // Control is one security measure with a stable ID shared by the review
 // rule, the hardening that renders it and the verify check that proves it.
 type Control struct {
-	ID          string
+	ID          ControlID
 	Title       string
 	Severity    Severity
 	Refs        []Ref
@@ -71,7 +150,41 @@ type Control struct {
 	Field string
 	// Where is a bit set of ByReview, ByHardening, ByVerify.
 	Where int
+	// Thresholds the control is judged by, if it has any.
+	Thresholds Thresholds
 }
+
+// Thresholds are the numbers a control is judged by. Review rules and
+// verify checks read them from the catalog, so the two cannot drift apart.
+// Only the fields of the control's own measure are set.
+type Thresholds struct {
+	// MaxExemptNamespaces (SP-PSS-002) is the most Pod Security exemptions
+	// allowed: kube-system plus a couple of infrastructure namespaces.
+	MaxExemptNamespaces int
+	// MinAuditAgeDays, MinAuditBackups and MinAuditSizeMB (SP-AUDIT-002)
+	// are the least audit log retention, whatever a blueprint asks for.
+	MinAuditAgeDays, MinAuditBackups, MinAuditSizeMB int
+	// CertRenewWithin (SP-CERT-001): a certificate that expires sooner is
+	// due for renewal; verify warns about it and secprov up renews it.
+	CertRenewWithin time.Duration
+}
+
+// Thresholds returns the catalog's thresholds of the control (zero for an
+// unknown ID).
+func (id ControlID) Thresholds() Thresholds {
+	c, _ := ControlByID(id)
+	return c.Thresholds
+}
+
+// The catalog's thresholds, named once here because remediation texts
+// quote them.
+const (
+	maxExemptNamespaces = 3
+	minAuditAgeDays     = 30
+	minAuditBackups     = 10
+	minAuditSizeMB      = 100
+	certRenewWithin     = 30 * 24 * time.Hour
+)
 
 func cis(ids ...string) []Ref { return refs("CIS", ids) }
 func nsa(ids ...string) []Ref { return refs("NSA", ids) }
@@ -90,173 +203,176 @@ const all = ByReview | ByHardening | ByVerify
 // Hardening Guide v1.2 section titles.
 var Controls = sortControls([]Control{
 	// API server exposure.
-	{ID: "SP-API-001", Title: "API server endpoint is private", Severity: SeverityHigh, Where: all, Field: "spec.apiServer.endpoint",
+	{ID: APIEndpointPrivate, Title: "API server endpoint is private", Severity: SeverityHigh, Where: all, Field: "spec.apiServer.endpoint",
 		Refs:        append(nsa("Control plane: limit access"), cis("5.4.2")...),
 		Rationale:   "A public API endpoint exposes authentication and every future API server CVE to the internet.",
 		Remediation: "Set spec.apiServer.endpoint: private and reach the cluster through a bastion or VPN."},
-	{ID: "SP-API-002", Title: "API server allowed CIDRs are not world-open", Severity: SeverityHigh, Where: ByReview, Field: "spec.apiServer.allowedCIDRs",
+	{ID: APIAllowedCIDRsNarrow, Title: "API server allowed CIDRs are not world-open", Severity: SeverityHigh, Where: ByReview, Field: "spec.apiServer.allowedCIDRs",
 		Refs:        nsa("Control plane: limit access"),
 		Rationale:   "0.0.0.0/0 (or a huge range) in allowedCIDRs makes an endpoint reachable from anywhere.",
 		Remediation: "List only the office/VPN/CI networks that need the API, each as narrow as possible."},
 
 	// Control-plane flags (not configurable: always rendered, always verified).
-	{ID: "SP-APISRV-001", Title: "Anonymous requests to the API server are refused", Severity: SeverityHigh, Where: ByHardening | ByVerify,
+	{ID: APIServerNoAnonymous, Title: "Anonymous requests to the API server are refused", Severity: SeverityHigh, Where: ByHardening | ByVerify,
 		Refs: cis("1.2.1"), Rationale: "Anonymous access lets anyone probe the API and reach endpoints bound to system:unauthenticated.",
 		Remediation: "Run kube-apiserver with --anonymous-auth=false."},
-	{ID: "SP-APISRV-002", Title: "API server authorizes with Node and RBAC only", Severity: SeverityCritical, Where: ByHardening | ByVerify,
+	{ID: APIServerAuthorization, Title: "API server authorizes with Node and RBAC only", Severity: SeverityCritical, Where: ByHardening | ByVerify,
 		Refs: cis("1.2.6", "1.2.7", "1.2.8"), Rationale: "AlwaysAllow grants every authenticated user everything.",
 		Remediation: "Run kube-apiserver with --authorization-mode=Node,RBAC."},
-	{ID: "SP-APISRV-003", Title: "Admission plugins harden the API", Severity: SeverityHigh, Where: ByHardening | ByVerify,
+	{ID: APIServerAdmission, Title: "Admission plugins harden the API", Severity: SeverityHigh, Where: ByHardening | ByVerify,
 		Refs:        cis("1.2.9", "1.2.10", "1.2.13", "1.2.14", "1.2.3"),
 		Rationale:   "NodeRestriction, NamespaceLifecycle, PodSecurity, ServiceAccount and DenyServiceExternalIPs block whole classes of abuse; AlwaysAdmit disables admission control.",
 		Remediation: "Enable NodeRestriction,NamespaceLifecycle,ServiceAccount,PodSecurity,DenyServiceExternalIPs,EventRateLimit and never AlwaysAdmit."},
-	{ID: "SP-APISRV-004", Title: "Profiling endpoints are off", Severity: SeverityMedium, Where: ByHardening | ByVerify,
+	{ID: ProfilingOff, Title: "Profiling endpoints are off", Severity: SeverityMedium, Where: ByHardening | ByVerify,
 		Refs: cis("1.2.15", "1.3.2", "1.4.1"), Rationale: "pprof endpoints leak internals and cost CPU on demand.",
 		Remediation: "Run kube-apiserver, kube-controller-manager and kube-scheduler with --profiling=false."},
-	{ID: "SP-APISRV-005", Title: "Service account tokens are validated and signed with a dedicated key", Severity: SeverityHigh, Where: ByHardening | ByVerify,
+	{ID: APIServerServiceAccountTokens, Title: "Service account tokens are validated and signed with a dedicated key", Severity: SeverityHigh, Where: ByHardening | ByVerify,
 		Refs: cis("1.2.21", "1.2.22", "1.3.4"), Rationale: "Without lookup, tokens of deleted service accounts stay valid.",
 		Remediation: "Set --service-account-lookup=true, --service-account-key-file, --service-account-signing-key-file and --service-account-issuer."},
-	{ID: "SP-APISRV-006", Title: "API server serves TLS 1.2+ with strong ciphers and client certificates", Severity: SeverityHigh, Where: ByHardening | ByVerify,
+	{ID: APIServerTLS, Title: "API server serves TLS 1.2+ with strong ciphers and client certificates", Severity: SeverityHigh, Where: ByHardening | ByVerify,
 		Refs: cis("1.2.24", "1.2.25", "1.2.29"), Rationale: "Old TLS versions and weak ciphers are breakable.",
 		Remediation: "Set --tls-cert-file, --tls-private-key-file, --client-ca-file, --tls-min-version=VersionTLS12 and --tls-cipher-suites to AEAD suites only."},
-	{ID: "SP-APISRV-007", Title: "API server talks to etcd over mutual TLS", Severity: SeverityHigh, Where: ByHardening | ByVerify,
+	{ID: APIServerEtcdTLS, Title: "API server talks to etcd over mutual TLS", Severity: SeverityHigh, Where: ByHardening | ByVerify,
 		Refs: cis("1.2.23", "1.2.26"), Rationale: "etcd holds every secret; an unauthenticated link exposes them.",
 		Remediation: "Set --etcd-certfile, --etcd-keyfile and --etcd-cafile, and https:// etcd servers."},
-	{ID: "SP-APISRV-008", Title: "API server authenticates kubelets and is protected against overload", Severity: SeverityMedium, Where: ByHardening | ByVerify,
+	{ID: APIServerKubeletAndLimits, Title: "API server authenticates kubelets and is protected against overload", Severity: SeverityMedium, Where: ByHardening | ByVerify,
 		Refs: cis("1.2.2", "1.2.4", "1.2.5", "1.2.20"), Rationale: "Static token files cannot be rotated; unverified kubelets can be impersonated; unbounded requests exhaust the server.",
 		Remediation: "Never set --token-auth-file; set --kubelet-client-certificate/--kubelet-client-key, --kubelet-certificate-authority and --request-timeout."},
-	{ID: "SP-KCM-001", Title: "Controller manager is hardened", Severity: SeverityHigh, Where: ByHardening | ByVerify,
+	{ID: ControllerManagerHardened, Title: "Controller manager is hardened", Severity: SeverityHigh, Where: ByHardening | ByVerify,
 		Refs:        cis("1.3.1", "1.3.3", "1.3.4", "1.3.5", "1.3.6", "1.3.7"),
 		Rationale:   "Per-controller service-account credentials limit what a compromised controller can do; loopback binding hides its endpoints.",
 		Remediation: "Run kube-controller-manager with --use-service-account-credentials=true, --service-account-private-key-file, --root-ca-file, --bind-address=127.0.0.1, --terminated-pod-gc-threshold and RotateKubeletServerCertificate."},
-	{ID: "SP-SCHED-001", Title: "Scheduler is bound to loopback", Severity: SeverityMedium, Where: ByHardening | ByVerify,
+	{ID: SchedulerLoopback, Title: "Scheduler is bound to loopback", Severity: SeverityMedium, Where: ByHardening | ByVerify,
 		Refs: cis("1.4.2"), Rationale: "The scheduler's endpoints need not be reachable from other hosts.",
 		Remediation: "Run kube-scheduler with --bind-address=127.0.0.1."},
-	{ID: "SP-ETCD-001", Title: "etcd requires TLS client certificates", Severity: SeverityCritical, Where: ByHardening | ByVerify,
+	{ID: EtcdClientTLS, Title: "etcd requires TLS client certificates", Severity: SeverityCritical, Where: ByHardening | ByVerify,
 		Refs: cis("2.1", "2.2", "2.3", "2.7"), Rationale: "Anyone reaching an etcd without client-cert auth can read every secret.",
 		Remediation: "Run etcd with --cert-file, --key-file, --client-cert-auth=true, --trusted-ca-file of a dedicated etcd CA and without --auto-tls."},
-	{ID: "SP-ETCD-002", Title: "etcd peers use mutual TLS", Severity: SeverityHigh, Where: ByHardening | ByVerify,
+	{ID: EtcdPeerTLS, Title: "etcd peers use mutual TLS", Severity: SeverityHigh, Where: ByHardening | ByVerify,
 		Refs: cis("2.4", "2.5", "2.6"), Rationale: "Peer traffic replicates every key.",
 		Remediation: "Run etcd with --peer-cert-file, --peer-key-file, --peer-client-cert-auth=true and without --peer-auto-tls."},
-	{ID: "SP-ETCD-003", Title: "etcd listens on loopback only", Severity: SeverityHigh, Where: ByHardening | ByVerify,
+	{ID: EtcdLoopback, Title: "etcd listens on loopback only", Severity: SeverityHigh, Where: ByHardening | ByVerify,
 		Refs: nsa("Control plane: etcd"), Rationale: "Only the API server needs etcd.",
 		Remediation: "Bind --listen-client-urls and --listen-peer-urls to 127.0.0.1."},
-	{ID: "SP-CERT-001", Title: "Certificates are valid, not expiring soon, with strong keys", Severity: SeverityHigh, Where: ByHardening | ByVerify,
+	{ID: CertificatesValid, Title: "Certificates are valid, not expiring soon, with strong keys", Severity: SeverityHigh, Where: ByHardening | ByVerify,
 		Refs: cis("1.1.19", "1.1.20", "1.1.21"), Rationale: "Expired certificates take the cluster down; weak keys can be forged.",
-		Remediation: "Run secprov up to renew certificates that expire within 30 days; use ECDSA P-256+ or RSA 2048+ keys."},
-	{ID: "SP-FILE-001", Title: "Kubeconfigs, keys and state are private", Severity: SeverityHigh, Where: ByHardening | ByVerify,
+		Remediation: fmt.Sprintf("Run secprov up to renew certificates that expire within %d days; use ECDSA P-256+ or RSA 2048+ keys.", int(certRenewWithin.Hours()/24)),
+		Thresholds:  Thresholds{CertRenewWithin: certRenewWithin}},
+	{ID: FilesPrivate, Title: "Kubeconfigs, keys and state are private", Severity: SeverityHigh, Where: ByHardening | ByVerify,
 		Refs: cis("1.1.1", "1.1.11", "1.1.13", "1.1.21"), Rationale: "A readable key or kubeconfig is a stolen identity.",
 		Remediation: "chmod 0600 key and kubeconfig files and 0700 their directories."},
 
 	// Network.
 	// Review only until the kind provider installs Cilium: the local
 	// provider has no nodes and so no CNI to render or verify.
-	{ID: "SP-NET-001", Title: "Cilium is the CNI", Severity: SeverityHigh, Where: ByReview, Field: "spec.network.cni",
+	{ID: CiliumCNI, Title: "Cilium is the CNI", Severity: SeverityHigh, Where: ByReview, Field: "spec.network.cni",
 		Refs: nsa("Network separation and hardening"), Rationale: "Without a policy-enforcing CNI, NetworkPolicies are ignored.",
 		Remediation: "Set spec.network.cni: cilium."},
-	{ID: "SP-NET-002", Title: "Managed namespaces deny traffic by default", Severity: SeverityHigh, Where: all, Field: "spec.network.defaultDeny",
+	{ID: NetworkDefaultDeny, Title: "Managed namespaces deny traffic by default", Severity: SeverityHigh, Where: all, Field: "spec.network.defaultDeny",
 		Refs: append(cis("5.3.2"), nsa("Network policies")...), Rationale: "Without default deny, one compromised pod can reach every other pod.",
 		Remediation: "Set spec.network.defaultDeny: true and allow what is needed with spec.network.allow."},
-	{ID: "SP-NET-003", Title: "Allow rules are narrow", Severity: SeverityMedium, Where: all, Field: "spec.network.allow",
+	{ID: NetworkAllowNarrow, Title: "Allow rules are narrow", Severity: SeverityMedium, Where: all, Field: "spec.network.allow",
 		Refs: nsa("Network policies"), Rationale: "A rule from every namespace, from 0.0.0.0/0, to every namespace or to every port undoes default deny.",
 		Remediation: "Name the source namespace (or a narrow CIDR), the destination namespace and the ports."},
 
 	// Encryption at rest.
-	{ID: "SP-ENC-001", Title: "Secrets are encrypted at rest", Severity: SeverityCritical, Where: all, Field: "spec.encryptionAtRest.provider",
+	{ID: EncryptionAtRestOn, Title: "Secrets are encrypted at rest", Severity: SeverityCritical, Where: all, Field: "spec.encryptionAtRest.provider",
 		Refs: append(cis("1.2.27", "1.2.28"), nsa("Secrets")...), Rationale: "Without encryption, anyone with an etcd backup or disk reads every secret.",
 		Remediation: "Set spec.encryptionAtRest.provider: vault-kms (or secretbox)."},
-	{ID: "SP-ENC-002", Title: "Encryption at rest uses a strong provider", Severity: SeverityHigh, Where: ByReview | ByVerify, Field: "spec.encryptionAtRest.provider",
+	{ID: EncryptionProviderStrong, Title: "Encryption at rest uses a strong provider", Severity: SeverityHigh, Where: ByReview | ByVerify, Field: "spec.encryptionAtRest.provider",
 		Refs: cis("1.2.28"), Rationale: "aescbc is vulnerable to padding oracles; aesgcm needs a key rotation every 200k writes; a local key sits next to the data.",
 		Remediation: "Use vault-kms (KMS v2 backed by Vault Transit), or secretbox."},
-	{ID: "SP-ENC-003", Title: "Secrets are among the encrypted resources", Severity: SeverityHigh, Where: ByReview | ByHardening | ByVerify, Field: "spec.encryptionAtRest.resources",
+	{ID: EncryptionCoversSecrets, Title: "Secrets are among the encrypted resources", Severity: SeverityHigh, Where: ByReview | ByHardening | ByVerify, Field: "spec.encryptionAtRest.resources",
 		Refs: cis("1.2.28"), Rationale: "Encrypting other resources but not secrets misses the point.",
 		Remediation: "Include secrets in spec.encryptionAtRest.resources."},
 
 	// Vault.
-	{ID: "SP-VAULT-001", Title: "Workload secrets come from Vault", Severity: SeverityHigh, Where: all, Field: "spec.vault.enabled",
+	{ID: VaultSecrets, Title: "Workload secrets come from Vault", Severity: SeverityHigh, Where: all, Field: "spec.vault.enabled",
 		Refs: append(cis("5.4.2"), nsa("Secrets")...), Rationale: "Kubernetes Secrets are only base64 in the API; an external secret store adds auditing, leasing and rotation.",
 		Remediation: "Set spec.vault.enabled: true (the default); secprov configures Kubernetes auth and one role per spec.vault.namespaces entry."},
-	{ID: "SP-VAULT-002", Title: "Vault roles are read-only and scoped to their namespace", Severity: SeverityHigh, Where: ByHardening | ByVerify, Field: "spec.vault.namespaces",
+	{ID: VaultRolesScoped, Title: "Vault roles are read-only and scoped to their namespace", Severity: SeverityHigh, Where: ByHardening | ByVerify, Field: "spec.vault.namespaces",
 		Refs: nsa("Authentication and authorization"), Rationale: "A namespace that can read another namespace's paths, write, or log in with someone else's role turns one compromised pod into many secrets.",
 		Remediation: "Run secprov up to put the roles and policies back; grant paths only through spec.vault.namespaces."},
-	{ID: "SP-VAULT-003", Title: "Environments are isolated inside Vault", Severity: SeverityCritical, Where: ByHardening | ByVerify, Field: "spec.vault",
+	{ID: VaultEnvironmentsIsolated, Title: "Environments are isolated inside Vault", Severity: SeverityCritical, Where: ByHardening | ByVerify, Field: "spec.vault",
 		Refs: nsa("Secrets"), Rationale: "If a test workload or test's KMS token can use prod's key or read prod's KV mount, separate clusters protect nothing.",
 		Remediation: "Remove the grant on the other environment's mount or key from this cluster's Vault policies (secprov up rewrites them)."},
-	{ID: "SP-KMS-001", Title: "The KMS v2 plugin is healthy and serves the API server", Severity: SeverityCritical, Where: ByHardening | ByVerify, Field: "spec.encryptionAtRest.provider",
+	{ID: KMSPluginHealthy, Title: "The KMS v2 plugin is healthy and serves the API server", Severity: SeverityCritical, Where: ByHardening | ByVerify, Field: "spec.encryptionAtRest.provider",
 		Refs: cis("1.2.27"), Rationale: "With the plugin down the API server cannot create new data keys; once its cached key expires, writes of secrets fail.",
 		Remediation: "Run secprov up to restart the plugin, and check that Vault is reachable (secprov vault status)."},
-	{ID: "SP-KMS-002", Title: "Stored secrets use the current Vault key", Severity: SeverityMedium, Where: ByHardening | ByVerify, Field: "spec.encryptionAtRest.provider",
+	{ID: KMSCurrentKey, Title: "Stored secrets use the current Vault key", Severity: SeverityMedium, Where: ByHardening | ByVerify, Field: "spec.encryptionAtRest.provider",
 		Refs: cis("1.2.27"), Rationale: "After a key rotation, data still under old key versions keeps those versions in use and cannot be retired.",
 		Remediation: "Run secprov rotate-keys --cluster NAME, which rewrites every encrypted object under the new key."},
-	{ID: "SP-KMS-003", Title: "The KMS plugin's Vault token can only use its own key", Severity: SeverityHigh, Where: ByHardening | ByVerify, Field: "spec.encryptionAtRest.provider",
+	{ID: KMSTokenNarrow, Title: "The KMS plugin's Vault token can only use its own key", Severity: SeverityHigh, Where: ByHardening | ByVerify, Field: "spec.encryptionAtRest.provider",
 		Refs: nsa("Secrets"), Rationale: "The token sits on the control plane's disk; anything more than encrypt and decrypt with one key is a standing privilege for whoever reads it.",
 		Remediation: "Run secprov up to rewrite the KMS policy, or revoke the token (secprov up mints a new narrow one)."},
 
 	// Audit.
-	{ID: "SP-AUDIT-001", Title: "API audit logging is on", Severity: SeverityHigh, Where: all, Field: "spec.audit.enabled",
+	{ID: AuditLogging, Title: "API audit logging is on", Severity: SeverityHigh, Where: all, Field: "spec.audit.enabled",
 		Refs: append(cis("1.2.16", "3.2.1"), nsa("Audit logging")...), Rationale: "Without audit logs, an intrusion cannot be reconstructed.",
 		Remediation: "Set spec.audit.enabled: true."},
-	{ID: "SP-AUDIT-002", Title: "Audit logs are kept long enough", Severity: SeverityMedium, Where: all, Field: "spec.audit",
+	{ID: AuditRetention, Title: "Audit logs are kept long enough", Severity: SeverityMedium, Where: all, Field: "spec.audit",
 		Refs: cis("1.2.17", "1.2.18", "1.2.19"), Rationale: "Intrusions are often found weeks later.",
-		Remediation: "Keep at least 30 days (maxAgeDays), 10 backups (maxBackups) of at least 100 MB (maxSizeMB)."},
+		Remediation: fmt.Sprintf("Keep at least %d days (maxAgeDays), %d backups (maxBackups) of at least %d MB (maxSizeMB).", minAuditAgeDays, minAuditBackups, minAuditSizeMB),
+		Thresholds:  Thresholds{MinAuditAgeDays: minAuditAgeDays, MinAuditBackups: minAuditBackups, MinAuditSizeMB: minAuditSizeMB}},
 
 	// Pod Security.
-	{ID: "SP-PSS-001", Title: "Pod Security enforces restricted", Severity: SeverityHigh, Where: all, Field: "spec.podSecurity.enforce",
+	{ID: PodSecurityRestricted, Title: "Pod Security enforces restricted", Severity: SeverityHigh, Where: all, Field: "spec.podSecurity.enforce",
 		Refs: append(cis("5.2.2", "5.2.3", "5.2.4", "5.2.5"), nsa("Pod security")...), Rationale: "Weaker levels allow privileged, host-namespace or root containers.",
 		Remediation: "Set spec.podSecurity.enforce: restricted."},
-	{ID: "SP-PSS-002", Title: "Pod Security exemptions are few and not workload namespaces", Severity: SeverityMedium, Where: all, Field: "spec.podSecurity.exemptNamespaces",
+	{ID: PodSecurityExemptionsFew, Title: "Pod Security exemptions are few and not workload namespaces", Severity: SeverityMedium, Where: all, Field: "spec.podSecurity.exemptNamespaces",
 		Refs: cis("5.2.1"), Rationale: "Every exempt namespace may run privileged pods.",
-		Remediation: "Exempt only system namespaces (kube-system); never a managed workload namespace."},
-	{ID: "SP-PSS-003", Title: "Pod Security audits and warns at restricted", Severity: SeverityLow, Where: all, Field: "spec.podSecurity",
+		Remediation: "Exempt only system namespaces (kube-system); never a managed workload namespace.",
+		Thresholds:  Thresholds{MaxExemptNamespaces: maxExemptNamespaces}},
+	{ID: PodSecurityAuditWarn, Title: "Pod Security audits and warns at restricted", Severity: SeverityLow, Where: all, Field: "spec.podSecurity",
 		Refs: nsa("Pod security"), Rationale: "Audit and warn at restricted show what would break before enforcement tightens.",
 		Remediation: "Set spec.podSecurity.audit and warn to restricted."},
 
 	// RBAC.
-	{ID: "SP-RBAC-001", Title: "Cluster admins are named, not wildcards", Severity: SeverityCritical, Where: all, Field: "spec.rbac.admins",
+	{ID: RBACAdminsNamed, Title: "Cluster admins are named, not wildcards", Severity: SeverityCritical, Where: all, Field: "spec.rbac.admins",
 		Refs: append(cis("5.1.1", "5.1.3"), nsa("Authentication and authorization")...), Rationale: "Binding cluster-admin to system:authenticated or a wildcard gives everyone everything.",
 		Remediation: "List specific groups or users in spec.rbac.admins; never system:authenticated, system:unauthenticated, system:serviceaccounts or '*'."},
-	{ID: "SP-RBAC-002", Title: "Default service accounts do not automount tokens", Severity: SeverityMedium, Where: ByHardening | ByVerify,
+	{ID: RBACNoTokenAutomount, Title: "Default service accounts do not automount tokens", Severity: SeverityMedium, Where: ByHardening | ByVerify,
 		Refs: cis("5.1.5", "5.1.6"), Rationale: "Pods that need no API access should not carry a token.",
 		Remediation: "Set automountServiceAccountToken: false on the default service account of every workload namespace."},
 
 	// Isolation between environments.
 	// A blueprint property; the live separation it leads to is proven by
 	// SP-ISO-005.
-	{ID: "SP-ISO-001", Title: "Each environment has its own cluster", Severity: SeverityCritical, Where: ByReview, Field: "metadata.name",
+	{ID: IsolationOwnCluster, Title: "Each environment has its own cluster", Severity: SeverityCritical, Where: ByReview, Field: "metadata.name",
 		Refs: nsa("Network separation and hardening"), Rationale: "Two blueprints with one cluster name would make prod and test share a control plane.",
 		Remediation: "Give every blueprint its own metadata.name."},
-	{ID: "SP-ISO-002", Title: "Environments do not share Vault mounts or keys", Severity: SeverityHigh, Where: ByReview, Field: "spec.vault",
+	{ID: IsolationVault, Title: "Environments do not share Vault mounts or keys", Severity: SeverityHigh, Where: ByReview, Field: "spec.vault",
 		Refs: nsa("Secrets"), Rationale: "A shared KV mount, transit key or auth path lets test workloads read prod secrets.",
 		Remediation: "Leave spec.vault.kvMount, transitKey and authPath empty (derived per cluster) or make them unique."},
-	{ID: "SP-ISO-003", Title: "Environments do not share networks", Severity: SeverityHigh, Where: ByReview, Field: "spec.network",
+	{ID: IsolationNetworks, Title: "Environments do not share networks", Severity: SeverityHigh, Where: ByReview, Field: "spec.network",
 		Refs: nsa("Network separation and hardening"), Rationale: "Overlapping pod or service CIDRs make routed prod/test connectivity and mistaken policies likely.",
 		Remediation: "Give each environment disjoint podCIDR and serviceCIDR ranges."},
-	{ID: "SP-ISO-004", Title: "Non-production blueprints carry no production labels", Severity: SeverityHigh, Where: ByReview, Field: "metadata.labels",
+	{ID: IsolationProdLabels, Title: "Non-production blueprints carry no production labels", Severity: SeverityHigh, Where: ByReview, Field: "metadata.labels",
 		Refs: nsa("Network separation and hardening"), Rationale: "A test cluster labelled prod is picked up by prod automation, selectors and dashboards.",
 		Remediation: "Make env/environment labels match spec.environment."},
-	{ID: "SP-ISO-005", Title: "Another environment's credentials are rejected", Severity: SeverityCritical, Where: ByHardening | ByVerify,
+	{ID: IsolationForeignCredentials, Title: "Another environment's credentials are rejected", Severity: SeverityCritical, Where: ByHardening | ByVerify,
 		Refs: nsa("Authentication and authorization"), Rationale: "Separate clusters are only separate if their CAs are.",
 		Remediation: "Give each cluster its own CA (secprov does); never copy PKI between clusters."},
 
 	// Exceptions and changes.
-	{ID: "SP-EXC-001", Title: "Exceptions have not expired", Severity: SeverityHigh, Where: ByReview, Field: "spec.exceptions",
+	{ID: ExceptionsCurrent, Title: "Exceptions have not expired", Severity: SeverityHigh, Where: ByReview, Field: "spec.exceptions",
 		Remediation: "Fix the weakened control, or renew the exception with a new expires date and a fresh justification."},
-	{ID: "SP-EXC-002", Title: "Exceptions are justified", Severity: SeverityMedium, Where: ByReview, Field: "spec.exceptions",
+	{ID: ExceptionsExplained, Title: "Exceptions are justified", Severity: SeverityMedium, Where: ByReview, Field: "spec.exceptions",
 		Remediation: "Write why the control is weakened, who accepted the risk and what compensates for it."},
-	{ID: "SP-EXC-003", Title: "Exceptions name a known control", Severity: SeverityLow, Where: ByReview, Field: "spec.exceptions",
+	{ID: ExceptionsKnownControl, Title: "Exceptions name a known control", Severity: SeverityLow, Where: ByReview, Field: "spec.exceptions",
 		Remediation: "Use an ID from `secprov review --list-rules`."},
-	{ID: "SP-CHG-001", Title: "Change does not weaken security versus the base revision", Severity: SeverityHigh, Where: ByReview,
+	{ID: NoWeakeningChange, Title: "Change does not weaken security versus the base revision", Severity: SeverityHigh, Where: ByReview,
 		Remediation: "Revert the weakening change, or add a justified, expiring exception for the control it weakens."},
 })
 
 func sortControls(cs []Control) []Control {
-	slices.SortFunc(cs, func(a, b Control) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(cs, func(a, b Control) int { return strings.Compare(string(a.ID), string(b.ID)) })
 	return cs
 }
 
 // ControlByID returns the control with that ID.
-func ControlByID(id string) (Control, bool) {
-	i, ok := slices.BinarySearchFunc(Controls, id, func(c Control, id string) int { return strings.Compare(c.ID, id) })
+func ControlByID(id ControlID) (Control, bool) {
+	i, ok := slices.BinarySearchFunc(Controls, id, func(c Control, id ControlID) int { return strings.Compare(string(c.ID), string(id)) })
 	if !ok {
 		return Control{}, false
 	}

@@ -49,12 +49,12 @@ func ExceptionJustified(j string) bool {
 
 // ActiveException returns the exception for control that is in force at
 // now: naming a known control, justified and not expired.
-func ActiveException(exceptions []v1alpha1.Exception, control string, now time.Time) (v1alpha1.Exception, bool) {
+func ActiveException(exceptions []v1alpha1.Exception, control ControlID, now time.Time) (v1alpha1.Exception, bool) {
 	if _, known := ControlByID(control); !known {
 		return v1alpha1.Exception{}, false
 	}
 	for _, x := range exceptions {
-		if x.Control == control && ExceptionJustified(x.Justification) && !ExceptionExpired(x.Expires, now) {
+		if ControlID(x.Control) == control && ExceptionJustified(x.Justification) && !ExceptionExpired(x.Expires, now) {
 			return x, true
 		}
 	}

@@ -147,8 +147,7 @@ func validate(bp *Blueprint) ErrorList {
 	validateNetwork(v, s)
 	validateNamespaces(v, s)
 
-	v.oneOf("spec.encryptionAtRest.provider", s.EncryptionAtRest.Provider,
-		v1alpha1.EncryptionVaultKMS, v1alpha1.EncryptionSecretbox, v1alpha1.EncryptionAESGCM, v1alpha1.EncryptionAESCBC, v1alpha1.EncryptionNone)
+	v.oneOf("spec.encryptionAtRest.provider", s.EncryptionAtRest.Provider, EncryptionProviderNames()...)
 	seenRes := map[string]bool{}
 	for i, r := range s.EncryptionAtRest.Resources {
 		p := fmt.Sprintf("spec.encryptionAtRest.resources[%d]", i)
@@ -185,9 +184,9 @@ func validate(bp *Blueprint) ErrorList {
 		p := fmt.Sprintf("spec.exceptions[%d]", i)
 		switch {
 		case e.Control == "":
-			v.errorf(p+".control", "control is required: the review rule ID this exception weakens, e.g. SP-API-001")
+			v.errorf(p+".control", "control is required: the review rule ID this exception weakens, e.g. %s", APIEndpointPrivate)
 		case !controlID.MatchString(e.Control):
-			v.errorf(p+".control", "%q is not a control ID like SP-API-001", truncate(e.Control))
+			v.errorf(p+".control", "%q is not a control ID like %s", truncate(e.Control), APIEndpointPrivate)
 		case seenCtl[e.Control]:
 			v.errorf(p+".control", "a second exception for %s; merge them into one", e.Control)
 		}

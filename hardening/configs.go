@@ -9,22 +9,23 @@ import (
 	"secprov.dev/secprov/blueprints/v1alpha1"
 )
 
-// EncryptionKey is one data-encryption key of a local provider (secretbox,
-// aesgcm, aescbc). The first key encrypts; the others only decrypt, which
-// is how rotation works without downtime.
+// EncryptionKey is one data-encryption key of an encryption provider whose
+// key sits on the control plane (secretbox, aesgcm, aescbc). The first key
+// encrypts; the others only decrypt, which is how rotation works without
+// downtime.
 type EncryptionKey struct {
 	Name   string
 	Secret Secret // 32 random bytes
 }
 
-// KMS names a KMS v2 plugin socket for the vault-kms provider.
+// KMS names a KMS v2 plugin socket for the vault-kms encryption provider.
 type KMS struct {
-	Name     string // provider name, shows in the raw etcd prefix k8s:enc:kms:v2:NAME:
+	Name     string // KMS provider name, shows in the raw etcd prefix k8s:enc:kms:v2:NAME:
 	Endpoint string // unix:///path/to/socket
 }
 
-// EncryptionPrefix is the raw etcd value prefix each provider writes, used
-// by verify to prove a value is encrypted.
+// EncryptionPrefix is the raw etcd value prefix each encryption provider
+// writes, used by verify to prove a value is encrypted.
 func EncryptionPrefix(provider, kmsName string) string {
 	switch provider {
 	case v1alpha1.EncryptionSecretbox:
@@ -75,7 +76,7 @@ type kmsProvider struct {
 }
 
 // EncryptionConfig renders the API server's EncryptionConfiguration
-// (SP-ENC-001, SP-ENC-003) for the given effective provider. The identity
+// (SP-ENC-001, SP-ENC-003) for the given encryption provider. The identity
 // provider comes last so data written before encryption was enabled stays
 // readable until it is rewritten. The result contains key material: write
 // it 0600.
@@ -107,9 +108,10 @@ func EncryptionConfig(spec v1alpha1.Spec, provider string, keys []EncryptionKey,
 		}
 		p.KMS = &kmsProvider{APIVersion: "v2", Name: kms.Name, Endpoint: kms.Endpoint, Timeout: "3s"}
 		if len(keys) > 0 {
-			// Keys of an earlier local provider (a cluster moved from
-			// secretbox to vault-kms) stay as a read-only provider so data
-			// written before the move remains readable until rewritten.
+			// Keys of an earlier encryption provider with keys on the
+			// control plane (a cluster moved from secretbox to vault-kms)
+			// stay as a read-only provider so data written before the move
+			// remains readable until rewritten.
 			legacy, err := EncryptionConfig(spec, v1alpha1.EncryptionSecretbox, keys, nil)
 			if err != nil {
 				return nil, err

@@ -11,15 +11,16 @@ import (
 	"slices"
 	"strings"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
 )
 
 // Flag is one command-line flag and the controls it implements (empty for
 // plumbing flags such as ports).
 type Flag struct {
-	Name     string   // without leading dashes
-	Value    string   // rendered as --name=value
-	Controls []string // control IDs
+	Name     string // without leading dashes
+	Value    string // rendered as --name=value
+	Controls []blueprints.ControlID
 }
 
 // Flags is an ordered flag list.
@@ -63,7 +64,7 @@ func (fs Flags) With(name, value string) Flags {
 }
 
 // ForControl returns the flags that implement a control.
-func (fs Flags) ForControl(id string) Flags {
+func (fs Flags) ForControl(id blueprints.ControlID) Flags {
 	var out Flags
 	for _, f := range fs {
 		if slices.Contains(f.Controls, id) {
@@ -164,28 +165,28 @@ func (cp *ControlPlane) EtcdFlags() Flags {
 	peer := fmt.Sprintf("https://%s:%d", Loopback, cp.Ports.EtcdPeer)
 	return Flags{
 		{Name: "name", Value: cp.Name},
-		{Name: "data-dir", Value: f.EtcdDataDir, Controls: []string{"SP-FILE-001"}},
-		{Name: "listen-client-urls", Value: client, Controls: []string{"SP-ETCD-003"}},
+		{Name: "data-dir", Value: f.EtcdDataDir, Controls: []blueprints.ControlID{blueprints.FilesPrivate}},
+		{Name: "listen-client-urls", Value: client, Controls: []blueprints.ControlID{blueprints.EtcdLoopback}},
 		{Name: "advertise-client-urls", Value: client},
-		{Name: "listen-peer-urls", Value: peer, Controls: []string{"SP-ETCD-003"}},
+		{Name: "listen-peer-urls", Value: peer, Controls: []blueprints.ControlID{blueprints.EtcdLoopback}},
 		{Name: "initial-advertise-peer-urls", Value: peer},
 		{Name: "initial-cluster", Value: cp.Name + "=" + peer},
 		{Name: "initial-cluster-token", Value: cp.Name},
 		{Name: "initial-cluster-state", Value: "new"},
-		{Name: "cert-file", Value: f.EtcdServerCert, Controls: []string{"SP-ETCD-001"}},
-		{Name: "key-file", Value: f.EtcdServerKey, Controls: []string{"SP-ETCD-001"}},
-		{Name: "client-cert-auth", Value: "true", Controls: []string{"SP-ETCD-001"}},
-		{Name: "trusted-ca-file", Value: f.EtcdCACert, Controls: []string{"SP-ETCD-001"}},
-		{Name: "auto-tls", Value: "false", Controls: []string{"SP-ETCD-001"}},
+		{Name: "cert-file", Value: f.EtcdServerCert, Controls: []blueprints.ControlID{blueprints.EtcdClientTLS}},
+		{Name: "key-file", Value: f.EtcdServerKey, Controls: []blueprints.ControlID{blueprints.EtcdClientTLS}},
+		{Name: "client-cert-auth", Value: "true", Controls: []blueprints.ControlID{blueprints.EtcdClientTLS}},
+		{Name: "trusted-ca-file", Value: f.EtcdCACert, Controls: []blueprints.ControlID{blueprints.EtcdClientTLS}},
+		{Name: "auto-tls", Value: "false", Controls: []blueprints.ControlID{blueprints.EtcdClientTLS}},
 		{Name: "client-cert-file", Value: f.EtcdSelfClientCert},
 		{Name: "client-key-file", Value: f.EtcdSelfClientKey},
-		{Name: "peer-cert-file", Value: f.EtcdPeerCert, Controls: []string{"SP-ETCD-002"}},
-		{Name: "peer-key-file", Value: f.EtcdPeerKey, Controls: []string{"SP-ETCD-002"}},
-		{Name: "peer-client-cert-auth", Value: "true", Controls: []string{"SP-ETCD-002"}},
-		{Name: "peer-trusted-ca-file", Value: f.EtcdCACert, Controls: []string{"SP-ETCD-002"}},
-		{Name: "peer-auto-tls", Value: "false", Controls: []string{"SP-ETCD-002"}},
-		{Name: "tls-min-version", Value: "TLS1.2", Controls: []string{"SP-ETCD-001"}},
-		{Name: "cipher-suites", Value: strings.Join(StrongCipherSuites, ","), Controls: []string{"SP-ETCD-001"}},
+		{Name: "peer-cert-file", Value: f.EtcdPeerCert, Controls: []blueprints.ControlID{blueprints.EtcdPeerTLS}},
+		{Name: "peer-key-file", Value: f.EtcdPeerKey, Controls: []blueprints.ControlID{blueprints.EtcdPeerTLS}},
+		{Name: "peer-client-cert-auth", Value: "true", Controls: []blueprints.ControlID{blueprints.EtcdPeerTLS}},
+		{Name: "peer-trusted-ca-file", Value: f.EtcdCACert, Controls: []blueprints.ControlID{blueprints.EtcdPeerTLS}},
+		{Name: "peer-auto-tls", Value: "false", Controls: []blueprints.ControlID{blueprints.EtcdPeerTLS}},
+		{Name: "tls-min-version", Value: "TLS1.2", Controls: []blueprints.ControlID{blueprints.EtcdClientTLS}},
+		{Name: "cipher-suites", Value: strings.Join(StrongCipherSuites, ","), Controls: []blueprints.ControlID{blueprints.EtcdClientTLS}},
 		{Name: "log-level", Value: "warn"},
 	}
 }
@@ -199,30 +200,30 @@ func (cp *ControlPlane) APIServerFlags() Flags {
 		// A loopback advertise address is refused unless endpoint
 		// reconciliation is off; a single local API server needs none.
 		{Name: "endpoint-reconciler-type", Value: "none"},
-		{Name: "bind-address", Value: cp.BindAddress(), Controls: []string{"SP-API-001"}},
+		{Name: "bind-address", Value: cp.BindAddress(), Controls: []blueprints.ControlID{blueprints.APIEndpointPrivate}},
 		{Name: "secure-port", Value: fmt.Sprint(cp.Ports.APIServer)},
-		{Name: "anonymous-auth", Value: "false", Controls: []string{"SP-APISRV-001"}},
-		{Name: "authorization-mode", Value: "Node,RBAC", Controls: []string{"SP-APISRV-002"}},
-		{Name: "enable-admission-plugins", Value: strings.Join(AdmissionPlugins, ","), Controls: []string{"SP-APISRV-003"}},
-		{Name: "admission-control-config-file", Value: f.AdmissionConfig, Controls: []string{"SP-APISRV-003", "SP-PSS-001"}},
-		{Name: "profiling", Value: "false", Controls: []string{"SP-APISRV-004"}},
-		{Name: "service-account-lookup", Value: "true", Controls: []string{"SP-APISRV-005"}},
-		{Name: "service-account-key-file", Value: f.ServiceAccountPub, Controls: []string{"SP-APISRV-005"}},
-		{Name: "service-account-signing-key-file", Value: f.ServiceAccountKey, Controls: []string{"SP-APISRV-005"}},
-		{Name: "service-account-issuer", Value: ServiceAccountIssuer, Controls: []string{"SP-APISRV-005"}},
-		{Name: "tls-cert-file", Value: f.APIServerCert, Controls: []string{"SP-APISRV-006"}},
-		{Name: "tls-private-key-file", Value: f.APIServerKey, Controls: []string{"SP-APISRV-006"}},
-		{Name: "client-ca-file", Value: f.CACert, Controls: []string{"SP-APISRV-006"}},
-		{Name: "tls-min-version", Value: "VersionTLS12", Controls: []string{"SP-APISRV-006"}},
-		{Name: "tls-cipher-suites", Value: strings.Join(StrongCipherSuites, ","), Controls: []string{"SP-APISRV-006"}},
-		{Name: "etcd-servers", Value: fmt.Sprintf("https://%s:%d", Loopback, cp.Ports.EtcdClient), Controls: []string{"SP-APISRV-007"}},
-		{Name: "etcd-cafile", Value: f.EtcdCACert, Controls: []string{"SP-APISRV-007"}},
-		{Name: "etcd-certfile", Value: f.APIServerEtcdCert, Controls: []string{"SP-APISRV-007"}},
-		{Name: "etcd-keyfile", Value: f.APIServerEtcdKey, Controls: []string{"SP-APISRV-007"}},
-		{Name: "kubelet-client-certificate", Value: f.KubeletClientCert, Controls: []string{"SP-APISRV-008"}},
-		{Name: "kubelet-client-key", Value: f.KubeletClientKey, Controls: []string{"SP-APISRV-008"}},
-		{Name: "kubelet-certificate-authority", Value: f.CACert, Controls: []string{"SP-APISRV-008"}},
-		{Name: "request-timeout", Value: "60s", Controls: []string{"SP-APISRV-008"}},
+		{Name: "anonymous-auth", Value: "false", Controls: []blueprints.ControlID{blueprints.APIServerNoAnonymous}},
+		{Name: "authorization-mode", Value: "Node,RBAC", Controls: []blueprints.ControlID{blueprints.APIServerAuthorization}},
+		{Name: "enable-admission-plugins", Value: strings.Join(AdmissionPlugins, ","), Controls: []blueprints.ControlID{blueprints.APIServerAdmission}},
+		{Name: "admission-control-config-file", Value: f.AdmissionConfig, Controls: []blueprints.ControlID{blueprints.APIServerAdmission, blueprints.PodSecurityRestricted}},
+		{Name: "profiling", Value: "false", Controls: []blueprints.ControlID{blueprints.ProfilingOff}},
+		{Name: "service-account-lookup", Value: "true", Controls: []blueprints.ControlID{blueprints.APIServerServiceAccountTokens}},
+		{Name: "service-account-key-file", Value: f.ServiceAccountPub, Controls: []blueprints.ControlID{blueprints.APIServerServiceAccountTokens}},
+		{Name: "service-account-signing-key-file", Value: f.ServiceAccountKey, Controls: []blueprints.ControlID{blueprints.APIServerServiceAccountTokens}},
+		{Name: "service-account-issuer", Value: ServiceAccountIssuer, Controls: []blueprints.ControlID{blueprints.APIServerServiceAccountTokens}},
+		{Name: "tls-cert-file", Value: f.APIServerCert, Controls: []blueprints.ControlID{blueprints.APIServerTLS}},
+		{Name: "tls-private-key-file", Value: f.APIServerKey, Controls: []blueprints.ControlID{blueprints.APIServerTLS}},
+		{Name: "client-ca-file", Value: f.CACert, Controls: []blueprints.ControlID{blueprints.APIServerTLS}},
+		{Name: "tls-min-version", Value: "VersionTLS12", Controls: []blueprints.ControlID{blueprints.APIServerTLS}},
+		{Name: "tls-cipher-suites", Value: strings.Join(StrongCipherSuites, ","), Controls: []blueprints.ControlID{blueprints.APIServerTLS}},
+		{Name: "etcd-servers", Value: fmt.Sprintf("https://%s:%d", Loopback, cp.Ports.EtcdClient), Controls: []blueprints.ControlID{blueprints.APIServerEtcdTLS}},
+		{Name: "etcd-cafile", Value: f.EtcdCACert, Controls: []blueprints.ControlID{blueprints.APIServerEtcdTLS}},
+		{Name: "etcd-certfile", Value: f.APIServerEtcdCert, Controls: []blueprints.ControlID{blueprints.APIServerEtcdTLS}},
+		{Name: "etcd-keyfile", Value: f.APIServerEtcdKey, Controls: []blueprints.ControlID{blueprints.APIServerEtcdTLS}},
+		{Name: "kubelet-client-certificate", Value: f.KubeletClientCert, Controls: []blueprints.ControlID{blueprints.APIServerKubeletAndLimits}},
+		{Name: "kubelet-client-key", Value: f.KubeletClientKey, Controls: []blueprints.ControlID{blueprints.APIServerKubeletAndLimits}},
+		{Name: "kubelet-certificate-authority", Value: f.CACert, Controls: []blueprints.ControlID{blueprints.APIServerKubeletAndLimits}},
+		{Name: "request-timeout", Value: "60s", Controls: []blueprints.ControlID{blueprints.APIServerKubeletAndLimits}},
 		{Name: "service-cluster-ip-range", Value: s.Network.ServiceCIDR},
 		{Name: "requestheader-client-ca-file", Value: f.FrontProxyCACert},
 		{Name: "requestheader-allowed-names", Value: "front-proxy-client"},
@@ -235,17 +236,17 @@ func (cp *ControlPlane) APIServerFlags() Flags {
 	}
 	if cp.EncryptionProvider != "" && cp.EncryptionProvider != v1alpha1.EncryptionNone {
 		fl = append(fl,
-			Flag{Name: "encryption-provider-config", Value: f.EncryptionConfig, Controls: []string{"SP-ENC-001", "SP-ENC-003"}},
-			Flag{Name: "encryption-provider-config-automatic-reload", Value: "true", Controls: []string{"SP-ENC-001"}},
+			Flag{Name: "encryption-provider-config", Value: f.EncryptionConfig, Controls: []blueprints.ControlID{blueprints.EncryptionAtRestOn, blueprints.EncryptionCoversSecrets}},
+			Flag{Name: "encryption-provider-config-automatic-reload", Value: "true", Controls: []blueprints.ControlID{blueprints.EncryptionAtRestOn}},
 		)
 	}
 	if s.Audit.IsEnabled() {
 		fl = append(fl,
-			Flag{Name: "audit-policy-file", Value: f.AuditPolicy, Controls: []string{"SP-AUDIT-001"}},
-			Flag{Name: "audit-log-path", Value: f.AuditLog, Controls: []string{"SP-AUDIT-001"}},
-			Flag{Name: "audit-log-maxage", Value: fmt.Sprint(v1alpha1.Int(s.Audit.MaxAgeDays, v1alpha1.DefaultAuditMaxAgeDays)), Controls: []string{"SP-AUDIT-002"}},
-			Flag{Name: "audit-log-maxbackup", Value: fmt.Sprint(v1alpha1.Int(s.Audit.MaxBackups, v1alpha1.DefaultAuditMaxBackups)), Controls: []string{"SP-AUDIT-002"}},
-			Flag{Name: "audit-log-maxsize", Value: fmt.Sprint(v1alpha1.Int(s.Audit.MaxSizeMB, v1alpha1.DefaultAuditMaxSizeMB)), Controls: []string{"SP-AUDIT-002"}},
+			Flag{Name: "audit-policy-file", Value: f.AuditPolicy, Controls: []blueprints.ControlID{blueprints.AuditLogging}},
+			Flag{Name: "audit-log-path", Value: f.AuditLog, Controls: []blueprints.ControlID{blueprints.AuditLogging}},
+			Flag{Name: "audit-log-maxage", Value: fmt.Sprint(v1alpha1.Int(s.Audit.MaxAgeDays, v1alpha1.DefaultAuditMaxAgeDays)), Controls: []blueprints.ControlID{blueprints.AuditRetention}},
+			Flag{Name: "audit-log-maxbackup", Value: fmt.Sprint(v1alpha1.Int(s.Audit.MaxBackups, v1alpha1.DefaultAuditMaxBackups)), Controls: []blueprints.ControlID{blueprints.AuditRetention}},
+			Flag{Name: "audit-log-maxsize", Value: fmt.Sprint(v1alpha1.Int(s.Audit.MaxSizeMB, v1alpha1.DefaultAuditMaxSizeMB)), Controls: []blueprints.ControlID{blueprints.AuditRetention}},
 		)
 	}
 	return fl
@@ -254,7 +255,7 @@ func (cp *ControlPlane) APIServerFlags() Flags {
 // ControllerManagerFlags renders kube-controller-manager's flags (SP-KCM-001).
 func (cp *ControlPlane) ControllerManagerFlags() Flags {
 	f := cp.Files
-	kcm := []string{"SP-KCM-001"}
+	kcm := []blueprints.ControlID{blueprints.ControllerManagerHardened}
 	return Flags{
 		{Name: "kubeconfig", Value: f.ControllerManagerKubeconfig},
 		{Name: "authentication-kubeconfig", Value: f.ControllerManagerKubeconfig},
@@ -263,7 +264,7 @@ func (cp *ControlPlane) ControllerManagerFlags() Flags {
 		{Name: "requestheader-client-ca-file", Value: f.FrontProxyCACert},
 		{Name: "bind-address", Value: Loopback, Controls: kcm},
 		{Name: "secure-port", Value: fmt.Sprint(cp.Ports.ControllerManager)},
-		{Name: "profiling", Value: "false", Controls: []string{"SP-APISRV-004", "SP-KCM-001"}},
+		{Name: "profiling", Value: "false", Controls: []blueprints.ControlID{blueprints.ProfilingOff, blueprints.ControllerManagerHardened}},
 		{Name: "use-service-account-credentials", Value: "true", Controls: kcm},
 		{Name: "service-account-private-key-file", Value: f.ServiceAccountKey, Controls: kcm},
 		{Name: "root-ca-file", Value: f.CACert, Controls: kcm},
@@ -287,10 +288,10 @@ func (cp *ControlPlane) SchedulerFlags() Flags {
 		{Name: "authorization-kubeconfig", Value: f.SchedulerKubeconfig},
 		{Name: "client-ca-file", Value: f.CACert},
 		{Name: "requestheader-client-ca-file", Value: f.FrontProxyCACert},
-		{Name: "bind-address", Value: Loopback, Controls: []string{"SP-SCHED-001"}},
+		{Name: "bind-address", Value: Loopback, Controls: []blueprints.ControlID{blueprints.SchedulerLoopback}},
 		{Name: "secure-port", Value: fmt.Sprint(cp.Ports.Scheduler)},
-		{Name: "profiling", Value: "false", Controls: []string{"SP-APISRV-004"}},
-		{Name: "tls-min-version", Value: "VersionTLS12", Controls: []string{"SP-SCHED-001"}},
+		{Name: "profiling", Value: "false", Controls: []blueprints.ControlID{blueprints.ProfilingOff}},
+		{Name: "tls-min-version", Value: "VersionTLS12", Controls: []blueprints.ControlID{blueprints.SchedulerLoopback}},
 		{Name: "leader-elect", Value: "false"},
 	}
 }

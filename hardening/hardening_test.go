@@ -98,7 +98,11 @@ func TestConfigsGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(&buf, "# controls: %s\n%s---\n", strings.Join(o.Controls, ","), y)
+		ids := make([]string, len(o.Controls))
+		for i, c := range o.Controls {
+			ids[i] = string(c)
+		}
+		fmt.Fprintf(&buf, "# controls: %s\n%s---\n", strings.Join(ids, ","), y)
 	}
 	golden.Check(t, "prod-objects.yaml", buf.Bytes())
 }

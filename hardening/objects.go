@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
 )
 
@@ -61,7 +62,7 @@ func PodSecurityLabels(spec v1alpha1.Spec) map[string]string {
 // Object is a rendered in-cluster object and the controls it implements.
 type Object struct {
 	Object   runtime.Object
-	Controls []string
+	Controls []blueprints.ControlID
 }
 
 // Objects renders every in-cluster object the blueprint asks for, in
@@ -73,7 +74,7 @@ func Objects(spec v1alpha1.Spec) ([]Object, error) {
 		return nil, err
 	}
 	out := []Object{{
-		Controls: []string{"SP-RBAC-001"},
+		Controls: []blueprints.ControlID{blueprints.RBACAdminsNamed},
 		Object: &rbacv1.ClusterRoleBinding{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRoleBinding"},
 			ObjectMeta: meta("", AdminsBinding, nil),
@@ -94,16 +95,16 @@ func Objects(spec v1alpha1.Spec) ([]Object, error) {
 			labels[k] = v
 		}
 		out = append(out,
-			Object{Controls: []string{"SP-PSS-001"}, Object: &corev1.Namespace{
+			Object{Controls: []blueprints.ControlID{blueprints.PodSecurityRestricted}, Object: &corev1.Namespace{
 				TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}, ObjectMeta: meta("", ns, labels)}},
-			Object{Controls: []string{"SP-RBAC-002"}, Object: &corev1.ServiceAccount{
+			Object{Controls: []blueprints.ControlID{blueprints.RBACNoTokenAutomount}, Object: &corev1.ServiceAccount{
 				TypeMeta:                     metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
 				ObjectMeta:                   metav1.ObjectMeta{Name: "default", Namespace: ns},
 				AutomountServiceAccountToken: ptr(false)}},
 		)
 		if spec.Network.DefaultDenyEnabled() {
 			for _, np := range DefaultDenyPolicies(ns) {
-				out = append(out, Object{Controls: []string{"SP-NET-002"}, Object: np})
+				out = append(out, Object{Controls: []blueprints.ControlID{blueprints.NetworkDefaultDeny}, Object: np})
 			}
 		}
 	}
@@ -141,7 +142,7 @@ func DefaultDenyPolicies(ns string) []*networkingv1.NetworkPolicy {
 // vaultAuthObjects are the token reviewer Vault's Kubernetes auth uses
 // (SP-VAULT-001).
 func vaultAuthObjects() []Object {
-	ctl := []string{"SP-VAULT-001"}
+	ctl := []blueprints.ControlID{blueprints.VaultSecrets}
 	return []Object{
 		{Controls: ctl, Object: &corev1.ServiceAccount{
 			TypeMeta:                     metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
@@ -183,7 +184,7 @@ func allowPolicies(spec v1alpha1.Spec) []Object {
 			dests = workload
 		}
 		for _, ns := range dests {
-			out = append(out, Object{Controls: []string{"SP-NET-003"}, Object: networkPolicy(ns, name+"-ingress", networkingv1.NetworkPolicySpec{
+			out = append(out, Object{Controls: []blueprints.ControlID{blueprints.NetworkAllowNarrow}, Object: networkPolicy(ns, name+"-ingress", networkingv1.NetworkPolicySpec{
 				PodSelector: metav1.LabelSelector{MatchLabels: r.To.PodSelector},
 				PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
 				Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{from}, Ports: ports}},
@@ -204,7 +205,7 @@ func allowPolicies(spec v1alpha1.Spec) []Object {
 			if !slices.Contains(workload, ns) {
 				continue // not ours: its egress is not denied by secprov
 			}
-			out = append(out, Object{Controls: []string{"SP-NET-003"}, Object: networkPolicy(ns, name+"-egress", networkingv1.NetworkPolicySpec{
+			out = append(out, Object{Controls: []blueprints.ControlID{blueprints.NetworkAllowNarrow}, Object: networkPolicy(ns, name+"-egress", networkingv1.NetworkPolicySpec{
 				PodSelector: metav1.LabelSelector{MatchLabels: r.From.PodSelector},
 				PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
 				Egress:      []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{to}, Ports: ports}},

@@ -32,7 +32,7 @@ import (
 // PluginRegistry is every resource type secprov's resource plugin serves:
 // the cluster providers' and the Vault objects'.
 func PluginRegistry(providers *cluster.Registry) (*provider.Registry, error) {
-	return provider.NewRegistry(append(providers.ResourceTypes(), vaultres.Kinds()...)...)
+	return provider.NewRegistry(append(providers.ResourceTypes(), vaultres.ResourceTypes()...)...)
 }
 
 // Config configures a Provisioner.

@@ -75,11 +75,11 @@ func loadGenerated(tb testing.TB, files map[string][]byte) []*blueprints.Bluepri
 func TestGeneratedBlueprintsHaveFindings(t *testing.T) {
 	bps := loadGenerated(t, generatedBlueprints(1000))
 	fs := Review(bps, Options{Now: testNow})
-	seen := map[string]int{}
+	seen := map[blueprints.ControlID]int{}
 	for _, f := range fs {
 		seen[f.Rule]++
 	}
-	for _, r := range []string{"SP-API-001", "SP-ENC-002", "SP-NET-003", "SP-ISO-002", "SP-ISO-003", "SP-ISO-004", "SP-AUDIT-002"} {
+	for _, r := range []blueprints.ControlID{"SP-API-001", "SP-ENC-002", "SP-NET-003", "SP-ISO-002", "SP-ISO-003", "SP-ISO-004", "SP-AUDIT-002"} {
 		if seen[r] == 0 {
 			t.Errorf("no %s findings in the generated set: %v", r, seen)
 		}

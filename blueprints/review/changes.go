@@ -35,20 +35,13 @@ type changes struct {
 }
 
 // report adds a weakening of control at path.
-func (c *changes) report(control, path, format string, args ...any) {
+func (c *changes) report(control blueprints.ControlID, path, format string, args ...any) {
 	c.out.addFor(control, c.cur, path, 0, "%s: %s (base %s)", control, fmt.Sprintf(format, args...), c.rev)
 }
 
 // weakened reports a scalar field that moved to a weaker value.
-func (c *changes) weakened(control, path, from, to string) {
+func (c *changes) weakened(control blueprints.ControlID, path, from, to string) {
 	c.report(control, path, "%s weakened from %q to %q", path, from, to)
-}
-
-func encryptionRank(p string) int {
-	return map[string]int{
-		v1alpha1.EncryptionVaultKMS: 5, v1alpha1.EncryptionSecretbox: 4, v1alpha1.EncryptionAESGCM: 3,
-		v1alpha1.EncryptionAESCBC: 2, v1alpha1.EncryptionNone: 1,
-	}[p]
 }
 
 func (c *changes) compare() {
@@ -56,45 +49,45 @@ func (c *changes) compare() {
 
 	// API server.
 	if o.APIServer.Endpoint != v1alpha1.EndpointPublic && n.APIServer.Endpoint == v1alpha1.EndpointPublic {
-		c.weakened("SP-API-001", "spec.apiServer.endpoint", o.APIServer.Endpoint, n.APIServer.Endpoint)
+		c.weakened(blueprints.APIEndpointPrivate, "spec.apiServer.endpoint", o.APIServer.Endpoint, n.APIServer.Endpoint)
 	}
 	for i, cidr := range n.APIServer.AllowedCIDRs {
 		if !slices.Contains(o.APIServer.AllowedCIDRs, cidr) {
-			c.report("SP-API-002", fmt.Sprintf("spec.apiServer.allowedCIDRs[%d]", i), "allowed CIDR %q added to the API server endpoint", cidr)
+			c.report(blueprints.APIAllowedCIDRsNarrow, fmt.Sprintf("spec.apiServer.allowedCIDRs[%d]", i), "allowed CIDR %q added to the API server endpoint", cidr)
 		}
 	}
 
 	// Encryption at rest.
-	if encryptionRank(n.EncryptionAtRest.Provider) < encryptionRank(o.EncryptionAtRest.Provider) {
-		ctl := "SP-ENC-002"
-		if n.EncryptionAtRest.Provider == v1alpha1.EncryptionNone {
-			ctl = "SP-ENC-001"
+	if blueprints.EncryptionRank(n.EncryptionAtRest.Provider) < blueprints.EncryptionRank(o.EncryptionAtRest.Provider) {
+		ctl := blueprints.EncryptionProviderStrong
+		if p, ok := blueprints.EncryptionProviderNamed(n.EncryptionAtRest.Provider); ok {
+			ctl = p.Control()
 		}
 		c.weakened(ctl, "spec.encryptionAtRest.provider", o.EncryptionAtRest.Provider, n.EncryptionAtRest.Provider)
 	}
 	for _, r := range o.EncryptionAtRest.Resources {
 		if !stillEncrypted(r, n.EncryptionAtRest.Resources) {
-			c.report("SP-ENC-003", "spec.encryptionAtRest.resources", "resource %q is no longer encrypted at rest", r)
+			c.report(blueprints.EncryptionCoversSecrets, "spec.encryptionAtRest.resources", "resource %q is no longer encrypted at rest", r)
 		}
 	}
 
 	// Network.
 	if o.Network.CNI != v1alpha1.CNINone && n.Network.CNI == v1alpha1.CNINone {
-		c.weakened("SP-NET-001", "spec.network.cni", o.Network.CNI, n.Network.CNI)
+		c.weakened(blueprints.CiliumCNI, "spec.network.cni", o.Network.CNI, n.Network.CNI)
 	}
 	if o.Network.DefaultDenyEnabled() && !n.Network.DefaultDenyEnabled() {
-		c.weakened("SP-NET-002", "spec.network.defaultDeny", "true", "false")
+		c.weakened(blueprints.NetworkDefaultDeny, "spec.network.defaultDeny", "true", "false")
 	}
 	c.allowRules()
 
 	// Vault.
 	if o.Vault.IsEnabled() && !n.Vault.IsEnabled() {
-		c.weakened("SP-VAULT-001", "spec.vault.enabled", "true", "false")
+		c.weakened(blueprints.VaultSecrets, "spec.vault.enabled", "true", "false")
 	}
 
 	// Audit.
 	if o.Audit.IsEnabled() && !n.Audit.IsEnabled() {
-		c.weakened("SP-AUDIT-001", "spec.audit.enabled", "true", "false")
+		c.weakened(blueprints.AuditLogging, "spec.audit.enabled", "true", "false")
 	}
 	if n.Audit.IsEnabled() {
 		for _, f := range []struct {
@@ -107,16 +100,20 @@ func (c *changes) compare() {
 			{"maxSizeMB", o.Audit.MaxSizeMB, n.Audit.MaxSizeMB, v1alpha1.DefaultAuditMaxSizeMB},
 		} {
 			if was, is := v1alpha1.Int(f.old, f.def), v1alpha1.Int(f.cur, f.def); is < was {
-				c.report("SP-AUDIT-002", "spec.audit."+f.field, "spec.audit.%s lowered from %d to %d", f.field, was, is)
+				c.report(blueprints.AuditRetention, "spec.audit."+f.field, "spec.audit.%s lowered from %d to %d", f.field, was, is)
 			}
 		}
 	}
 
 	// Pod Security.
-	for _, f := range []struct{ field, ctl, old, cur string }{
-		{"enforce", "SP-PSS-001", o.PodSecurity.Enforce, n.PodSecurity.Enforce},
-		{"audit", "SP-PSS-003", o.PodSecurity.Audit, n.PodSecurity.Audit},
-		{"warn", "SP-PSS-003", o.PodSecurity.Warn, n.PodSecurity.Warn},
+	for _, f := range []struct {
+		field    string
+		ctl      blueprints.ControlID
+		old, cur string
+	}{
+		{"enforce", blueprints.PodSecurityRestricted, o.PodSecurity.Enforce, n.PodSecurity.Enforce},
+		{"audit", blueprints.PodSecurityAuditWarn, o.PodSecurity.Audit, n.PodSecurity.Audit},
+		{"warn", blueprints.PodSecurityAuditWarn, o.PodSecurity.Warn, n.PodSecurity.Warn},
 	} {
 		if pssRank(f.cur) < pssRank(f.old) {
 			c.weakened(f.ctl, "spec.podSecurity."+f.field, f.old, f.cur)
@@ -124,14 +121,14 @@ func (c *changes) compare() {
 	}
 	for i, ns := range n.PodSecurity.ExemptNamespaces {
 		if !slices.Contains(o.PodSecurity.ExemptNamespaces, ns) {
-			c.report("SP-PSS-002", fmt.Sprintf("spec.podSecurity.exemptNamespaces[%d]", i), "namespace %q newly exempt from Pod Security", ns)
+			c.report(blueprints.PodSecurityExemptionsFew, fmt.Sprintf("spec.podSecurity.exemptNamespaces[%d]", i), "namespace %q newly exempt from Pod Security", ns)
 		}
 	}
 
 	// RBAC.
 	for i, a := range n.RBAC.Admins {
 		if !slices.Contains(o.RBAC.Admins, a) {
-			c.report("SP-RBAC-001", fmt.Sprintf("spec.rbac.admins[%d]", i), "%q newly bound to cluster-admin", a)
+			c.report(blueprints.RBACAdminsNamed, fmt.Sprintf("spec.rbac.admins[%d]", i), "%q newly bound to cluster-admin", a)
 		}
 	}
 
@@ -146,7 +143,7 @@ func (c *changes) exceptions() {
 		old[x.Control] = x
 	}
 	for i, x := range c.cur.Spec.Exceptions {
-		ctl := x.Control
+		ctl := blueprints.ControlID(x.Control)
 		if _, known := blueprints.ControlByID(ctl); !known {
 			ctl = c.out.rule // unknown control: SP-EXC-003 says so; judge the change by SP-CHG-001
 		}
@@ -186,7 +183,7 @@ func (c *changes) allowRules() {
 			before = &olds[i]
 		}
 		if before == nil || !c.broadened(p, *before, r) {
-			c.report("SP-NET-003", p, "new allow rule from %s to namespace %q%s", describePeer(r.From), r.To.Namespace, portsText(r.To.Ports))
+			c.report(blueprints.NetworkAllowNarrow, p, "new allow rule from %s to namespace %q%s", describePeer(r.From), r.To.Namespace, portsText(r.To.Ports))
 		}
 	}
 }
@@ -196,22 +193,22 @@ func (c *changes) allowRules() {
 func (c *changes) broadened(p string, o, r v1alpha1.AllowRule) bool {
 	n := len(c.out.hits)
 	if r.From.Namespace == "*" && o.From.Namespace != "*" {
-		c.report("SP-NET-003", p+".from.namespace", "allow rule source widened from %s to every namespace", describePeer(o.From))
+		c.report(blueprints.NetworkAllowNarrow, p+".from.namespace", "allow rule source widened from %s to every namespace", describePeer(o.From))
 	} else if r.From.CIDR != "" && o.From.CIDR != "" && r.From.CIDR != o.From.CIDR && cidrCovers(r.From.CIDR, o.From.CIDR) {
-		c.report("SP-NET-003", p+".from.cidr", "allow rule source CIDR widened from %q to %q", o.From.CIDR, r.From.CIDR)
+		c.report(blueprints.NetworkAllowNarrow, p+".from.cidr", "allow rule source CIDR widened from %q to %q", o.From.CIDR, r.From.CIDR)
 	}
 	if r.From.Namespace == o.From.Namespace && len(o.From.PodSelector) > 0 && !selectorCovers(o.From.PodSelector, r.From.PodSelector) {
-		c.report("SP-NET-003", p+".from.podSelector", "allow rule source pod selector loosened")
+		c.report(blueprints.NetworkAllowNarrow, p+".from.podSelector", "allow rule source pod selector loosened")
 	}
 	if r.To.Namespace == "*" && o.To.Namespace != "*" {
-		c.report("SP-NET-003", p+".to.namespace", "allow rule destination widened from namespace %q to every namespace", o.To.Namespace)
+		c.report(blueprints.NetworkAllowNarrow, p+".to.namespace", "allow rule destination widened from namespace %q to every namespace", o.To.Namespace)
 	}
 	if r.To.Namespace == o.To.Namespace && len(o.To.PodSelector) > 0 && !selectorCovers(o.To.PodSelector, r.To.PodSelector) {
-		c.report("SP-NET-003", p+".to.podSelector", "allow rule destination pod selector loosened")
+		c.report(blueprints.NetworkAllowNarrow, p+".to.podSelector", "allow rule destination pod selector loosened")
 	}
 	if len(o.To.Ports) > 0 {
 		if len(r.To.Ports) == 0 {
-			c.report("SP-NET-003", p+".to.ports", "allow rule ports %v removed: every port is now open", o.To.Ports)
+			c.report(blueprints.NetworkAllowNarrow, p+".to.ports", "allow rule ports %v removed: every port is now open", o.To.Ports)
 		} else {
 			var added []int
 			for _, port := range r.To.Ports {
@@ -220,12 +217,12 @@ func (c *changes) broadened(p string, o, r v1alpha1.AllowRule) bool {
 				}
 			}
 			if len(added) > 0 {
-				c.report("SP-NET-003", p+".to.ports", "allow rule ports %v added", added)
+				c.report(blueprints.NetworkAllowNarrow, p+".to.ports", "allow rule ports %v added", added)
 			}
 		}
 	}
 	if len(o.To.Ports) > 0 && len(r.To.Ports) > 0 && r.To.Protocol != o.To.Protocol {
-		c.report("SP-NET-003", p+".to.protocol", "allow rule protocol changed from %s to %s", o.To.Protocol, r.To.Protocol)
+		c.report(blueprints.NetworkAllowNarrow, p+".to.protocol", "allow rule protocol changed from %s to %s", o.To.Protocol, r.To.Protocol)
 	}
 	return len(c.out.hits) > n
 }

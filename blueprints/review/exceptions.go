@@ -16,7 +16,7 @@ type exceptionState struct {
 func (s exceptionState) valid() bool { return s.known && s.justified && !s.expired }
 
 func judgeException(e *env, x v1alpha1.Exception) exceptionState {
-	_, known := blueprints.ControlByID(x.Control)
+	_, known := blueprints.ControlByID(blueprints.ControlID(x.Control))
 	return exceptionState{known: known, justified: blueprints.ExceptionJustified(x.Justification), expired: blueprints.ExceptionExpired(x.Expires, e.now)}
 }
 
@@ -38,7 +38,7 @@ func ruleExceptionJustified(e *env, b *blueprints.Blueprint, out *emitter) {
 
 func ruleExceptionKnown(_ *env, b *blueprints.Blueprint, out *emitter) {
 	for i, x := range b.Spec.Exceptions {
-		if _, ok := blueprints.ControlByID(x.Control); !ok {
+		if _, ok := blueprints.ControlByID(blueprints.ControlID(x.Control)); !ok {
 			out.add(b, fmt.Sprintf("spec.exceptions[%d].control", i), 0, "exception names %q, which is not a secprov control; it has no effect", x.Control)
 		}
 	}
@@ -46,12 +46,14 @@ func ruleExceptionKnown(_ *env, b *blueprints.Blueprint, out *emitter) {
 
 // exceptionRules are not themselves subject to exceptions: an exception
 // must not excuse its own problems.
-func isExceptionRule(id string) bool { return strings.HasPrefix(id, "SP-EXC-") }
+func isExceptionRule(id blueprints.ControlID) bool {
+	return id == blueprints.ExceptionsCurrent || id == blueprints.ExceptionsExplained || id == blueprints.ExceptionsKnownControl
+}
 
 // applyExceptions downgrades every finding whose control has a valid
 // exception in the finding's blueprint to info and says so in the message.
 func applyExceptions(e *env, hits []hit) {
-	valid := map[*blueprints.Blueprint]map[string]*v1alpha1.Exception{}
+	valid := map[*blueprints.Blueprint]map[blueprints.ControlID]*v1alpha1.Exception{}
 	for i := range hits {
 		h := &hits[i]
 		if isExceptionRule(h.Rule) || h.final {
@@ -59,11 +61,11 @@ func applyExceptions(e *env, hits []hit) {
 		}
 		m, ok := valid[h.bp]
 		if !ok {
-			m = map[string]*v1alpha1.Exception{}
+			m = map[blueprints.ControlID]*v1alpha1.Exception{}
 			for j := range h.bp.Spec.Exceptions {
 				x := &h.bp.Spec.Exceptions[j]
 				if judgeException(e, *x).valid() {
-					m[x.Control] = x
+					m[blueprints.ControlID(x.Control)] = x
 				}
 			}
 			valid[h.bp] = m

@@ -80,7 +80,7 @@ func mutated(t testing.TB, edits map[string][]edit) map[string][]byte {
 func rulesOf(fs []Finding) []string {
 	var ids []string
 	for _, f := range fs {
-		ids = append(ids, f.Rule)
+		ids = append(ids, string(f.Rule))
 	}
 	return ids
 }
@@ -88,7 +88,7 @@ func rulesOf(fs []Finding) []string {
 func findingsOf(fs []Finding, rule string) []Finding {
 	var out []Finding
 	for _, f := range fs {
-		if f.Rule == rule {
+		if string(f.Rule) == rule {
 			out = append(out, f)
 		}
 	}

@@ -125,7 +125,7 @@ spec:
 func rulesHit(fs []Finding) map[string]bool {
 	m := map[string]bool{}
 	for _, f := range fs {
-		m[f.Rule] = true
+		m[string(f.Rule)] = true
 	}
 	return m
 }

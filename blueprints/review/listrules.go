@@ -11,10 +11,10 @@ import (
 )
 
 type jsonRule struct {
-	ID       string              `json:"id"`
-	Title    string              `json:"title"`
-	Severity blueprints.Severity `json:"severity"`
-	Refs     []string            `json:"refs"`
+	ID       blueprints.ControlID `json:"id"`
+	Title    string               `json:"title"`
+	Severity blueprints.Severity  `json:"severity"`
+	Refs     []string             `json:"refs"`
 }
 
 func refStrings(c blueprints.Control) []string {

@@ -98,7 +98,7 @@ func findingsTable(bw *bufio.Writer, fs []Finding) {
 			break
 		}
 		fmt.Fprintf(bw, "| %s %s | %s | %s | %s | %s |\n",
-			severityEmoji[f.Severity], f.Severity, cell(f.Rule), codeSpan(fmt.Sprintf("%s:%d", f.File, f.Line), true), codeSpan(f.Path, true), cell(f.Message))
+			severityEmoji[f.Severity], f.Severity, cell(string(f.Rule)), codeSpan(fmt.Sprintf("%s:%d", f.File, f.Line), true), codeSpan(f.Path, true), cell(f.Message))
 	}
 	bw.WriteString("\n")
 }

@@ -104,7 +104,7 @@ func WriteText(w io.Writer, r *Report, opts WriteOptions) error {
 		fmt.Fprintf(bw, "%s:%d:%d: ERROR %s\n", printable(e.File), e.Line, e.Column, oneLine(e.Message))
 	}
 	for _, f := range r.Findings {
-		fmt.Fprintf(bw, "%s:%d:%d: %s %s %s: %s\n", printable(f.File), f.Line, f.Column, strings.ToUpper(f.Severity.String()), printable(f.Rule), printable(f.Path), oneLine(f.Message))
+		fmt.Fprintf(bw, "%s:%d:%d: %s %s %s: %s\n", printable(f.File), f.Line, f.Column, strings.ToUpper(f.Severity.String()), printable(string(f.Rule)), printable(f.Path), oneLine(f.Message))
 		if opts.Verbose && f.Remediation != "" {
 			fmt.Fprintf(bw, "    remediation: %s\n", oneLine(f.Remediation))
 		}

@@ -22,19 +22,19 @@ import (
 // Finding is one problem a rule found in one blueprint. Its JSON form is part
 // of secprov's interface: do not rename or add JSON fields.
 type Finding struct {
-	Rule        string              `json:"rule"`
-	Severity    blueprints.Severity `json:"severity"`
-	Blueprint   string              `json:"blueprint"` // cluster name
-	File        string              `json:"file"`
-	Line        int                 `json:"line"`
-	Column      int                 `json:"column"`
-	Path        string              `json:"path"` // field path, e.g. spec.apiServer.endpoint
-	Message     string              `json:"message"`
-	Remediation string              `json:"remediation"`
+	Rule        blueprints.ControlID `json:"rule"`
+	Severity    blueprints.Severity  `json:"severity"`
+	Blueprint   string               `json:"blueprint"` // cluster name
+	File        string               `json:"file"`
+	Line        int                  `json:"line"`
+	Column      int                  `json:"column"`
+	Path        string               `json:"path"` // field path, e.g. spec.apiServer.endpoint
+	Message     string               `json:"message"`
+	Remediation string               `json:"remediation"`
 
 	// Control is the control the finding is about: the rule's own, or for
 	// SP-CHG-001 the control the change weakens. Exceptions match on it.
-	Control string `json:"-"`
+	Control blueprints.ControlID `json:"-"`
 	// Exception is the blueprint's exception that downgraded the finding to
 	// info; nil when none applied.
 	Exception *v1alpha1.Exception `json:"-"`
@@ -99,7 +99,7 @@ type env struct {
 // rule is the code behind one control. Exactly one of one (per blueprint)
 // and all (over the whole set, for cross-blueprint rules) is set.
 type rule struct {
-	id  string
+	id  blueprints.ControlID
 	one func(e *env, b *blueprints.Blueprint, out *emitter)
 	all func(e *env, bps []*blueprints.Blueprint, out *emitter)
 }
@@ -108,29 +108,29 @@ type rule struct {
 // can change the rules behind a caller's back.
 func ruleSet() []rule {
 	return []rule{
-		{id: "SP-API-001", one: ruleAPIEndpoint},
-		{id: "SP-API-002", one: ruleAPICIDRs},
-		{id: "SP-AUDIT-001", one: ruleAuditEnabled},
-		{id: "SP-AUDIT-002", one: ruleAuditRetention},
-		{id: "SP-CHG-001", all: ruleChanges},
-		{id: "SP-ENC-001", one: ruleEncryptionOn},
-		{id: "SP-ENC-002", one: ruleEncryptionStrong},
-		{id: "SP-ENC-003", one: ruleEncryptionSecrets},
-		{id: "SP-EXC-001", one: ruleExceptionExpired},
-		{id: "SP-EXC-002", one: ruleExceptionJustified},
-		{id: "SP-EXC-003", one: ruleExceptionKnown},
-		{id: "SP-ISO-001", all: ruleUniqueNames},
-		{id: "SP-ISO-002", all: ruleSharedVault},
-		{id: "SP-ISO-003", all: ruleSharedNetworks},
-		{id: "SP-ISO-004", one: ruleProdLabels},
-		{id: "SP-NET-001", one: ruleCNI},
-		{id: "SP-NET-002", one: ruleDefaultDeny},
-		{id: "SP-NET-003", one: ruleAllowNarrow},
-		{id: "SP-PSS-001", one: rulePSSEnforce},
-		{id: "SP-PSS-002", one: rulePSSExemptions},
-		{id: "SP-PSS-003", one: rulePSSAuditWarn},
-		{id: "SP-RBAC-001", one: ruleRBACAdmins},
-		{id: "SP-VAULT-001", one: ruleVault},
+		{id: blueprints.APIEndpointPrivate, one: ruleAPIEndpoint},
+		{id: blueprints.APIAllowedCIDRsNarrow, one: ruleAPICIDRs},
+		{id: blueprints.AuditLogging, one: ruleAuditEnabled},
+		{id: blueprints.AuditRetention, one: ruleAuditRetention},
+		{id: blueprints.NoWeakeningChange, all: ruleChanges},
+		{id: blueprints.EncryptionAtRestOn, one: ruleEncryptionOn},
+		{id: blueprints.EncryptionProviderStrong, one: ruleEncryptionStrong},
+		{id: blueprints.EncryptionCoversSecrets, one: ruleEncryptionSecrets},
+		{id: blueprints.ExceptionsCurrent, one: ruleExceptionExpired},
+		{id: blueprints.ExceptionsExplained, one: ruleExceptionJustified},
+		{id: blueprints.ExceptionsKnownControl, one: ruleExceptionKnown},
+		{id: blueprints.IsolationOwnCluster, all: ruleUniqueNames},
+		{id: blueprints.IsolationVault, all: ruleSharedVault},
+		{id: blueprints.IsolationNetworks, all: ruleSharedNetworks},
+		{id: blueprints.IsolationProdLabels, one: ruleProdLabels},
+		{id: blueprints.CiliumCNI, one: ruleCNI},
+		{id: blueprints.NetworkDefaultDeny, one: ruleDefaultDeny},
+		{id: blueprints.NetworkAllowNarrow, one: ruleAllowNarrow},
+		{id: blueprints.PodSecurityRestricted, one: rulePSSEnforce},
+		{id: blueprints.PodSecurityExemptionsFew, one: rulePSSExemptions},
+		{id: blueprints.PodSecurityAuditWarn, one: rulePSSAuditWarn},
+		{id: blueprints.RBACAdminsNamed, one: ruleRBACAdmins},
+		{id: blueprints.VaultSecrets, one: ruleVault},
 	}
 }
 
@@ -142,7 +142,7 @@ func Rules() []blueprints.Control {
 		c, ok := blueprints.ControlByID(r.id)
 		if !ok {
 			// ruleSet and the catalog are tested against each other.
-			panic("review rule " + r.id + " has no control in the catalog")
+			panic("review rule " + string(r.id) + " has no control in the catalog")
 		}
 		out = append(out, c)
 	}
@@ -162,7 +162,7 @@ type hit struct {
 
 // emitter collects what the rules report and fills in the common fields.
 type emitter struct {
-	rule string
+	rule blueprints.ControlID
 	hits []hit
 }
 
@@ -174,7 +174,7 @@ func (o *emitter) add(b *blueprints.Blueprint, path string, sev blueprints.Sever
 
 // addFor reports a finding that concerns control (for SP-CHG-001, the
 // control a change weakens).
-func (o *emitter) addFor(control string, b *blueprints.Blueprint, path string, sev blueprints.Severity, format string, args ...any) {
+func (o *emitter) addFor(control blueprints.ControlID, b *blueprints.Blueprint, path string, sev blueprints.Severity, format string, args ...any) {
 	c, _ := blueprints.ControlByID(control)
 	if sev == 0 {
 		sev = c.Severity

@@ -61,24 +61,27 @@ func hugePrefix(s string) string {
 	return ""
 }
 
+// ruleEncryptionOn and ruleEncryptionStrong judge the encryption provider
+// by the blueprints table: its severity and weakness, under SP-ENC-001
+// when it does not encrypt at all and SP-ENC-002 when it is not strong.
 func ruleEncryptionOn(_ *env, b *blueprints.Blueprint, out *emitter) {
-	if p := b.Spec.EncryptionAtRest.Provider; p == v1alpha1.EncryptionNone {
-		out.add(b, "spec.encryptionAtRest.provider", 0, "encryption provider is %q: secrets are stored in plaintext in etcd", p)
-	}
+	judgeEncryptionProvider(b, out, blueprints.EncryptionAtRestOn)
 }
 
 func ruleEncryptionStrong(_ *env, b *blueprints.Blueprint, out *emitter) {
-	switch p := b.Spec.EncryptionAtRest.Provider; p {
-	case v1alpha1.EncryptionAESCBC:
-		out.add(b, "spec.encryptionAtRest.provider", blueprints.SeverityHigh, "encryption provider is %q: AES-CBC is prone to padding-oracle attacks and its key sits on the control plane", p)
-	case v1alpha1.EncryptionAESGCM:
-		out.add(b, "spec.encryptionAtRest.provider", blueprints.SeverityMedium, "encryption provider is %q: AES-GCM needs a key rotation every 200k writes and its key sits on the control plane", p)
+	judgeEncryptionProvider(b, out, blueprints.EncryptionProviderStrong)
+}
+
+func judgeEncryptionProvider(b *blueprints.Blueprint, out *emitter, control blueprints.ControlID) {
+	name := b.Spec.EncryptionAtRest.Provider
+	if p, ok := blueprints.EncryptionProviderNamed(name); ok && p.Severity != 0 && p.Control() == control {
+		out.add(b, "spec.encryptionAtRest.provider", p.Severity, "encryption provider is %q: %s", name, p.Weakness)
 	}
 }
 
 func ruleEncryptionSecrets(_ *env, b *blueprints.Blueprint, out *emitter) {
 	enc := b.Spec.EncryptionAtRest
-	if enc.Provider == v1alpha1.EncryptionNone {
+	if p, ok := blueprints.EncryptionProviderNamed(enc.Provider); ok && !p.Encrypts() {
 		return // nothing is encrypted at all; SP-ENC-001 says so
 	}
 	if !coversSecrets(enc.Resources) {
@@ -111,15 +114,16 @@ func ruleAuditRetention(_ *env, b *blueprints.Blueprint, out *emitter) {
 	if !a.IsEnabled() {
 		return // SP-AUDIT-001 covers it; retention of no logs is moot
 	}
+	least := blueprints.AuditRetention.Thresholds()
 	for _, f := range []struct {
 		field string
 		got   int
 		min   int
 		unit  string
 	}{
-		{"maxAgeDays", v1alpha1.Int(a.MaxAgeDays, v1alpha1.DefaultAuditMaxAgeDays), v1alpha1.DefaultAuditMaxAgeDays, "days"},
-		{"maxBackups", v1alpha1.Int(a.MaxBackups, v1alpha1.DefaultAuditMaxBackups), v1alpha1.DefaultAuditMaxBackups, "backups"},
-		{"maxSizeMB", v1alpha1.Int(a.MaxSizeMB, v1alpha1.DefaultAuditMaxSizeMB), v1alpha1.DefaultAuditMaxSizeMB, "MB"},
+		{"maxAgeDays", v1alpha1.Int(a.MaxAgeDays, v1alpha1.DefaultAuditMaxAgeDays), least.MinAuditAgeDays, "days"},
+		{"maxBackups", v1alpha1.Int(a.MaxBackups, v1alpha1.DefaultAuditMaxBackups), least.MinAuditBackups, "backups"},
+		{"maxSizeMB", v1alpha1.Int(a.MaxSizeMB, v1alpha1.DefaultAuditMaxSizeMB), least.MinAuditSizeMB, "MB"},
 	} {
 		if f.got < f.min {
 			out.add(b, "spec.audit."+f.field, 0, "audit.%s is %d, below the minimum of %d %s", f.field, f.got, f.min, f.unit)
@@ -149,15 +153,11 @@ func rulePSSEnforce(_ *env, b *blueprints.Blueprint, out *emitter) {
 	}
 }
 
-// maxExemptNamespaces is how many Pod Security exemptions review accepts
-// before calling the list too long: kube-system plus a couple of
-// infrastructure namespaces.
-const maxExemptNamespaces = 3
-
 func rulePSSExemptions(_ *env, b *blueprints.Blueprint, out *emitter) {
 	ps := b.Spec.PodSecurity
-	if n := len(ps.ExemptNamespaces); n > maxExemptNamespaces {
-		out.add(b, "spec.podSecurity.exemptNamespaces", 0, "%d namespaces are exempt from Pod Security (more than %d): %s", n, maxExemptNamespaces, quoteList(ps.ExemptNamespaces))
+	most := blueprints.PodSecurityExemptionsFew.Thresholds().MaxExemptNamespaces
+	if n := len(ps.ExemptNamespaces); n > most {
+		out.add(b, "spec.podSecurity.exemptNamespaces", 0, "%d namespaces are exempt from Pod Security (more than %d): %s", n, most, quoteList(ps.ExemptNamespaces))
 	}
 	managed := map[string]bool{}
 	for _, ns := range b.Spec.Namespaces {

@@ -217,7 +217,7 @@ func TestRules(t *testing.T) {
 			got := Review(bps, opts)
 			var gotW, wantW []string
 			for _, f := range got {
-				gotW = append(gotW, w{f.Rule, f.File, f.Path, f.Severity}.String())
+				gotW = append(gotW, w{string(f.Rule), f.File, f.Path, f.Severity}.String())
 				if f.Line < 1 || f.Column < 1 || f.Blueprint == "" || f.Message == "" || f.Remediation == "" {
 					t.Errorf("incomplete finding: %+v", f)
 				}
@@ -241,8 +241,8 @@ func TestRules(t *testing.T) {
 		})
 	}
 	for _, c := range Rules() {
-		if !triggered[c.ID] || !clean[c.ID] {
-			t.Errorf("%s: needs a case that triggers it (%v) and one that does not (%v)", c.ID, triggered[c.ID], clean[c.ID])
+		if id := string(c.ID); !triggered[id] || !clean[id] {
+			t.Errorf("%s: needs a case that triggers it (%v) and one that does not (%v)", id, triggered[id], clean[id])
 		}
 	}
 }
@@ -268,7 +268,7 @@ func TestExamplesReviewClean(t *testing.T) {
 // TestRulesMatchCatalog keeps the rule set and the catalog in step: every
 // ByReview control has a rule and every rule a ByReview control.
 func TestRulesMatchCatalog(t *testing.T) {
-	have := map[string]bool{}
+	have := map[blueprints.ControlID]bool{}
 	for _, r := range ruleSet() {
 		if have[r.id] {
 			t.Errorf("%s: two rules", r.id)

@@ -22,7 +22,7 @@ const (
 	InformationURI = "https://secprov.dev/docs/review"
 	// LoadErrorRule is the synthetic rule load errors are reported under
 	// in SARIF, where every result needs a rule.
-	LoadErrorRule = "SP-LOAD-001"
+	LoadErrorRule = blueprints.LoadErrorRule
 	// fingerprintKey names secprov's partial fingerprint; bump the version
 	// if the hashed fields ever change, so old alerts close cleanly.
 	fingerprintKey = "secprovFinding/v1"
@@ -61,13 +61,13 @@ type sarifHelp struct {
 }
 
 type sarifRule struct {
-	ID                   string          `json:"id"`
-	Name                 string          `json:"name"`
-	ShortDescription     sarifText       `json:"shortDescription"`
-	FullDescription      sarifText       `json:"fullDescription"`
-	Help                 sarifHelp       `json:"help"`
-	DefaultConfiguration sarifRuleConfig `json:"defaultConfiguration"`
-	Properties           sarifRuleProps  `json:"properties"`
+	ID                   blueprints.ControlID `json:"id"`
+	Name                 string               `json:"name"`
+	ShortDescription     sarifText            `json:"shortDescription"`
+	FullDescription      sarifText            `json:"fullDescription"`
+	Help                 sarifHelp            `json:"help"`
+	DefaultConfiguration sarifRuleConfig      `json:"defaultConfiguration"`
+	Properties           sarifRuleProps       `json:"properties"`
 }
 
 type sarifRuleConfig struct {
@@ -81,13 +81,13 @@ type sarifRuleProps struct {
 }
 
 type sarifResult struct {
-	RuleID              string            `json:"ruleId"`
-	RuleIndex           int               `json:"ruleIndex"`
-	Level               string            `json:"level"`
-	Message             sarifText         `json:"message"`
-	Locations           []sarifLocation   `json:"locations"`
-	PartialFingerprints map[string]string `json:"partialFingerprints"`
-	Properties          map[string]string `json:"properties,omitempty"`
+	RuleID              blueprints.ControlID `json:"ruleId"`
+	RuleIndex           int                  `json:"ruleIndex"`
+	Level               string               `json:"level"`
+	Message             sarifText            `json:"message"`
+	Locations           []sarifLocation      `json:"locations"`
+	PartialFingerprints map[string]string    `json:"partialFingerprints"`
+	Properties          map[string]string    `json:"properties,omitempty"`
 }
 
 type sarifLocation struct {
@@ -140,7 +140,7 @@ func WriteSARIF(w io.Writer, r *Report, opts WriteOptions) error {
 		Remediation: "Fix the reported YAML or schema problem at the given line.",
 	})
 	rules := make([]sarifRule, len(ctls))
-	index := make(map[string]int, len(ctls))
+	index := make(map[blueprints.ControlID]int, len(ctls))
 	for i, c := range ctls {
 		rules[i] = sarifRuleOf(c)
 		index[c.ID] = i
@@ -159,7 +159,7 @@ func WriteSARIF(w io.Writer, r *Report, opts WriteOptions) error {
 			RuleID: LoadErrorRule, RuleIndex: index[LoadErrorRule], Level: "error",
 			Message:             sarifText{Text: e.Message},
 			Locations:           []sarifLocation{sarifLoc(opts.SrcRoot, e.File, e.Line, e.Column)},
-			PartialFingerprints: map[string]string{fingerprintKey: fingerprint(LoadErrorRule, e.File, e.Message)},
+			PartialFingerprints: map[string]string{fingerprintKey: fingerprint(string(LoadErrorRule), e.File, e.Message)},
 		})
 	}
 	for _, f := range r.Findings {
@@ -175,7 +175,7 @@ func WriteSARIF(w io.Writer, r *Report, opts WriteOptions) error {
 			RuleID: f.Rule, RuleIndex: idx, Level: sarifLevel(f.Severity),
 			Message:             sarifText{Text: fmt.Sprintf("%s: %s", f.Path, f.Message)},
 			Locations:           []sarifLocation{sarifLoc(opts.SrcRoot, f.File, f.Line, f.Column)},
-			PartialFingerprints: map[string]string{fingerprintKey: fingerprint(f.Rule, f.Blueprint, f.Path)},
+			PartialFingerprints: map[string]string{fingerprintKey: fingerprint(string(f.Rule), f.Blueprint, f.Path)},
 			Properties:          props,
 		})
 	}
@@ -204,7 +204,7 @@ func sarifRuleOf(c blueprints.Control) sarifRule {
 		text += "\nField: " + c.Field
 		md += "\n\n**Field:** `" + c.Field + "`"
 	}
-	area := strings.ToLower(strings.Split(c.ID, "-")[1])
+	area := strings.ToLower(c.ID.Area())
 	return sarifRule{
 		ID: c.ID, Name: ruleName(c.Title),
 		ShortDescription:     sarifText{Text: c.Title},

@@ -226,7 +226,7 @@ func TestSARIFValid(t *testing.T) {
 	if results != len(r.Findings)+len(r.Errors) {
 		t.Errorf("%d results for %d findings and %d load errors", results, len(r.Findings), len(r.Errors))
 	}
-	if len(rules) != len(Rules())+1 || rules[len(rules)-1] != LoadErrorRule {
+	if len(rules) != len(Rules())+1 || rules[len(rules)-1] != string(LoadErrorRule) {
 		t.Errorf("rules = %v; want every review rule and %s", rules, LoadErrorRule)
 	}
 	if !strings.Contains(buf.String(), `"uri": "testdata/golden/input/prod.yaml"`) {

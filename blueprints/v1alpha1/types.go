@@ -159,7 +159,8 @@ type Namespace struct {
 	Labels map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
 }
 
-// Encryption-at-rest providers, strongest first.
+// Encryption providers for spec.encryptionAtRest.provider, strongest first;
+// blueprints.EncryptionProviders ranks and judges them.
 const (
 	EncryptionVaultKMS  = "vault-kms" // KMS v2 backed by Vault Transit
 	EncryptionSecretbox = "secretbox" // XSalsa20-Poly1305, key on the control plane

@@ -51,7 +51,7 @@ func TestRunnerSkipsChecksWhoseNeedsAreMissing(t *testing.T) {
 		"SP-ENC-001":  {StatusSkip, "needs nodes; provider local has none"},
 	}
 	for _, r := range rep.Results {
-		if w := want[r.ID]; r.Status != w.status || r.Reason != w.reason {
+		if w := want[string(r.ID)]; r.Status != w.status || r.Reason != w.reason {
 			t.Errorf("%s = %s (%q), want %s (%q)", r.ID, r.Status, r.Reason, w.status, w.reason)
 		}
 	}
@@ -202,7 +202,7 @@ func TestChecksDeclareWhatTheyUse(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			for _, c := range Checks() {
-				t.Run(c.ID, func(t *testing.T) {
+				t.Run(string(c.ID), func(t *testing.T) {
 					t.Parallel() // SP-AUDIT-001 waits AuditWait for its canary
 					f := richFake(t, vaultKMS)
 					f.caps = c.Needs

@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
 )
@@ -22,15 +23,15 @@ import (
 // SP-APISRV-001..008), by behaviour wherever a request can show it.
 func apiServerChecks() []Check {
 	return []Check{
-		{ID: "SP-API-001", Run: checkEndpoint, Needs: needs(API, Processes)},
-		{ID: "SP-APISRV-001", Run: checkAnonymous, Needs: needs(API, Processes)},
-		{ID: "SP-APISRV-002", Run: checkAuthorization, Needs: needs(API, Processes)},
-		{ID: "SP-APISRV-003", Run: checkAdmission, Needs: needs(API, Processes)},
-		{ID: "SP-APISRV-004", Run: checkProfiling, Needs: needs(API, Processes, ComponentEndpoints)},
-		{ID: "SP-APISRV-005", Run: checkServiceAccountTokens, Needs: needs(API, Processes, Files)},
-		{ID: "SP-APISRV-006", Run: checkServingTLS, Needs: needs(API, Processes)},
-		{ID: "SP-APISRV-007", Run: checkEtcdClient, Needs: needs(Processes, Files)},
-		{ID: "SP-APISRV-008", Run: checkKubeletAndLimits, Needs: needs(Processes)},
+		{ID: blueprints.APIEndpointPrivate, Run: checkEndpoint, Needs: needs(API, Processes)},
+		{ID: blueprints.APIServerNoAnonymous, Run: checkAnonymous, Needs: needs(API, Processes)},
+		{ID: blueprints.APIServerAuthorization, Run: checkAuthorization, Needs: needs(API, Processes)},
+		{ID: blueprints.APIServerAdmission, Run: checkAdmission, Needs: needs(API, Processes)},
+		{ID: blueprints.ProfilingOff, Run: checkProfiling, Needs: needs(API, Processes, ComponentEndpoints)},
+		{ID: blueprints.APIServerServiceAccountTokens, Run: checkServiceAccountTokens, Needs: needs(API, Processes, Files)},
+		{ID: blueprints.APIServerTLS, Run: checkServingTLS, Needs: needs(API, Processes)},
+		{ID: blueprints.APIServerEtcdTLS, Run: checkEtcdClient, Needs: needs(Processes, Files)},
+		{ID: blueprints.APIServerKubeletAndLimits, Run: checkKubeletAndLimits, Needs: needs(Processes)},
 	}
 }
 
@@ -99,7 +100,7 @@ func listenOnly(r *findings, component string, c *Component, anyAllowed bool, wa
 // auth is on, so a 401 there proves it is off.
 func checkAnonymous(ctx context.Context, t Target) Outcome {
 	var r findings
-	flagCheck(ctx, t, "SP-APISRV-001", []string{APIServer}, &r)
+	flagCheck(ctx, t, blueprints.APIServerNoAnonymous, []string{APIServer}, &r)
 	tc, base, err := apiTLS(t, false)
 	if err != nil {
 		r.errorf("%v", err)
@@ -125,7 +126,7 @@ func checkAnonymous(ctx context.Context, t Target) Outcome {
 // allowed: the anonymous user and an arbitrary authenticated user.
 func checkAuthorization(ctx context.Context, t Target) Outcome {
 	var r findings
-	flagCheck(ctx, t, "SP-APISRV-002", []string{APIServer}, &r)
+	flagCheck(ctx, t, blueprints.APIServerAuthorization, []string{APIServer}, &r)
 	cs, err := t.Client()
 	if err != nil {
 		r.errorf("admin client: %v", err)
@@ -166,7 +167,7 @@ func checkAuthorization(ctx context.Context, t Target) Outcome {
 // disabled; DenyServiceExternalIPs is proven with a dry-run Service.
 func checkAdmission(ctx context.Context, t Target) Outcome {
 	var r findings
-	comps, _ := flagCheck(ctx, t, "SP-APISRV-003", []string{APIServer}, &r)
+	comps, _ := flagCheck(ctx, t, blueprints.APIServerAdmission, []string{APIServer}, &r)
 	if c := comps[APIServer]; c != nil {
 		disabled := splitList(Args(c.Args)["disable-admission-plugins"])
 		for _, p := range hardening.AdmissionPlugins {
@@ -209,7 +210,7 @@ func checkAdmission(ctx context.Context, t Target) Outcome {
 // none of them serves /debug/pprof/ even to the admin.
 func checkProfiling(ctx context.Context, t Target) Outcome {
 	var r findings
-	comps, _ := flagCheck(ctx, t, "SP-APISRV-004", []string{APIServer, ControllerManager, Scheduler}, &r)
+	comps, _ := flagCheck(ctx, t, blueprints.ProfilingOff, []string{APIServer, ControllerManager, Scheduler}, &r)
 	tc, base, err := apiTLS(t, true)
 	if err != nil {
 		r.errorf("%v", err)
@@ -260,7 +261,7 @@ func checkProfiling(ctx context.Context, t Target) Outcome {
 // suites outside hardening.StrongCipherSuites is refused.
 func checkServingTLS(ctx context.Context, t Target) Outcome {
 	var r findings
-	flagCheck(ctx, t, "SP-APISRV-006", []string{APIServer}, &r)
+	flagCheck(ctx, t, blueprints.APIServerTLS, []string{APIServer}, &r)
 	tc, base, addr, err := apiHandshake(t)
 	if err != nil {
 		r.errorf("%v", err)
@@ -288,7 +289,7 @@ func checkServingTLS(ctx context.Context, t Target) Outcome {
 // authentication.
 func checkEtcdClient(ctx context.Context, t Target) Outcome {
 	var r findings
-	comps, _ := flagCheck(ctx, t, "SP-APISRV-007", []string{APIServer}, &r)
+	comps, _ := flagCheck(ctx, t, blueprints.APIServerEtcdTLS, []string{APIServer}, &r)
 	c := comps[APIServer]
 	if c == nil {
 		return r.outcome("")
@@ -320,7 +321,7 @@ func checkEtcdClient(ctx context.Context, t Target) Outcome {
 // timeout, and no static token file.
 func checkKubeletAndLimits(ctx context.Context, t Target) Outcome {
 	var r findings
-	comps, _ := flagCheck(ctx, t, "SP-APISRV-008", []string{APIServer}, &r)
+	comps, _ := flagCheck(ctx, t, blueprints.APIServerKubeletAndLimits, []string{APIServer}, &r)
 	if c := comps[APIServer]; c != nil {
 		if ev, bad := forbidFlag(APIServer, Args(c.Args), "token-auth-file", "not set (static tokens cannot be rotated)", nil); bad {
 			r.failFlag(ev, "the API server accepts static tokens from --token-auth-file")

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/hardening"
 )
 
@@ -21,8 +22,8 @@ import (
 // with secret payloads, and keeps it long enough (SP-AUDIT-001..002).
 func auditChecks() []Check {
 	return []Check{
-		{ID: "SP-AUDIT-001", Exclusive: true, Run: checkAuditLog, Needs: needs(API, Processes, Files)},
-		{ID: "SP-AUDIT-002", Run: checkAuditRetention, Needs: needs(Processes)},
+		{ID: blueprints.AuditLogging, Exclusive: true, Run: checkAuditLog, Needs: needs(API, Processes, Files)},
+		{ID: blueprints.AuditRetention, Run: checkAuditRetention, Needs: needs(Processes)},
 	}
 }
 
@@ -68,7 +69,7 @@ type auditEvent struct {
 // a request or response body.
 func checkAuditLog(ctx context.Context, t Target) Outcome {
 	var r findings
-	comps, _ := flagCheck(ctx, t, "SP-AUDIT-001", []string{APIServer}, &r)
+	comps, _ := flagCheck(ctx, t, blueprints.AuditLogging, []string{APIServer}, &r)
 	c := comps[APIServer]
 	if c == nil {
 		return r.outcome("")
@@ -187,9 +188,9 @@ func checkAuditRetention(ctx context.Context, t Target) Outcome {
 		return Errorf("read kube-apiserver's arguments: %v", err)
 	}
 	if p := Args(c.Args)["audit-log-path"]; p == "" || p == "-" {
-		return Skip("audit logging to a file is off (no --audit-log-path); SP-AUDIT-001 reports it")
+		return Skip(fmt.Sprintf("audit logging to a file is off (no --audit-log-path); %s reports it", blueprints.AuditLogging))
 	}
 	var r findings
-	flagCheck(ctx, t, "SP-AUDIT-002", []string{APIServer}, &r)
+	flagCheck(ctx, t, blueprints.AuditRetention, []string{APIServer}, &r)
 	return r.outcome("audit log retention meets the minimums and the blueprint")
 }

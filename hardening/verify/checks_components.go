@@ -3,22 +3,24 @@ package verify
 import (
 	"context"
 	"fmt"
+
+	"secprov.dev/secprov/blueprints"
 )
 
 // componentChecks prove the controller manager's and scheduler's flags
 // and that they listen on loopback only (SP-KCM-001, SP-SCHED-001).
 func componentChecks() []Check {
 	return []Check{
-		{ID: "SP-KCM-001", Run: func(ctx context.Context, t Target) Outcome {
-			return loopbackComponent(ctx, t, "SP-KCM-001", ControllerManager)
+		{ID: blueprints.ControllerManagerHardened, Run: func(ctx context.Context, t Target) Outcome {
+			return loopbackComponent(ctx, t, blueprints.ControllerManagerHardened, ControllerManager)
 		}, Needs: needs(Processes)},
-		{ID: "SP-SCHED-001", Run: func(ctx context.Context, t Target) Outcome {
-			return loopbackComponent(ctx, t, "SP-SCHED-001", Scheduler)
+		{ID: blueprints.SchedulerLoopback, Run: func(ctx context.Context, t Target) Outcome {
+			return loopbackComponent(ctx, t, blueprints.SchedulerLoopback, Scheduler)
 		}, Needs: needs(Processes)},
 	}
 }
 
-func loopbackComponent(ctx context.Context, t Target, id, name string) Outcome {
+func loopbackComponent(ctx context.Context, t Target, id blueprints.ControlID, name string) Outcome {
 	var r findings
 	comps, ok := flagCheck(ctx, t, id, []string{name}, &r)
 	if c := comps[name]; ok && c != nil {

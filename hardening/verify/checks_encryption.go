@@ -15,24 +15,29 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/hardening"
 )
 
 // encryptionChecks prove encryption at rest on the raw etcd values
 // (SP-ENC-001..003). The split: ENC-001 proves new secrets are written
-// encrypted with the provider the cluster is meant to use (a canary);
-// ENC-002 judges the write provider of every entry of the live
-// EncryptionConfiguration; ENC-003 proves secrets and every resource the
-// blueprint lists are covered, and that every object already stored under
-// them is encrypted, which catches data written before encryption was
-// turned on and never rewritten.
+// encrypted with the encryption provider the cluster is meant to use (a
+// canary); ENC-002 judges the write (first) encryption provider of every entry
+// of the live EncryptionConfiguration; ENC-003 proves secrets and every
+// resource the blueprint lists are covered, and that every object already
+// stored under them is encrypted, which catches data written before encryption
+// was turned on and never rewritten.
 func encryptionChecks() []Check {
 	return []Check{
-		{ID: "SP-ENC-001", Exclusive: true, Run: checkEncryptionCanary, Needs: needs(API, Processes, RawEtcd)},
-		{ID: "SP-ENC-002", Run: checkEncryptionProvider, Needs: needs(Processes, Files)},
-		{ID: "SP-ENC-003", Run: checkEncryptedResources, Needs: needs(Processes, Files, RawEtcd)},
+		{ID: blueprints.EncryptionAtRestOn, Exclusive: true, Run: checkEncryptionCanary, Needs: needs(API, Processes, RawEtcd)},
+		{ID: blueprints.EncryptionProviderStrong, Run: checkEncryptionProvider, Needs: needs(Processes, Files)},
+		{ID: blueprints.EncryptionCoversSecrets, Run: checkEncryptedResources, Needs: needs(Processes, Files, RawEtcd)},
 	}
 }
+
+// encryptionOff is why the checks of the live EncryptionConfiguration
+// skip when there is none.
+var encryptionOff = fmt.Sprintf("encryption at rest is off (kube-apiserver has no --encryption-provider-config); %s reports it", blueprints.EncryptionAtRestOn)
 
 // encPrefix is what every encrypted value starts with; identity writes the
 // plain serialization (protobuf "k8s\x00…" or JSON).
@@ -89,12 +94,12 @@ func deleteSecret(ctx context.Context, cs kubernetes.Interface, ns, name string)
 }
 
 // checkEncryptionCanary writes a secret with a random value and reads its
-// raw etcd value back: it must carry the effective provider's prefix and
-// must not contain the value.
+// raw etcd value back: it must carry the prefix of the encryption provider
+// the cluster reports and must not contain the value.
 func checkEncryptionCanary(ctx context.Context, t Target) Outcome {
 	var r findings
 	info := t.Info()
-	comps, _ := flagCheck(ctx, t, "SP-ENC-001", []string{APIServer}, &r)
+	comps, _ := flagCheck(ctx, t, blueprints.EncryptionAtRestOn, []string{APIServer}, &r)
 	want := hardening.EncryptionPrefix(info.EncryptionProvider, info.KMSName)
 	cs, err := t.Client()
 	if err != nil {
@@ -177,52 +182,55 @@ func liveEncryptionConfig(ctx context.Context, t Target, r *findings) (cfg *encr
 	return cfg, path
 }
 
-type providerStrength int
-
-const (
-	providerStrong providerStrength = iota
-	providerWarn
-	providerWeak
-)
-
-// judgeProvider names a provider entry and rates it: KMS v2 and secretbox
-// are strong; aesgcm (needs rotation every 200k writes) and KMS v1
-// (deprecated) warn; aescbc (padding oracle) and identity fail.
-func judgeProvider(p map[string]json.RawMessage) (string, providerStrength) {
-	for _, name := range []string{"kms", "secretbox", "aesgcm", "aescbc", "identity"} {
-		raw, ok := p[name]
+// judgeEncryptionProvider names an encryption provider entry of a live
+// EncryptionConfiguration and finds it in the blueprints table, which rates
+// it (strong passes, fair warns, weaker fails). An entry the table does not
+// know counts as plaintext.
+func judgeEncryptionProvider(p map[string]json.RawMessage) (string, blueprints.EncryptionProvider) {
+	for _, e := range blueprints.EncryptionProviders() { // strongest first
+		key, _, _ := strings.Cut(e.Config, " ")
+		raw, ok := p[key]
 		if !ok {
 			continue
 		}
-		switch name {
-		case "kms":
-			var k struct {
-				APIVersion string `json:"apiVersion"`
-				Name       string `json:"name"`
-			}
-			_ = json.Unmarshal(raw, &k)
-			if k.APIVersion == "v2" {
-				return "kms v2 (" + k.Name + ")", providerStrong
-			}
-			return "kms v1 (" + k.Name + ")", providerWarn
-		case "secretbox":
-			return name, providerStrong
-		case "aesgcm":
-			return name, providerWarn
+		if key != "kms" {
+			return key, e
 		}
-		return name, providerWeak
+		var k struct {
+			APIVersion string `json:"apiVersion"`
+			Name       string `json:"name"`
+		}
+		_ = json.Unmarshal(raw, &k)
+		version := "v1"
+		if k.APIVersion == "v2" {
+			version = "v2"
+		}
+		e, _ = blueprints.EncryptionProviderConfigured(key + " " + version)
+		return key + " " + version + " (" + k.Name + ")", e
 	}
-	return "unknown provider", providerWeak
+	return "unknown provider", blueprints.EncryptionProvider{}
 }
 
-// checkEncryptionProvider judges the write (first) provider of every
-// resource entry of the live EncryptionConfiguration.
+// strongEncryption names the strong encryption providers as a live
+// EncryptionConfiguration does ("kms v2 or secretbox").
+func strongEncryption() string {
+	var out []string
+	for _, e := range blueprints.EncryptionProviders() {
+		if e.Strength == blueprints.EncryptionStrong {
+			out = append(out, e.Config)
+		}
+	}
+	return strings.Join(out, " or ")
+}
+
+// checkEncryptionProvider judges the write (first) encryption provider of
+// every resource entry of the live EncryptionConfiguration.
 func checkEncryptionProvider(ctx context.Context, t Target) Outcome {
 	var r findings
 	cfg, path := liveEncryptionConfig(ctx, t, &r)
 	if cfg == nil {
 		if path == "" && len(r.errs) == 0 {
-			return Skip("encryption at rest is off (kube-apiserver has no --encryption-provider-config); SP-ENC-001 reports it")
+			return Skip(encryptionOff)
 		}
 		return r.outcome("")
 	}
@@ -232,20 +240,20 @@ func checkEncryptionProvider(ctx context.Context, t Target) Outcome {
 	var names []string
 	for i, res := range cfg.Resources {
 		field := fmt.Sprintf("resources[%d].providers[0] (%s)", i, strings.Join(res.Resources, ","))
-		ev := Evidence{Object: path, Field: field, Want: "kms v2 or secretbox"}
+		ev := Evidence{Object: path, Field: field, Want: strongEncryption()}
 		if len(res.Providers) == 0 {
 			ev.Got = "no provider"
 			r.fail(ev, field+" has no provider")
 			continue
 		}
-		name, strength := judgeProvider(res.Providers[0])
+		name, enc := judgeEncryptionProvider(res.Providers[0])
 		ev.Got = name
 		names = append(names, name)
-		switch strength {
-		case providerStrong:
+		switch enc.Strength {
+		case blueprints.EncryptionStrong:
 			r.ok(ev)
-		case providerWarn:
-			r.warn(ev, strings.Join(res.Resources, ",")+" are written with "+name+"; move to kms v2 or secretbox")
+		case blueprints.EncryptionFair:
+			r.warn(ev, strings.Join(res.Resources, ",")+" are written with "+name+"; move to "+strongEncryption())
 		default:
 			r.fail(ev, strings.Join(res.Resources, ",")+" are written with "+name)
 		}
@@ -294,14 +302,15 @@ func etcdPath(prefix, resource string) (string, bool) {
 
 // checkEncryptedResources: secrets and every resource the blueprint lists
 // have a non-identity write provider, and every object stored under them
-// carries an encryption prefix (the effective provider's, else warn).
+// carries an encryption prefix (the reported encryption provider's, else
+// warn).
 func checkEncryptedResources(ctx context.Context, t Target) Outcome {
 	var r findings
 	info := t.Info()
 	cfg, path := liveEncryptionConfig(ctx, t, &r)
 	if cfg == nil {
 		if path == "" && len(r.errs) == 0 {
-			return Skip("encryption at rest is off (kube-apiserver has no --encryption-provider-config); SP-ENC-001 reports it")
+			return Skip(encryptionOff)
 		}
 		return r.outcome("")
 	}
@@ -323,9 +332,9 @@ func checkEncryptedResources(ctx context.Context, t Target) Outcome {
 			if len(e.Providers) > 0 {
 				// Any real cipher covers the resource here; how strong it
 				// is, is SP-ENC-002's verdict.
-				name, _ := judgeProvider(e.Providers[0])
+				name, enc := judgeEncryptionProvider(e.Providers[0])
 				ev.Got = "listed, written with " + name
-				if name != "identity" && name != "unknown provider" {
+				if enc.Encrypts() {
 					r.ok(ev)
 					covered = append(covered, res)
 				} else {
@@ -343,7 +352,7 @@ func checkEncryptedResources(ctx context.Context, t Target) Outcome {
 		r.errorf("%v", err)
 	}
 	if stored == 0 {
-		return r.outcome(strings.Join(covered, ", ") + " covered; nothing stored yet (new writes are SP-ENC-001's canary)")
+		return r.outcome(fmt.Sprintf("%s covered; nothing stored yet (new writes are %s's canary)", strings.Join(covered, ", "), blueprints.EncryptionAtRestOn))
 	}
 	return r.outcome(fmt.Sprintf("%s covered; all %d stored objects are encrypted", strings.Join(covered, ", "), stored))
 }

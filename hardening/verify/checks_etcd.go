@@ -5,15 +5,17 @@ import (
 	"crypto/tls"
 	"fmt"
 	"strings"
+
+	"secprov.dev/secprov/blueprints"
 )
 
 // etcdChecks prove etcd's client and peer TLS and where it listens
 // (SP-ETCD-001..003).
 func etcdChecks() []Check {
 	return []Check{
-		{ID: "SP-ETCD-001", Run: checkEtcdClientAuth, Needs: needs(Processes, Files, ComponentEndpoints)},
-		{ID: "SP-ETCD-002", Run: checkEtcdPeerAuth, Needs: needs(Processes, Files, ComponentEndpoints)},
-		{ID: "SP-ETCD-003", Run: checkEtcdListen, Needs: needs(Processes)},
+		{ID: blueprints.EtcdClientTLS, Run: checkEtcdClientAuth, Needs: needs(Processes, Files, ComponentEndpoints)},
+		{ID: blueprints.EtcdPeerTLS, Run: checkEtcdPeerAuth, Needs: needs(Processes, Files, ComponentEndpoints)},
+		{ID: blueprints.EtcdLoopback, Run: checkEtcdListen, Needs: needs(Processes)},
 	}
 }
 
@@ -22,7 +24,7 @@ func etcdChecks() []Check {
 // client certificate is refused on every client URL.
 func checkEtcdClientAuth(ctx context.Context, t Target) Outcome {
 	var r findings
-	comps, _ := flagCheck(ctx, t, "SP-ETCD-001", []string{Etcd}, &r)
+	comps, _ := flagCheck(ctx, t, blueprints.EtcdClientTLS, []string{Etcd}, &r)
 	c := comps[Etcd]
 	if c == nil {
 		return r.outcome("")
@@ -51,7 +53,7 @@ func checkEtcdClientAuth(ctx context.Context, t Target) Outcome {
 // a client certificate is refused.
 func checkEtcdPeerAuth(ctx context.Context, t Target) Outcome {
 	var r findings
-	comps, _ := flagCheck(ctx, t, "SP-ETCD-002", []string{Etcd}, &r)
+	comps, _ := flagCheck(ctx, t, blueprints.EtcdPeerTLS, []string{Etcd}, &r)
 	if c := comps[Etcd]; c != nil {
 		noCertProbe(ctx, t, &r, Args(c.Args), "listen-peer-urls", "peer-trusted-ca-file", "peer")
 	}
@@ -62,7 +64,7 @@ func checkEtcdPeerAuth(ctx context.Context, t Target) Outcome {
 // on loopback.
 func checkEtcdListen(ctx context.Context, t Target) Outcome {
 	var r findings
-	if _, ok := flagCheck(ctx, t, "SP-ETCD-003", []string{Etcd}, &r); ok {
+	if _, ok := flagCheck(ctx, t, blueprints.EtcdLoopback, []string{Etcd}, &r); ok {
 		loopbackSockets(ctx, t, &r, Etcd)
 	}
 	return r.outcome("etcd listens on loopback only")

@@ -7,12 +7,14 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+
+	"secprov.dev/secprov/blueprints"
 )
 
 // isolationChecks prove that other environments' credentials do not work
 // here (SP-ISO-005).
 func isolationChecks() []Check {
-	return []Check{{ID: "SP-ISO-005", Run: checkForeignCredentials, Needs: needs(API, ForeignCredentials)}}
+	return []Check{{ID: blueprints.IsolationForeignCredentials, Run: checkForeignCredentials, Needs: needs(API, ForeignCredentials)}}
 }
 
 // checkForeignCredentials presents every other environment's admin

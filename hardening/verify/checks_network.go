@@ -10,13 +10,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/hardening"
 )
 
 // networkChecks prove the default-deny policies (SP-NET-002) and that
 // the allow rules are no wider than the blueprint (SP-NET-003).
 func networkChecks() []Check {
-	return []Check{{ID: "SP-NET-002", Run: checkDefaultDeny, Needs: needs(API)}, {ID: "SP-NET-003", Run: checkAllowRules, Needs: needs(API)}}
+	return []Check{{ID: blueprints.NetworkDefaultDeny, Run: checkDefaultDeny, Needs: needs(API)}, {ID: blueprints.NetworkAllowNarrow, Run: checkAllowRules, Needs: needs(API)}}
 }
 
 // checkDefaultDeny: every workload namespace holds the policies hardening

@@ -18,20 +18,22 @@ import (
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
+
+	"secprov.dev/secprov/blueprints"
 )
 
 // pkiChecks prove the certificates and the file permissions of the
 // control plane (SP-CERT-001, SP-FILE-001).
 func pkiChecks() []Check {
 	return []Check{
-		{ID: "SP-CERT-001", Run: checkCertificates, Needs: needs(Processes, Files)},
-		{ID: "SP-FILE-001", Run: checkFileModes, Needs: needs(Processes, Files)},
+		{ID: blueprints.CertificatesValid, Run: checkCertificates, Needs: needs(Processes, Files)},
+		{ID: blueprints.FilesPrivate, Run: checkFileModes, Needs: needs(Processes, Files)},
 	}
 }
 
-// ExpiryWarning is how close to expiry a certificate makes SP-CERT-001
+// expiryWarning is how close to expiry a certificate makes SP-CERT-001
 // warn; `secprov up` renews certificates inside this window.
-const ExpiryWarning = 30 * 24 * time.Hour
+var expiryWarning = blueprints.CertificatesValid.Thresholds().CertRenewWithin
 
 type fileKind int
 
@@ -126,7 +128,7 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // checkCertificates: every certificate is valid now, not expiring within
-// ExpiryWarning (warn), signed with SHA-2 and has a key of at least P-256
+// expiryWarning (warn), signed with SHA-2 and has a key of at least P-256
 // or RSA-2048; the service-account keys are as strong.
 func checkCertificates(ctx context.Context, t Target) Outcome {
 	var r findings
@@ -181,7 +183,7 @@ func checkCertificates(ctx context.Context, t Target) Outcome {
 		// the provider's layout name files that are not there.
 		r.errorf("no certificate or kubeconfig file that the components' flags and the provider name exists")
 	}
-	return r.outcome(fmt.Sprintf("%d certificates and keys are valid for more than %d days with strong keys", n, int(ExpiryWarning.Hours()/24)))
+	return r.outcome(fmt.Sprintf("%d certificates and keys are valid for more than %d days with strong keys", n, int(expiryWarning.Hours()/24)))
 }
 
 func judgeKubeconfig(ctx context.Context, t Target, r *findings, path string, data []byte, now time.Time) int {
@@ -233,8 +235,8 @@ func judgeCert(r *findings, obj string, c *x509.Certificate, now time.Time) {
 		r.fail(Evidence{Object: obj, Field: "notBefore", Want: "in the past", Got: c.NotBefore.UTC().Format(time.RFC3339)}, obj+" is not valid yet")
 	case !now.Before(c.NotAfter):
 		r.fail(Evidence{Object: obj, Field: "notAfter", Want: "in the future", Got: exp}, obj+" expired on "+exp)
-	case c.NotAfter.Sub(now) < ExpiryWarning:
-		r.warn(Evidence{Object: obj, Field: "notAfter", Want: fmt.Sprintf("more than %d days away", int(ExpiryWarning.Hours()/24)), Got: exp},
+	case c.NotAfter.Sub(now) < expiryWarning:
+		r.warn(Evidence{Object: obj, Field: "notAfter", Want: fmt.Sprintf("more than %d days away", int(expiryWarning.Hours()/24)), Got: exp},
 			obj+" expires on "+exp+"; run secprov up to renew it")
 	}
 	if !strong {

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
 )
@@ -20,9 +21,9 @@ import (
 // namespaces (SP-PSS-001).
 func podSecurityChecks() []Check {
 	return []Check{
-		{ID: "SP-PSS-001", Run: checkPodSecurity, Needs: needs(API, Processes, Files)},
-		{ID: "SP-PSS-002", Run: checkPodSecurityExemptions, Needs: needs(Processes, Files)},
-		{ID: "SP-PSS-003", Run: checkPodSecurityAuditWarn, Needs: needs(API, Processes, Files)},
+		{ID: blueprints.PodSecurityRestricted, Run: checkPodSecurity, Needs: needs(API, Processes, Files)},
+		{ID: blueprints.PodSecurityExemptionsFew, Run: checkPodSecurityExemptions, Needs: needs(Processes, Files)},
+		{ID: blueprints.PodSecurityAuditWarn, Run: checkPodSecurityAuditWarn, Needs: needs(API, Processes, Files)},
 	}
 }
 
@@ -35,7 +36,7 @@ func checkPodSecurity(ctx context.Context, t Target) Outcome {
 	var r findings
 	info := t.Info()
 	namespaces := hardening.WorkloadNamespaces(info.Spec)
-	comps, _ := flagCheck(ctx, t, "SP-PSS-001", []string{APIServer}, &r)
+	comps, _ := flagCheck(ctx, t, blueprints.PodSecurityRestricted, []string{APIServer}, &r)
 	if c := comps[APIServer]; c != nil {
 		if p := Args(c.Args)["admission-control-config-file"]; p != "" {
 			judgeAdmissionConfig(ctx, t, &r, p, namespaces)

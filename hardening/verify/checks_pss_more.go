@@ -10,13 +10,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
 )
-
-// MaxExemptNamespaces is the most Pod Security exemptions a cluster may
-// have before SP-PSS-002 fails (review flags the same number).
-const MaxExemptNamespaces = 3
 
 // systemNamespaces may be exempt without the blueprint naming them.
 var systemNamespaces = []string{"kube-system", "kube-public", "kube-node-lease"}
@@ -73,8 +70,9 @@ func checkPodSecurityExemptions(ctx context.Context, t Target) Outcome {
 	}
 	workload := hardening.WorkloadNamespaces(info.Spec)
 	ex := ps.Exemptions.Namespaces
-	ev := Evidence{Object: path, Field: "PodSecurity exemptions.namespaces", Want: fmt.Sprintf("at most %d", MaxExemptNamespaces), Got: fmt.Sprintf("%d (%s)", len(ex), strings.Join(ex, ","))}
-	if len(ex) > MaxExemptNamespaces {
+	most := blueprints.PodSecurityExemptionsFew.Thresholds().MaxExemptNamespaces
+	ev := Evidence{Object: path, Field: "PodSecurity exemptions.namespaces", Want: fmt.Sprintf("at most %d", most), Got: fmt.Sprintf("%d (%s)", len(ex), strings.Join(ex, ","))}
+	if len(ex) > most {
 		r.fail(ev, fmt.Sprintf("%d namespaces are exempt from Pod Security", len(ex)))
 	} else {
 		r.ok(ev)

@@ -9,6 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/hardening"
 )
 
@@ -16,8 +17,8 @@ import (
 // accounts carry no token (SP-RBAC-001, SP-RBAC-002).
 func rbacChecks() []Check {
 	return []Check{
-		{ID: "SP-RBAC-001", Run: checkAdminBindings, Needs: needs(API)},
-		{ID: "SP-RBAC-002", Run: checkTokenAutomount, Needs: needs(API)},
+		{ID: blueprints.RBACAdminsNamed, Run: checkAdminBindings, Needs: needs(API)},
+		{ID: blueprints.RBACNoTokenAutomount, Run: checkTokenAutomount, Needs: needs(API)},
 	}
 }
 

@@ -44,7 +44,7 @@ import (
 func TestEveryVerifyControlHasOneCheck(t *testing.T) {
 	seen := map[string]int{}
 	for _, c := range Checks() {
-		seen[c.ID]++
+		seen[string(c.ID)]++
 		ctl, ok := blueprints.ControlByID(c.ID)
 		if !ok {
 			t.Errorf("check %s has no control in the catalog", c.ID)
@@ -58,8 +58,8 @@ func TestEveryVerifyControlHasOneCheck(t *testing.T) {
 		}
 	}
 	for _, ctl := range blueprints.Controls {
-		if ctl.Where&blueprints.ByVerify != 0 && seen[ctl.ID] != 1 {
-			t.Errorf("control %s (ByVerify) has %d checks, want 1", ctl.ID, seen[ctl.ID])
+		if ctl.Where&blueprints.ByVerify != 0 && seen[string(ctl.ID)] != 1 {
+			t.Errorf("control %s (ByVerify) has %d checks, want 1", ctl.ID, seen[string(ctl.ID)])
 		}
 	}
 	// Only checks that create objects and look for them (canaries) may
@@ -150,7 +150,7 @@ func runFakeCases(t *testing.T, base func(*testing.T) *fakeTarget, cases []fakeC
 	t.Helper()
 	checks := map[string]Check{}
 	for _, c := range Checks() {
-		checks[c.ID] = c
+		checks[string(c.ID)] = c
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

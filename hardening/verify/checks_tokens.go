@@ -21,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/hardening"
 )
 
@@ -31,7 +32,7 @@ import (
 // token never leaves this function.
 func checkServiceAccountTokens(ctx context.Context, t Target) Outcome {
 	var r findings
-	comps, _ := flagCheck(ctx, t, "SP-APISRV-005", []string{APIServer}, &r)
+	comps, _ := flagCheck(ctx, t, blueprints.APIServerServiceAccountTokens, []string{APIServer}, &r)
 	cs, err := t.Client()
 	if err != nil {
 		r.errorf("admin client: %v", err)

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/vault"
@@ -31,12 +32,12 @@ import (
 // no data in KV and proves the policy rather than the absence of data.
 func vaultChecks() []Check {
 	return []Check{
-		{ID: "SP-KMS-001", Run: checkKMSHealthy, Needs: needs(API, VaultAccess, ComponentEndpoints)},
-		{ID: "SP-KMS-002", Run: checkKMSCurrentKey, Needs: needs(API, Processes, RawEtcd, VaultAccess)},
-		{ID: "SP-KMS-003", Run: checkKMSTokenNarrow, Needs: needs(VaultAccess)},
-		{ID: "SP-VAULT-001", Run: checkVaultLogin, Needs: needs(API, VaultAccess)},
-		{ID: "SP-VAULT-002", Run: checkVaultScoped, Needs: needs(API, VaultAccess)},
-		{ID: "SP-VAULT-003", Run: checkVaultIsolation, Needs: needs(API, VaultAccess)},
+		{ID: blueprints.KMSPluginHealthy, Run: checkKMSHealthy, Needs: needs(API, VaultAccess, ComponentEndpoints)},
+		{ID: blueprints.KMSCurrentKey, Run: checkKMSCurrentKey, Needs: needs(API, Processes, RawEtcd, VaultAccess)},
+		{ID: blueprints.KMSTokenNarrow, Run: checkKMSTokenNarrow, Needs: needs(VaultAccess)},
+		{ID: blueprints.VaultSecrets, Run: checkVaultLogin, Needs: needs(API, VaultAccess)},
+		{ID: blueprints.VaultRolesScoped, Run: checkVaultScoped, Needs: needs(API, VaultAccess)},
+		{ID: blueprints.VaultEnvironmentsIsolated, Run: checkVaultIsolation, Needs: needs(API, VaultAccess)},
 	}
 }
 
@@ -54,7 +55,8 @@ func openVault(ctx context.Context, t Target) (*Vault, *Outcome) {
 // does not encrypt with vault-kms (SP-ENC-001/002 judge that choice).
 func kmsView(ctx context.Context, t Target) (*Vault, *Outcome) {
 	if p := t.Info().EncryptionProvider; p != v1alpha1.EncryptionVaultKMS {
-		o := Skip("the cluster encrypts with " + orNone(p) + ", not vault-kms, so there is no KMS plugin (SP-ENC-001/002 judge the provider)")
+		o := Skip(fmt.Sprintf("the cluster encrypts with %s, not vault-kms, so there is no KMS plugin (%s and %s judge the provider)",
+			orNone(p), blueprints.EncryptionAtRestOn, blueprints.EncryptionProviderStrong))
 		return nil, &o
 	}
 	v, o := openVault(ctx, t)
@@ -144,7 +146,7 @@ func checkKMSCurrentKey(ctx context.Context, t Target) Outcome {
 	if err != nil {
 		return Errorf("admin client: %v", err)
 	}
-	comps, _ := flagCheck(ctx, t, "SP-KMS-002", []string{APIServer}, &r)
+	comps, _ := flagCheck(ctx, t, blueprints.KMSCurrentKey, []string{APIServer}, &r)
 	prefix := etcdPrefix(comps[APIServer])
 	// A new write shows the key the API server encrypts with now.
 	const ns = "default"
@@ -403,10 +405,10 @@ func samplePath(p string) string {
 
 // vaultEnabled returns an outcome when the cluster has Vault turned off
 // (a failure: SP-VAULT-001 is a control) or no Vault view.
-func vaultView(ctx context.Context, t Target, id string) (*Vault, *Outcome) {
+func vaultView(ctx context.Context, t Target, id blueprints.ControlID) (*Vault, *Outcome) {
 	if !t.Info().Spec.Vault.IsEnabled() {
-		if id != "SP-VAULT-001" {
-			o := Skip("spec.vault.enabled is false (SP-VAULT-001 reports it)")
+		if id != blueprints.VaultSecrets {
+			o := Skip(fmt.Sprintf("spec.vault.enabled is false (%s reports it)", blueprints.VaultSecrets))
 			return nil, &o
 		}
 		var r findings
@@ -419,7 +421,7 @@ func vaultView(ctx context.Context, t Target, id string) (*Vault, *Outcome) {
 }
 
 func checkVaultLogin(ctx context.Context, t Target) Outcome {
-	v, o := vaultView(ctx, t, "SP-VAULT-001")
+	v, o := vaultView(ctx, t, blueprints.VaultSecrets)
 	if o != nil {
 		return *o
 	}
@@ -500,7 +502,7 @@ func otherPaths(n vault.Names, ns v1alpha1.VaultNamespace) []string {
 }
 
 func checkVaultScoped(ctx context.Context, t Target) Outcome {
-	v, o := vaultView(ctx, t, "SP-VAULT-002")
+	v, o := vaultView(ctx, t, blueprints.VaultRolesScoped)
 	if o != nil {
 		return *o
 	}
@@ -520,7 +522,7 @@ func checkVaultScoped(ctx context.Context, t Target) Outcome {
 	eachWorkloadLogin(ctx, cs, v, &r, func(w workloadLogin) {
 		who, ns := w.who, w.ns
 		if w.err != nil {
-			r.skip(who + " cannot log in, so its scope cannot be tried (SP-VAULT-001 reports the login)")
+			r.skip(fmt.Sprintf("%s cannot log in, so its scope cannot be tried (%s reports the login)", who, blueprints.VaultSecrets))
 			return
 		}
 		own := []string{}
@@ -569,7 +571,7 @@ func checkVaultScoped(ctx context.Context, t Target) Outcome {
 }
 
 func checkVaultIsolation(ctx context.Context, t Target) Outcome {
-	v, o := vaultView(ctx, t, "SP-VAULT-003")
+	v, o := vaultView(ctx, t, blueprints.VaultEnvironmentsIsolated)
 	if o != nil {
 		return *o
 	}

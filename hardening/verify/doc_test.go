@@ -19,9 +19,10 @@ func TestDocChecksTable(t *testing.T) {
 	}
 	ids := map[string]bool{}
 	for _, c := range Checks() {
-		ids[c.ID] = true
-		if rows[c.ID] != 1 {
-			t.Errorf("README.md has %d rows for %s, want 1", rows[c.ID], c.ID)
+		id := string(c.ID)
+		ids[id] = true
+		if rows[id] != 1 {
+			t.Errorf("README.md has %d rows for %s, want 1", rows[id], id)
 		}
 	}
 	for id := range rows {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
 )
@@ -38,7 +39,7 @@ func wanted(info Info) *hardening.ControlPlane {
 
 // wantFlags are the flags hardening renders for component that implement
 // control id.
-func wantFlags(info Info, component, id string) hardening.Flags {
+func wantFlags(info Info, component string, id blueprints.ControlID) hardening.Flags {
 	cp := wanted(info)
 	var all hardening.Flags
 	switch component {
@@ -132,12 +133,15 @@ func ruleFor(component string, f hardening.Flag) flagRule {
 }
 
 // auditFloors are the retention minimums of SP-AUDIT-002, whatever the
-// blueprint asks for.
-var auditFloors = map[string]int{
-	"audit-log-maxage":    v1alpha1.DefaultAuditMaxAgeDays,
-	"audit-log-maxbackup": v1alpha1.DefaultAuditMaxBackups,
-	"audit-log-maxsize":   v1alpha1.DefaultAuditMaxSizeMB,
-}
+// blueprint asks for, by flag.
+var auditFloors = func() map[string]int {
+	least := blueprints.AuditRetention.Thresholds()
+	return map[string]int{
+		"audit-log-maxage":    least.MinAuditAgeDays,
+		"audit-log-maxbackup": least.MinAuditBackups,
+		"audit-log-maxsize":   least.MinAuditSizeMB,
+	}
+}()
 
 // compareFlags checks a running component's arguments against the
 // hardened flags: bad evidence for each flag that is missing or weaker,
@@ -178,7 +182,7 @@ func forbidFlag(component string, args map[string]string, name, why string, bad 
 // flagCheck is the common shape of the control-plane flag checks: for each
 // component, the flags hardening renders for id must be present and as
 // strong; extra adds behaviour or forbidden-flag evidence.
-func flagCheck(ctx context.Context, t Target, id string, components []string, r *findings) (map[string]*Component, bool) {
+func flagCheck(ctx context.Context, t Target, id blueprints.ControlID, components []string, r *findings) (map[string]*Component, bool) {
 	info := t.Info()
 	comps := map[string]*Component{}
 	for _, name := range components {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"secprov.dev/secprov/blueprints"
 )
 
 // Formats lists the output formats of WriteReports.
@@ -39,7 +41,7 @@ func writeText(w io.Writer, reps []*Report, verbose bool) error {
 		fmt.Fprintf(w, "Cluster %s (%s, provider %s)\n", rep.Cluster, rep.Environment, rep.Provider)
 		area := ""
 		for _, r := range rep.Results {
-			if a := areaOf(r.ID); a != area {
+			if a := r.ID.Area(); a != area {
 				area = a
 				fmt.Fprintf(w, "  %s\n", a)
 			}
@@ -68,14 +70,6 @@ func writeText(w io.Writer, reps []*Report, verbose bool) error {
 		fmt.Fprintf(w, " (%s)\n", rep.Duration.Round(time.Millisecond))
 	}
 	return nil
-}
-
-func areaOf(id string) string {
-	parts := strings.Split(id, "-")
-	if len(parts) != 3 {
-		return id
-	}
-	return parts[1]
 }
 
 type junitSuites struct {
@@ -113,7 +107,7 @@ func writeJUnit(w io.Writer, reps []*Report) error {
 		s := junitSuite{Name: "secprov verify " + rep.Cluster, Tests: len(rep.Results), Failures: rep.Summary.Failed,
 			Errors: rep.Summary.Errored, Skipped: rep.Summary.Skipped, Time: seconds(rep.Duration)}
 		for _, r := range rep.Results {
-			c := junitCase{Name: r.ID + " " + r.Title, Classname: rep.Cluster, Time: seconds(r.Duration)}
+			c := junitCase{Name: string(r.ID) + " " + r.Title, Classname: rep.Cluster, Time: seconds(r.Duration)}
 			body := joinEvidence(r.Evidence)
 			if r.Remediation != "" && r.Status == StatusFail {
 				body += "\nremediation: " + r.Remediation
@@ -166,10 +160,10 @@ type sarifDriver struct {
 }
 
 type sarifRule struct {
-	ID               string         `json:"id"`
-	ShortDescription sarifText      `json:"shortDescription"`
-	Help             sarifText      `json:"help"`
-	Properties       map[string]any `json:"properties"`
+	ID               blueprints.ControlID `json:"id"`
+	ShortDescription sarifText            `json:"shortDescription"`
+	Help             sarifText            `json:"help"`
+	Properties       map[string]any       `json:"properties"`
 }
 
 type sarifText struct {
@@ -177,11 +171,11 @@ type sarifText struct {
 }
 
 type sarifResult struct {
-	RuleID    string          `json:"ruleId"`
-	Level     string          `json:"level"`
-	Kind      string          `json:"kind"`
-	Message   sarifText       `json:"message"`
-	Locations []sarifLocation `json:"locations"`
+	RuleID    blueprints.ControlID `json:"ruleId"`
+	Level     string               `json:"level"`
+	Kind      string               `json:"kind"`
+	Message   sarifText            `json:"message"`
+	Locations []sarifLocation      `json:"locations"`
 }
 
 type sarifLocation struct {
@@ -196,7 +190,7 @@ type sarifLogical struct {
 
 func writeSARIF(w io.Writer, reps []*Report) error {
 	run := sarifRun{Tool: sarifTool{Driver: sarifDriver{Name: "secprov verify", InformationURI: "https://secprov.dev"}}, Results: []sarifResult{}}
-	seen := map[string]bool{}
+	seen := map[blueprints.ControlID]bool{}
 	for _, rep := range reps {
 		for _, r := range rep.Results {
 			if !seen[r.ID] {

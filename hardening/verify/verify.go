@@ -82,7 +82,7 @@ func Errorf(format string, args ...any) Outcome {
 // Check declares one live check.
 type Check struct {
 	// ID of the control it proves (from blueprints.Controls).
-	ID string
+	ID blueprints.ControlID
 	// Title overrides the control title when the check proves a narrower
 	// aspect; usually empty.
 	Title string
@@ -99,15 +99,15 @@ type Check struct {
 
 // Result is one check's result on one cluster.
 type Result struct {
-	ID          string              `json:"id"`
-	Title       string              `json:"title"`
-	Status      Status              `json:"status"`
-	Severity    blueprints.Severity `json:"severity"`
-	Reason      string              `json:"reason"`
-	Evidence    []Evidence          `json:"evidence"`
-	Remediation string              `json:"remediation,omitempty"`
-	Refs        []string            `json:"refs,omitempty"`
-	Duration    time.Duration       `json:"-"`
+	ID          blueprints.ControlID `json:"id"`
+	Title       string               `json:"title"`
+	Status      Status               `json:"status"`
+	Severity    blueprints.Severity  `json:"severity"`
+	Reason      string               `json:"reason"`
+	Evidence    []Evidence           `json:"evidence"`
+	Remediation string               `json:"remediation,omitempty"`
+	Refs        []string             `json:"refs,omitempty"`
+	Duration    time.Duration        `json:"-"`
 }
 
 // Summary counts results by status.
@@ -151,7 +151,7 @@ func Run(ctx context.Context, t Target, checks []Check, opts Options) *Report {
 	rep := &Report{Cluster: info.Name, Environment: info.Environment, Provider: info.Provider}
 	var selected []Check
 	for _, c := range checks {
-		if opts.Filter == nil || opts.Filter.MatchString(c.ID) {
+		if opts.Filter == nil || opts.Filter.MatchString(string(c.ID)) {
 			selected = append(selected, c)
 		}
 	}
@@ -291,7 +291,7 @@ func cmpOr(a, b string) string {
 }
 
 // ByID returns the result with that ID.
-func (r *Report) ByID(id string) (Result, bool) {
+func (r *Report) ByID(id blueprints.ControlID) (Result, bool) {
 	i := slices.IndexFunc(r.Results, func(res Result) bool { return res.ID == id })
 	if i < 0 {
 		return Result{}, false

@@ -60,8 +60,8 @@ func TestRunnerOutcomes(t *testing.T) {
 		if r.ID != checks[i].ID {
 			t.Errorf("result %d is %s, want check order", i, r.ID)
 		}
-		if r.Status != want[r.ID] {
-			t.Errorf("%s: status %s (%s), want %s", r.ID, r.Status, r.Reason, want[r.ID])
+		if r.Status != want[string(r.ID)] {
+			t.Errorf("%s: status %s (%s), want %s", r.ID, r.Status, r.Reason, want[string(r.ID)])
 		}
 		ctl, _ := blueprints.ControlByID(r.ID)
 		if r.Title != ctl.Title || r.Severity != ctl.Severity {

@@ -297,7 +297,7 @@ func expectOnly(tb testing.TB, rep *verify.Report, id, want string) {
 	tb.Helper()
 	sawID := false
 	for _, r := range rep.Results {
-		if r.ID == id {
+		if string(r.ID) == id {
 			sawID = true
 			expectEvidence(tb, rep.Cluster, r)
 			all := r.Reason + " | " + fmt.Sprint(r.Evidence)

@@ -182,7 +182,7 @@ const BootstrapType = "secprov:local:Bootstrap"
 // kubeconfig in the cluster directory, prunes what a new render dropped,
 // and shows drift of the live objects as a change. Every provider
 // declares it once its API server is ready.
-func BootstrapResourceType() provider.Kind { return bootstrapKind().Kind() }
+func BootstrapResourceType() provider.ResourceType { return bootstrapResourceType().ResourceType() }
 
 // Bootstrap declares the bootstrap resource of the cluster in dir.
 func Bootstrap(dir string, objects []string) BootstrapInputs {
@@ -192,8 +192,8 @@ func Bootstrap(dir string, objects []string) BootstrapInputs {
 // BootstrapInputs are the bootstrap resource's inputs.
 type BootstrapInputs = bootstrapIn
 
-func bootstrapKind() provider.TypedKind[bootstrapIn, bootstrapOut] {
-	return provider.TypedKind[bootstrapIn, bootstrapOut]{
+func bootstrapResourceType() provider.TypedResourceType[bootstrapIn, bootstrapOut] {
+	return provider.TypedResourceType[bootstrapIn, bootstrapOut]{
 		Token: BootstrapType,
 		Create: func(ctx context.Context, req provider.TypedRequest[bootstrapIn, bootstrapOut]) (string, bootstrapOut, error) {
 			out, err := runBootstrap(ctx, req.Inputs, bootstrapIn{})

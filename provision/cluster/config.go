@@ -218,8 +218,8 @@ func rel(l paths.Layout, p string) string {
 // them with their render: a file changed, removed or exposed out of band
 // shows as a change naming the file, and up restores it and restarts the
 // API server so that it runs with the rendered file again.
-func ConfigResourceType() provider.Kind {
-	return provider.TypedKind[ConfigInputs, configOut]{
+func ConfigResourceType() provider.ResourceType {
+	return provider.TypedResourceType[ConfigInputs, configOut]{
 		Token: ConfigType,
 		Create: func(_ context.Context, req provider.TypedRequest[ConfigInputs, configOut]) (string, configOut, error) {
 			out, err := WriteConfig(req.Inputs)
@@ -255,7 +255,7 @@ func ConfigResourceType() provider.Kind {
 		Delete: func(_ context.Context, req provider.TypedRequest[ConfigInputs, configOut]) error {
 			return RemoveAll(paths.NewLayout(req.Inputs.Dir).ConfigDir())
 		},
-	}.Kind()
+	}.ResourceType()
 }
 
 // Exposed reports whether a file, or anything below a directory, may be

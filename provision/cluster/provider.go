@@ -27,7 +27,7 @@ type Provider interface {
 	Tools() []string
 	// ResourceTypes are the engine resource types it serves through the
 	// secprov resource plugin.
-	ResourceTypes() []provider.Kind
+	ResourceTypes() []provider.ResourceType
 	// Program declares one cluster's resources.
 	Program(c *Spec) (pulumi.RunFunc, error)
 	// Open opens a recorded cluster for verify; peers are the other
@@ -121,8 +121,8 @@ func (r *Registry) All() []Provider {
 }
 
 // ResourceTypes are every provider's engine resource types.
-func (r *Registry) ResourceTypes() []provider.Kind {
-	var out []provider.Kind
+func (r *Registry) ResourceTypes() []provider.ResourceType {
+	var out []provider.ResourceType
 	for _, p := range r.All() {
 		out = append(out, p.ResourceTypes()...)
 	}

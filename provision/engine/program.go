@@ -19,10 +19,10 @@ type Res struct {
 }
 
 // Resource declares one secprov resource in the inline program. token is
-// the kind's type token (secprov:<module>:<Type>); name must be unique per
+// the resource type's token (secprov:<module>:<Type>); name must be unique per
 // type within the stack, and renaming means replacement.
 //
-// inputs is a struct (fields named by their json tags, as the kind's input
+// inputs is a struct (fields named by their json tags, as the resource type's input
 // struct declares them), a map[string]any, or a pulumi.Map. Field values
 // may be plain Go values or pulumi inputs: another resource's output
 // (res.String("endpoint")) makes this resource wait for it, and

@@ -27,7 +27,7 @@ import (
 // Up and Destroy repair both before they start: a lock is removed only if
 // it was taken on this host by a process that is gone (else the run stops
 // with a message naming the holder); pending operations are dropped, which
-// makes the engine redo them. That is safe because kinds must make Create
+// makes the engine redo them. That is safe because resource types must make Create
 // idempotent (adopt what a killed Create left) and Delete tolerant of
 // "already gone" (see the provider package).
 

@@ -20,7 +20,7 @@ import (
 )
 
 func registry() *provider.Registry {
-	reg, err := provider.NewRegistry(append(local.Kinds(), vaultres.Kinds()...)...)
+	reg, err := provider.NewRegistry(append(local.ResourceTypes(), vaultres.ResourceTypes()...)...)
 	if err != nil {
 		panic(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/provision/cluster"
@@ -76,41 +77,13 @@ func (c *Cluster) kmsPluginArgs() []string {
 	return args
 }
 
-// EffectiveEncryption is the encryption provider the local provider
-// configures for a blueprint, and a note when it differs. Every provider
-// is available on local (vault-kms through the KMS plugin and a Vault), so
-// it is the blueprint's; the note is where a provider without one would
-// explain a fallback.
-func EffectiveEncryption(spec v1alpha1.Spec) (provider string, note string) {
-	return spec.EncryptionAtRest.Provider, ""
-}
-
-// ProviderChangeAllowed says whether an existing cluster may move from one
-// encryption-at-rest provider to another without making stored data
-// unreadable. Supported: turning encryption on (from none), and secretbox
-// to vault-kms (the secretbox keys stay as a read-only provider until
-// rotate-keys rewrites the data). Any other change would drop the only
-// provider that can read what is stored, so it is refused before anything
-// is touched.
-func ProviderChangeAllowed(from, to string) error {
-	switch {
-	case from == "" || from == to || from == v1alpha1.EncryptionNone:
-		return nil
-	case from == v1alpha1.EncryptionSecretbox && to == v1alpha1.EncryptionVaultKMS:
-		return nil
-	}
-	return fmt.Errorf("encryptionAtRest.provider cannot change from %s to %s on an existing cluster: data stored under %s would become unreadable. "+
-		"Keep %s, or recreate the cluster (secprov down, then up) to start with %s", from, to, from, from, to)
-}
-
 // ControlPlane renders the hardened control plane of c with the given
 // ports.
 func (c *Cluster) ControlPlane(ports hardening.Ports) *hardening.ControlPlane {
 	l := paths.NewLayout(c.Dir)
-	enc, _ := EffectiveEncryption(c.Blueprint.Spec)
 	cp := &hardening.ControlPlane{
 		Name: c.Blueprint.Metadata.Name, Spec: c.Blueprint.Spec, Ports: ports,
-		Files: files(l, pki.Paths(l.PKIDir())), EncryptionProvider: enc,
+		Files: files(l, pki.Paths(l.PKIDir())), EncryptionProvider: c.Blueprint.Spec.EncryptionAtRest.Provider,
 	}
 	return cp
 }
@@ -182,12 +155,12 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 		ControllerManager: {URL: fmt.Sprintf("https://%s:%d/healthz", hardening.Loopback, ports.ControllerManager)},
 		Scheduler:         {URL: fmt.Sprintf("https://%s:%d/healthz", hardening.Loopback, ports.Scheduler)},
 	}
-	enc, _ := EffectiveEncryption(spec)
+	enc := spec.EncryptionAtRest.Provider
 	if enc == v1alpha1.EncryptionVaultKMS && !c.useKMS() {
 		return nil, fmt.Errorf("cluster %s: encryptionAtRest.provider vault-kms needs a Vault", name)
 	}
 	if m, err := cluster.ReadRecord(c.Dir); err == nil {
-		if err := ProviderChangeAllowed(m.EncryptionProvider, enc); err != nil {
+		if err := blueprints.EncryptionChangeAllowed(m.EncryptionProvider, enc); err != nil {
 			return nil, fmt.Errorf("cluster %s: %w", name, err)
 		}
 	}

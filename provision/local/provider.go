@@ -33,7 +33,7 @@ func (*Provider) Type() string { return v1alpha1.ProviderLocal }
 func (*Provider) Tools() []string { return []string{"kubernetes", "etcd"} }
 
 // ResourceTypes implements cluster.Provider.
-func (*Provider) ResourceTypes() []provider.Kind { return Kinds() }
+func (*Provider) ResourceTypes() []provider.ResourceType { return ResourceTypes() }
 
 // Program implements cluster.Provider.
 func (*Provider) Program(s *cluster.Spec) (pulumi.RunFunc, error) {

@@ -165,7 +165,7 @@ func reviewerDrift(sa *corev1.ServiceAccount, state KubernetesAuthOutputs, now t
 	return ""
 }
 
-func kubernetesAuthKind() provider.TypedKind[KubernetesAuthInputs, KubernetesAuthOutputs] {
+func kubernetesAuthResourceType() provider.TypedResourceType[KubernetesAuthInputs, KubernetesAuthOutputs] {
 	type req = provider.TypedRequest[KubernetesAuthInputs, KubernetesAuthOutputs]
 	ensure := func(ctx context.Context, r req) (KubernetesAuthOutputs, error) {
 		in := r.Inputs
@@ -196,7 +196,7 @@ func kubernetesAuthKind() provider.TypedKind[KubernetesAuthInputs, KubernetesAut
 		out.ReviewerServiceAccountUID, out.ReviewerTokenExpires = uid, expires.UTC().Format(time.RFC3339)
 		return out, nil
 	}
-	return provider.TypedKind[KubernetesAuthInputs, KubernetesAuthOutputs]{
+	return provider.TypedResourceType[KubernetesAuthInputs, KubernetesAuthOutputs]{
 		Token:               KubernetesAuthType,
 		ReplaceOnChanges:    replaceAccess,
 		DeleteBeforeReplace: true,

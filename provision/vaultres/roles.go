@@ -51,7 +51,7 @@ type NamespaceRoleOutputs struct {
 	Role   string `json:"role"` // auth/<path>/role/<name>
 }
 
-func namespaceRoleKind() provider.TypedKind[NamespaceRoleInputs, NamespaceRoleOutputs] {
+func namespaceRoleResourceType() provider.TypedResourceType[NamespaceRoleInputs, NamespaceRoleOutputs] {
 	type req = provider.TypedRequest[NamespaceRoleInputs, NamespaceRoleOutputs]
 	outputs := func(in NamespaceRoleInputs) NamespaceRoleOutputs {
 		n := in.names()
@@ -64,7 +64,7 @@ func namespaceRoleKind() provider.TypedKind[NamespaceRoleInputs, NamespaceRoleOu
 		}
 		return outputs(r.Inputs), s.EnsureNamespaceRole(ctx, r.Inputs.names(), r.Inputs.ns(), r.Inputs.options())
 	}
-	return provider.TypedKind[NamespaceRoleInputs, NamespaceRoleOutputs]{
+	return provider.TypedResourceType[NamespaceRoleInputs, NamespaceRoleOutputs]{
 		Token:               NamespaceRoleType,
 		ReplaceOnChanges:    replaceAccess,
 		DeleteBeforeReplace: true,
@@ -167,7 +167,7 @@ type KMSTokenOutputs struct {
 	Role     string `json:"role"`
 }
 
-func kmsTokenKind() provider.TypedKind[KMSTokenInputs, KMSTokenOutputs] {
+func kmsTokenResourceType() provider.TypedResourceType[KMSTokenInputs, KMSTokenOutputs] {
 	type req = provider.TypedRequest[KMSTokenInputs, KMSTokenOutputs]
 	ensure := func(ctx context.Context, in KMSTokenInputs, accessor string, r req) (KMSTokenOutputs, error) {
 		n := in.names()
@@ -179,7 +179,7 @@ func kmsTokenKind() provider.TypedKind[KMSTokenInputs, KMSTokenOutputs] {
 		out.Accessor, err = s.EnsureKMSToken(ctx, n, in.options(accessor))
 		return out, err
 	}
-	return provider.TypedKind[KMSTokenInputs, KMSTokenOutputs]{
+	return provider.TypedResourceType[KMSTokenInputs, KMSTokenOutputs]{
 		Token:               KMSTokenType,
 		ReplaceOnChanges:    replaceAccess,
 		DeleteBeforeReplace: true, // same role and file

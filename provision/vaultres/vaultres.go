@@ -1,8 +1,8 @@
-// Package vaultres holds the Pulumi resource kinds of a cluster's objects
+// Package vaultres holds the Pulumi resource types of a cluster's objects
 // in Vault: the transit key of KMS v2 encryption at rest, the KV v2 mount
 // of workload secrets, the Kubernetes auth mount configured against the
 // cluster, one read-only login role per namespace, and the KMS plugin's
-// narrow token. The work is done by package vault; these kinds add drift
+// narrow token. The work is done by package vault; these resource types add drift
 // detection (Diff and Read ask Vault), replacement where a Vault object
 // must be recreated, and the engine's lifecycle.
 //
@@ -34,14 +34,15 @@ const (
 	KMSTokenType       = "secprov:vault:KmsToken"
 )
 
-// Kinds are the Vault resource kinds secprov's provider serves.
-func Kinds() []provider.Kind {
-	return []provider.Kind{
-		transitKind().Kind(),
-		kvKind().Kind(),
-		kubernetesAuthKind().Kind(),
-		namespaceRoleKind().Kind(),
-		kmsTokenKind().Kind(),
+// ResourceTypes are the Vault resource types secprov's resource plugin
+// serves.
+func ResourceTypes() []provider.ResourceType {
+	return []provider.ResourceType{
+		transitResourceType().ResourceType(),
+		kvResourceType().ResourceType(),
+		kubernetesAuthResourceType().ResourceType(),
+		namespaceRoleResourceType().ResourceType(),
+		kmsTokenResourceType().ResourceType(),
 	}
 }
 
@@ -138,7 +139,7 @@ type TransitOutputs struct {
 	LatestVersion int `json:"latestVersion"`
 }
 
-func transitKind() provider.TypedKind[TransitInputs, TransitOutputs] {
+func transitResourceType() provider.TypedResourceType[TransitInputs, TransitOutputs] {
 	type req = provider.TypedRequest[TransitInputs, TransitOutputs]
 	ensure := func(ctx context.Context, r req) (TransitOutputs, error) {
 		s, err := vault.NewSetup(ctx, r.Inputs.Access, r.Log)
@@ -148,7 +149,7 @@ func transitKind() provider.TypedKind[TransitInputs, TransitOutputs] {
 		k, err := s.EnsureTransit(ctx, r.Inputs.Mount, r.Inputs.Key)
 		return TransitOutputs{LatestVersion: k.LatestVersion}, err
 	}
-	return provider.TypedKind[TransitInputs, TransitOutputs]{
+	return provider.TypedResourceType[TransitInputs, TransitOutputs]{
 		Token:               TransitType,
 		ReplaceOnChanges:    replaceAccess,
 		DeleteBeforeReplace: true, // same mount and key name
@@ -215,7 +216,7 @@ type KVOutputs struct {
 	Version int `json:"version"`
 }
 
-func kvKind() provider.TypedKind[KVInputs, KVOutputs] {
+func kvResourceType() provider.TypedResourceType[KVInputs, KVOutputs] {
 	type req = provider.TypedRequest[KVInputs, KVOutputs]
 	ensure := func(ctx context.Context, r req) (KVOutputs, error) {
 		s, err := vault.NewSetup(ctx, r.Inputs.Access, r.Log)
@@ -224,7 +225,7 @@ func kvKind() provider.TypedKind[KVInputs, KVOutputs] {
 		}
 		return KVOutputs{Version: 2}, s.EnsureKV(ctx, r.Inputs.Mount)
 	}
-	return provider.TypedKind[KVInputs, KVOutputs]{
+	return provider.TypedResourceType[KVInputs, KVOutputs]{
 		Token:               KVType,
 		ReplaceOnChanges:    replaceAccess,
 		DeleteBeforeReplace: true,

@@ -205,7 +205,7 @@ func namesOf(cluster string) vault.Names {
 
 // TestVaultOnALocalCluster runs Vault's Kubernetes auth against a real
 // kube-apiserver: workloads of a listed namespace log in and read their
-// secrets only; then the vaultres kinds go through the real engine.
+// secrets only; then the vaultres resource types go through the real engine.
 func TestVaultOnALocalCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -220,8 +220,8 @@ func TestVaultOnALocalCluster(t *testing.T) {
 	t.Run("kubernetes auth login", func(t *testing.T) {
 		testLogin(t, ctx, cs, cfg)
 	})
-	t.Run("kinds through the engine", func(t *testing.T) {
-		testKinds(t, ctx, eng, stateDir, kubeconfig, cs)
+	t.Run("resource types through the engine", func(t *testing.T) {
+		testResourceTypes(t, ctx, eng, stateDir, kubeconfig, cs)
 	})
 	t.Logf("whole test before teardown: %v", time.Since(start).Round(time.Millisecond))
 }
@@ -359,7 +359,7 @@ func find(rs []engine.ResourceChange, typ string) (engine.ResourceChange, bool) 
 	return engine.ResourceChange{}, false
 }
 
-func testKinds(t *testing.T, ctx context.Context, eng *engine.Engine, stateDir, kubeconfig string, cs kubernetes.Interface) {
+func testResourceTypes(t *testing.T, ctx context.Context, eng *engine.Engine, stateDir, kubeconfig string, cs kubernetes.Interface) {
 	d := vaulttest.StartDev(t)
 	root, err := d.Access().Client(ctx)
 	if err != nil {

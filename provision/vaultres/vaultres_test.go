@@ -15,13 +15,13 @@ import (
 	"secprov.dev/secprov/vault"
 )
 
-func TestKindsAreRegistered(t *testing.T) {
+func TestResourceTypesAreRegistered(t *testing.T) {
 	reg, err := provision.PluginRegistry(providers.Registry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tok := range []string{vaultres.TransitType, vaultres.KVType, vaultres.KubernetesAuthType, vaultres.NamespaceRoleType, vaultres.KMSTokenType} {
-		k, ok := reg.Kind(tok)
+		k, ok := reg.ResourceType(tok)
 		if !ok {
 			t.Errorf("%s is not in provision.PluginRegistry(providers.Registry())", tok)
 			continue
@@ -35,15 +35,15 @@ func TestKindsAreRegistered(t *testing.T) {
 	}
 }
 
-func kind(t *testing.T, token string) *provider.Kind {
+func resourceType(t *testing.T, token string) *provider.ResourceType {
 	t.Helper()
-	reg, err := provider.NewRegistry(vaultres.Kinds()...)
+	reg, err := provider.NewRegistry(vaultres.ResourceTypes()...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, ok := reg.Kind(token)
+	k, ok := reg.ResourceType(token)
 	if !ok {
-		t.Fatalf("no kind %s", token)
+		t.Fatalf("no resource type %s", token)
 	}
 	return k
 }
@@ -100,7 +100,7 @@ func TestCheck(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			norm, failures, err := kind(t, tt.token).Check(context.Background(), resource.NewPropertyMapFromMap(tt.inputs))
+			norm, failures, err := resourceType(t, tt.token).Check(context.Background(), resource.NewPropertyMapFromMap(tt.inputs))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -129,12 +129,12 @@ func TestCheck(t *testing.T) {
 func TestNoSecretInputs(t *testing.T) {
 	// Inputs end up in the state unencrypted: none may be named like a
 	// secret value (paths to secrets are fine).
-	reg, err := provider.NewRegistry(vaultres.Kinds()...)
+	reg, err := provider.NewRegistry(vaultres.ResourceTypes()...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tok := range reg.Tokens() {
-		k, _ := reg.Kind(tok)
+		k, _ := reg.ResourceType(tok)
 		for _, in := range k.Inputs {
 			l := strings.ToLower(in)
 			if (strings.Contains(l, "token") || strings.Contains(l, "jwt") || strings.Contains(l, "secret") || strings.Contains(l, "password")) &&

@@ -20,7 +20,7 @@ type options struct {
 	registry func() (*provider.Registry, error)
 }
 
-// WithProviderRegistry sets the resource kinds secprov serves when the
+// WithProviderRegistry sets the resource types secprov serves when the
 // engine starts it as its provider plugin. main passes the production
 // registry; tests pass their own. Default: provision.PluginRegistry.
 func WithProviderRegistry(build func() (*provider.Registry, error)) Option {
@@ -35,7 +35,7 @@ func servePlugin(ctx context.Context, o options) error {
 	}
 	reg, err := o.registry()
 	if err != nil {
-		return fmt.Errorf("building the resource kinds: %w", err)
+		return fmt.Errorf("building the resource types: %w", err)
 	}
 	return provider.Serve(ctx, reg, Version())
 }

@@ -52,13 +52,13 @@ func TestMainServesTheProviderToTheEngine(t *testing.T) {
 	}
 }
 
-func TestDefaultRegistryServesEveryKind(t *testing.T) {
+func TestDefaultRegistryServesEveryResourceType(t *testing.T) {
 	reg, err := provision.PluginRegistry(providers.Registry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, token := range []string{"secprov:local:Cluster", "secprov:local:Pki", "secprov:local:Config", "secprov:local:Process", "secprov:local:Bootstrap"} {
-		if _, ok := reg.Kind(token); !ok {
+		if _, ok := reg.ResourceType(token); !ok {
 			t.Errorf("default registry lacks %s", token)
 		}
 	}

@@ -42,7 +42,7 @@ still printed).`,
 			return runReview(cmd.Context(), s, root, flags, args)
 		},
 	}
-	cmd.Flags().StringVar(&flags.base, "base", "", "git revision to compare with; changes that weaken security are reported (SP-CHG-001)")
+	cmd.Flags().StringVar(&flags.base, "base", "", "git revision to compare with; changes that weaken security are reported ("+string(blueprints.NoWeakeningChange)+")")
 	cmd.Flags().StringVarP(&flags.output, "output", "o", "text", "output format: text, json, sarif or markdown")
 	cmd.Flags().StringVar(&flags.failOn, "fail-on", "high", "exit 1 when a finding has this severity or higher: critical, high, medium, low, info or none")
 	cmd.Flags().BoolVar(&flags.listRules, "list-rules", false, "list the review rules and exit")

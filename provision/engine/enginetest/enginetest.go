@@ -1,4 +1,4 @@
-// Package enginetest runs secprov resource kinds against the real Pulumi
+// Package enginetest runs secprov resource types against the real Pulumi
 // engine in tests. The test binary itself serves as the provider plugin:
 //
 //	func TestMain(m *testing.M) {
@@ -8,7 +8,7 @@
 //
 // and NewEngine gives each test an Engine with a private state dir whose
 // plugin link points at the test binary. It also provides secprov:test:File,
-// a small kind that exercises every part of the protocol.
+// a small resource type that exercises every part of the protocol.
 package enginetest
 
 import (

@@ -14,7 +14,7 @@ import (
 	"secprov.dev/secprov/provision/engine/provider"
 )
 
-// FileToken is the type token of the test kind.
+// FileToken is the type token of the test resource type.
 const FileToken = "secprov:test:File"
 
 // EnvBlockCreate, when set in the engine's environment, makes File's Create
@@ -47,9 +47,9 @@ type FileOutputs struct {
 	SecretsInEnv []string `json:"secretsInEnv,omitempty"`
 }
 
-// FileKind writes a file with given content and mode.
-func FileKind() provider.Kind {
-	return provider.TypedKind[FileInputs, FileOutputs]{
+// FileResourceType writes a file with given content and mode.
+func FileResourceType() provider.ResourceType {
+	return provider.TypedResourceType[FileInputs, FileOutputs]{
 		Token: FileToken,
 		Check: func(_ context.Context, in *FileInputs) []provider.Failure {
 			var f []provider.Failure
@@ -111,14 +111,14 @@ func FileKind() provider.Kind {
 			}
 			return nil
 		},
-	}.Kind()
+	}.ResourceType()
 }
 
-// Registry serves FileKind.
+// Registry serves FileResourceType.
 func Registry() *provider.Registry {
-	r, err := provider.NewRegistry(FileKind())
+	r, err := provider.NewRegistry(FileResourceType())
 	if err != nil {
-		panic(err) // the test kind is static; this is a programming error
+		panic(err) // the test resource type is static; this is a programming error
 	}
 	return r
 }

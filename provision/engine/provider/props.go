@@ -13,10 +13,10 @@ import (
 )
 
 // ToPlain turns a property map into plain Go values (nil, bool, float64,
-// string, []any, map[string]any) with secrets unwrapped, for a kind to read.
-// Unknown values become nil; their paths are returned so callers can tell
-// "unknown yet" from "not set". Assets, archives and resource references
-// are not used by secprov and are rejected.
+// string, []any, map[string]any) with secrets unwrapped, for a resource type to
+// read. Unknown values become nil; their paths are returned so callers can tell
+// "unknown yet" from "not set". Assets, archives and resource references are
+// not used by secprov and are rejected.
 func ToPlain(props resource.PropertyMap) (map[string]any, []resource.PropertyPath, error) {
 	var unknown []resource.PropertyPath
 	var errs []error
@@ -65,8 +65,8 @@ func ToPlain(props resource.PropertyMap) (map[string]any, []resource.PropertyPat
 	return out, unknown, errors.Join(errs...)
 }
 
-// FromPlain is the inverse of ToPlain for values a kind produces. Anything
-// encoding/json can marshal is accepted (structs via their json tags).
+// FromPlain is the inverse of ToPlain for values a resource type produces.
+// Anything encoding/json can marshal is accepted (structs via their json tags).
 func FromPlain(v any) (resource.PropertyMap, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -79,7 +79,7 @@ func FromPlain(v any) (resource.PropertyMap, error) {
 	return resource.NewPropertyMapFromMap(m), nil
 }
 
-// field describes one top-level property of a typed kind's struct.
+// field describes one top-level property of a typed resource type's struct.
 type field struct {
 	name    string
 	replace bool // `secprov:"replace"`: a change forces replacement

@@ -33,12 +33,12 @@ const PluginName = "pulumi-resource-" + Package
 // Nothing else may write to stdout while Serve runs.
 func Serve(ctx context.Context, reg *Registry, version string) error {
 	if reg == nil {
-		return fmt.Errorf("serving %s: no resource kinds registered in this build", PluginName)
+		return fmt.Errorf("serving %s: no resource types registered in this build", PluginName)
 	}
 	version = pluginVersion(version)
 	// The engine hands its whole environment to plugins, secrets included.
-	// Kinds start long-lived daemons (etcd, kube-apiserver) that would keep
-	// them in /proc/<pid>/environ for the life of the cluster.
+	// Resource types start long-lived daemons (etcd, kube-apiserver) that
+	// would keep them in /proc/<pid>/environ for the life of the cluster.
 	for _, v := range secretEnv {
 		_ = os.Unsetenv(v)
 	}
@@ -84,8 +84,8 @@ func (h *hostHandler) Handle(ctx context.Context, r slog.Record) error {
 		b.WriteString(" " + h.prefix + a.Key + "=" + a.Value.String())
 		return true
 	})
-	// An error-severity diagnostic would fail the whole update; a kind's
-	// error log is information, the error it returns is what fails.
+	// An error-severity diagnostic would fail the whole update; a resource
+	// type's error log is information, the error it returns is what fails.
 	sev := diag.Debug
 	switch {
 	case r.Level >= slog.LevelWarn:

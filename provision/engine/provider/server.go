@@ -32,12 +32,12 @@ type Server struct {
 	cancel    context.CancelFunc
 }
 
-// LogSink receives a kind's log records for one resource; Serve connects it
-// to the engine's diagnostics.
+// LogSink receives a resource type's log records for one resource; Serve
+// connects it to the engine's diagnostics.
 type LogSink func(urn string) *slog.Logger
 
 // NewServer serves reg, reporting version (semver) from GetPluginInfo. A nil
-// logs discards kinds' logs.
+// logs discards resource types' logs.
 func NewServer(reg *Registry, version string, logs LogSink) *Server {
 	if logs == nil {
 		discard := slog.New(slog.DiscardHandler)
@@ -62,8 +62,8 @@ func (s *Server) opContext(ctx context.Context) (context.Context, context.Cancel
 	return ctx, func() { stop(); cancel() }
 }
 
-func (s *Server) kind(token string) (*Kind, error) {
-	k, ok := s.reg.Kind(token)
+func (s *Server) resourceType(token string) (*ResourceType, error) {
+	k, ok := s.reg.ResourceType(token)
 	if !ok {
 		return nil, status.Errorf(codes.InvalidArgument,
 			"resource type %q is not served by this secprov binary (it serves %v); is secprov older than the state?",
@@ -99,13 +99,13 @@ func (s *Server) GetSchema(context.Context, *pulumirpc.GetSchemaRequest) (*pulum
 		Resources map[string]res `json:"resources"`
 	}{Name: Package, Version: s.version, Resources: map[string]res{}}
 	for _, t := range s.reg.Tokens() {
-		k, _ := s.reg.Kind(t)
+		k, _ := s.reg.ResourceType(t)
 		r := res{}
 		if k.Inputs != nil {
 			r.InputProperties = map[string]property{}
 			for _, in := range k.Inputs {
-				// The schema's "pulumi.json#/Any" keeps us honest: the kinds
-				// validate types themselves in Check.
+				// The schema's "pulumi.json#/Any" keeps us honest: the resource
+				// types validate types themselves in Check.
 				r.InputProperties[in] = property{Type: "pulumi.json#/Any"}
 			}
 		}
@@ -142,9 +142,9 @@ func (s *Server) Cancel(context.Context, *emptypb.Empty) (*emptypb.Empty, error)
 	return &emptypb.Empty{}, nil
 }
 
-// Check validates and normalises inputs with the kind's Check.
+// Check validates and normalises inputs with the resource type's Check.
 func (s *Server) Check(ctx context.Context, req *pulumirpc.CheckRequest) (*pulumirpc.CheckResponse, error) {
-	k, err := s.kind(req.GetType())
+	k, err := s.resourceType(req.GetType())
 	if err != nil {
 		return nil, err
 	}
@@ -172,10 +172,10 @@ func (s *Server) Check(ctx context.Context, req *pulumirpc.CheckRequest) (*pulum
 	return resp, nil
 }
 
-// Diff compares recorded and new inputs property by property, lets the
-// kind's hook amend the result and reports it with per-property detail.
+// Diff compares recorded and new inputs property by property, lets the resource
+// type's hook amend the result and reports it with per-property detail.
 func (s *Server) Diff(ctx context.Context, req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
-	k, err := s.kind(req.GetType())
+	k, err := s.resourceType(req.GetType())
 	if err != nil {
 		return nil, err
 	}
@@ -251,11 +251,11 @@ func topKey(path string) string {
 	return path
 }
 
-// Create runs the kind's Create. A failure after the kind assigned an id is
-// reported as "initialization failed" so the engine records the resource
-// (see the package documentation).
+// Create runs the resource type's Create. A failure after the resource type
+// assigned an id is reported as "initialization failed" so the engine records
+// the resource (see the package documentation).
 func (s *Server) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*pulumirpc.CreateResponse, error) {
-	k, err := s.kind(req.GetType())
+	k, err := s.resourceType(req.GetType())
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +278,7 @@ func (s *Server) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*pul
 		return nil, initFailed(id, outputs, cerr, s.opError(ctx, "creating", req.GetUrn(), cerr))
 	}
 	if id == "" {
-		return nil, status.Errorf(codes.Internal, "creating %s: the %s kind returned no id", req.GetUrn(), k.Token)
+		return nil, status.Errorf(codes.Internal, "creating %s: the %s resource type returned no id", req.GetUrn(), k.Token)
 	}
 	rpcOut, err := plugin.MarshalProperties(outputs, marshalOpts)
 	if err != nil {
@@ -290,7 +290,7 @@ func (s *Server) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*pul
 // Read refreshes one resource; an empty id in the answer tells the engine
 // the resource is gone.
 func (s *Server) Read(ctx context.Context, req *pulumirpc.ReadRequest) (*pulumirpc.ReadResponse, error) {
-	k, err := s.kind(req.GetType())
+	k, err := s.resourceType(req.GetType())
 	if err != nil {
 		return nil, err
 	}
@@ -328,16 +328,16 @@ func (s *Server) Read(ctx context.Context, req *pulumirpc.ReadRequest) (*pulumir
 	return &pulumirpc.ReadResponse{Id: req.GetId(), Properties: rpcOut, Inputs: rpcIn}, nil
 }
 
-// Update runs the kind's Update. On failure the engine keeps the previous
-// state, so the next `up` retries the same transition.
+// Update runs the resource type's Update. On failure the engine keeps the
+// previous state, so the next `up` retries the same transition.
 func (s *Server) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*pulumirpc.UpdateResponse, error) {
-	k, err := s.kind(req.GetType())
+	k, err := s.resourceType(req.GetType())
 	if err != nil {
 		return nil, err
 	}
 	if k.Update == nil {
 		return nil, status.Errorf(codes.Internal,
-			"updating %s: the %s kind cannot update in place, but Diff asked for it", req.GetUrn(), k.Token)
+			"updating %s: the %s resource type cannot update in place, but Diff asked for it", req.GetUrn(), k.Token)
 	}
 	state, err := plugin.UnmarshalProperties(req.GetOlds(), unmarshalOpts)
 	if err != nil {
@@ -369,9 +369,9 @@ func (s *Server) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*pul
 	return &pulumirpc.UpdateResponse{Properties: rpcOut}, nil
 }
 
-// Delete runs the kind's Delete.
+// Delete runs the resource type's Delete.
 func (s *Server) Delete(ctx context.Context, req *pulumirpc.DeleteRequest) (*emptypb.Empty, error) {
-	k, err := s.kind(req.GetType())
+	k, err := s.resourceType(req.GetType())
 	if err != nil {
 		return nil, err
 	}
@@ -398,7 +398,7 @@ func (s *Server) request(urn, name, id string, inputs, state resource.PropertyMa
 	return Request{URN: urn, Name: name, ID: id, Inputs: inputs, State: state, Log: s.logs(urn)}
 }
 
-// opError turns a kind's error into a gRPC status. Cancellation is
+// opError turns a resource type's error into a gRPC status. Cancellation is
 // reported as such; everything else as Unknown, which tells the engine the
 // object may be half-changed (it is then flagged in the summary).
 func (s *Server) opError(ctx context.Context, verb, urn string, err error) error {
@@ -424,7 +424,7 @@ func initFailed(id string, outputs resource.PropertyMap, cause, st error) error 
 }
 
 // secretLikeInputs marks an output secret when the input of the same name
-// was secret: a kind echoing an input must not store it in clear.
+// was secret: a resource type echoing an input must not store it in clear.
 func secretLikeInputs(outputs, inputs resource.PropertyMap) resource.PropertyMap {
 	for k, in := range inputs {
 		if out, ok := outputs[k]; ok && in.ContainsSecrets() && !out.IsSecret() && !out.IsNull() {

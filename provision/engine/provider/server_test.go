@@ -19,7 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// A memory-backed kind for protocol tests.
+// A memory-backed resource type for protocol tests.
 type memIn struct {
 	Name    string            `json:"name" secprov:"replace"`
 	Size    int               `json:"size,omitempty"`
@@ -41,8 +41,8 @@ type memStore struct {
 	started chan struct{}
 }
 
-func (m *memStore) kind() Kind {
-	return TypedKind[memIn, memOut]{
+func (m *memStore) resourceType() ResourceType {
+	return TypedResourceType[memIn, memOut]{
 		Token: "secprov:test:Mem",
 		Check: func(_ context.Context, in *memIn) []Failure {
 			var f []Failure
@@ -93,13 +93,13 @@ func (m *memStore) kind() Kind {
 			m.mu.Unlock()
 			return nil
 		},
-	}.Kind()
+	}.ResourceType()
 }
 
 func newMemServer(t *testing.T) (*Server, *memStore) {
 	t.Helper()
 	m := &memStore{objects: map[string]memIn{}, started: make(chan struct{})}
-	reg, err := NewRegistry(m.kind())
+	reg, err := NewRegistry(m.resourceType())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestCreateReadUpdateDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	if m.objects["a"].Size != 20 {
-		t.Errorf("update did not reach the kind: %+v", m.objects["a"])
+		t.Errorf("update did not reach the resource type: %+v", m.objects["a"])
 	}
 
 	if _, err := s.Delete(ctx, &pulumirpc.DeleteRequest{Urn: memURN, Type: "secprov:test:Mem", Id: "a",
@@ -254,7 +254,7 @@ func TestCreateFailures(t *testing.T) {
 			Properties: marshal(t, pm(map[string]any{"name": "a", "fail": "create"}))})
 		rpcErr := rpcerror.Convert(err)
 		if err == nil || !strings.Contains(rpcErr.Message(), "boom before anything existed") || len(rpcErr.Details()) != 0 {
-			t.Fatalf("err = %v, want the kind's error without init-failure detail", err)
+			t.Fatalf("err = %v, want the resource type's error without init-failure detail", err)
 		}
 	})
 	t.Run("something created: initialization failed with id and outputs", func(t *testing.T) {
@@ -277,7 +277,7 @@ func TestCreateFailures(t *testing.T) {
 			t.Errorf("outputs in the failure detail lost their secretness: %v", outs)
 		}
 		if _, ok := m.objects["a"]; !ok {
-			t.Errorf("kind did not create the object")
+			t.Errorf("the resource type did not create the object")
 		}
 	})
 }
@@ -338,7 +338,7 @@ func TestDiffUsesReplaceTagsAndHook(t *testing.T) {
 	}
 
 	// A hook can force replacement from what it finds in the state.
-	hooked := Kind{
+	hooked := ResourceType{
 		Token:  "secprov:test:Hooked",
 		Create: func(context.Context, Request) (string, resource.PropertyMap, error) { return "x", nil, nil },
 		Update: func(context.Context, Request) (resource.PropertyMap, error) { return nil, nil },
@@ -373,14 +373,14 @@ func TestNewRegistryReportsAllProblems(t *testing.T) {
 	}
 	noop := func(context.Context, TypedRequest[badTag, memOut]) error { return nil }
 	_, err := NewRegistry(
-		Kind{Token: "notsecprov:x:Y"},
-		TypedKind[badTag, memOut]{Token: "secprov:test:Bad", Delete: noop}.Kind(),
-		Kind{Token: "secprov:test:Rep", Inputs: []string{"a"}, ReplaceOnChanges: []string{"b"},
+		ResourceType{Token: "notsecprov:x:Y"},
+		TypedResourceType[badTag, memOut]{Token: "secprov:test:Bad", Delete: noop}.ResourceType(),
+		ResourceType{Token: "secprov:test:Rep", Inputs: []string{"a"}, ReplaceOnChanges: []string{"b"},
 			Create: func(context.Context, Request) (string, resource.PropertyMap, error) { return "", nil, nil },
 			Delete: func(context.Context, Request) error { return nil }},
 	)
 	if err == nil {
-		t.Fatal("NewRegistry accepted invalid kinds")
+		t.Fatal("NewRegistry accepted invalid resource types")
 	}
 	for _, want := range []string{"notsecprov:x:Y", "Create is required", `unknown secprov tag option "replcae"`, `"b" is not an input property`, "Update is required"} {
 		if !strings.Contains(err.Error(), want) {

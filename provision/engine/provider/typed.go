@@ -10,8 +10,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 )
 
-// TypedRequest is Request with inputs and state decoded into the kind's
-// structs I (inputs) and O (outputs).
+// TypedRequest is Request with inputs and state decoded into the resource
+// type's structs I (inputs) and O (outputs).
 type TypedRequest[I, O any] struct {
 	URN  string
 	Name string
@@ -24,17 +24,17 @@ type TypedRequest[I, O any] struct {
 	Log *slog.Logger
 }
 
-// TypedKind describes a kind over Go structs: I holds the inputs, O the
-// outputs. Both map to properties through their `json` tags (so nested
-// structs, slices and maps work as in encoding/json). Top-level fields take
-// options in a `secprov` tag:
+// TypedResourceType describes a resource type over Go structs: I holds the
+// inputs, O the outputs. Both map to properties through their `json` tags (so
+// nested structs, slices and maps work as in encoding/json). Top-level fields
+// take options in a `secprov` tag:
 //
 //	Path    string `json:"path" secprov:"replace"` // a change replaces the resource
 //	Token   string `json:"token" secprov:"secret"` // (outputs) encrypted in the state
 //
 // Secret inputs arrive decrypted; I is never stored by the framework, the
 // engine keeps the inputs as the program gave them (secrets encrypted).
-type TypedKind[I, O any] struct {
+type TypedResourceType[I, O any] struct {
 	Token string
 	// ReplaceOnChanges adds nested replace paths ("spec.port") to the ones
 	// the struct tags declare.
@@ -57,12 +57,13 @@ type TypedKind[I, O any] struct {
 	Delete func(ctx context.Context, req TypedRequest[I, O]) error
 }
 
-// Kind converts t into an untyped Kind; errors in the structs' tags are
-// reported by NewRegistry (they are programming errors, found at startup).
-func (t TypedKind[I, O]) Kind() Kind {
+// ResourceType converts t into an untyped ResourceType; errors in the
+// structs' tags are reported by NewRegistry (they are programming errors,
+// found at startup).
+func (t TypedResourceType[I, O]) ResourceType() ResourceType {
 	inFields, inErr := structFields(reflect.TypeFor[I]())
 	outFields, outErr := structFields(reflect.TypeFor[O]())
-	k := Kind{
+	k := ResourceType{
 		Token:               t.Token,
 		DeleteBeforeReplace: t.DeleteBeforeReplace,
 	}

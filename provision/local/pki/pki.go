@@ -34,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/provision/paths"
 )
 
@@ -41,7 +42,6 @@ import (
 const (
 	DefaultCAValidity   = 10 * 365 * 24 * time.Hour
 	DefaultCertValidity = 365 * 24 * time.Hour
-	DefaultRenewBefore  = 30 * 24 * time.Hour
 )
 
 // Key algorithms, as recorded in Item.KeyAlgorithm.
@@ -105,7 +105,7 @@ type Options struct {
 	// cut short where the issuing CA expires earlier.
 	CertValidity time.Duration
 	// RenewBefore renews a leaf certificate that expires within this window
-	// (default 30 days).
+	// (default SP-CERT-001's window, inside which verify warns).
 	RenewBefore time.Duration
 	// Now is the clock (default time.Now); tests move it forward.
 	Now func() time.Time
@@ -265,7 +265,7 @@ func (o Options) withDefaults() Options {
 		o.CertValidity = DefaultCertValidity
 	}
 	if o.RenewBefore <= 0 {
-		o.RenewBefore = DefaultRenewBefore
+		o.RenewBefore = blueprints.CertificatesValid.Thresholds().CertRenewWithin
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -1,16 +1,18 @@
 // Package provider is the framework behind secprov's own Pulumi resource
-// provider: the secprov binary serves the Pulumi provider gRPC protocol when
-// the engine starts it as pulumi-resource-secprov.
+// plugin (what Pulumi calls a resource provider): the secprov binary serves
+// the Pulumi provider gRPC protocol when the engine starts it as
+// pulumi-resource-secprov. "Provider" elsewhere in secprov means a cluster
+// provider (local, kind); here it only ever means this plugin.
 //
-// A resource kind is described once (a Kind, or more pleasantly a
-// TypedKind[I, O] over Go structs) and registered in a Registry; Serve turns
-// the registry into a provider process. The framework owns the protocol
-// details every kind would otherwise get subtly wrong: property-by-property
-// Diff with replace/update detail, Check failures that name the property,
-// unknown values during preview, secret inputs, partial Create failures and
-// cancellation.
+// A resource type is described once (a ResourceType, or more pleasantly a
+// TypedResourceType[I, O] over Go structs) and registered in a Registry;
+// Serve turns the registry into a plugin process. The framework owns the
+// protocol details every resource type would otherwise get subtly wrong:
+// property-by-property Diff with replace/update detail, Check failures that
+// name the property, unknown values during preview, secret inputs, partial
+// Create failures and cancellation.
 //
-// # Contract for kinds
+// # Contract for resource types
 //
 //   - Create must be idempotent. An interrupted run (secprov or the engine
 //     killed mid-operation) leaves a "pending create" that the next `up`
@@ -29,15 +31,16 @@
 //     process dead) with exists=false, so a refresh drops it from state and
 //     the next `up` recreates it.
 //   - Outputs are stored in the state unencrypted unless marked secret.
-//     Never put key material in outputs; if a kind must keep a secret in
-//     state, mark the output secret (TypedKind: the `secprov:"secret"` field
-//     tag) and the engine encrypts it with the stack's secrets provider.
+//     Never put key material in outputs; if a resource type must keep a
+//     secret in state, mark the output secret (TypedResourceType: the
+//     `secprov:"secret"` field tag) and the engine encrypts it with the
+//     stack's secrets provider.
 //   - Every operation gets a context that is cancelled when the engine asks
-//     the provider to cancel (Ctrl-C) or the engine goes away; long
+//     the plugin to cancel (Ctrl-C) or the engine goes away; long
 //     operations must watch it.
-//   - The provider process lives only as long as one engine operation. A kind
-//     that starts long-running processes must detach them (own session,
-//     no inherited stdio) and find them again by id in later calls.
+//   - The plugin process lives only as long as one engine operation. A
+//     resource type that starts long-running processes must detach them (own
+//     session, no inherited stdio) and find them again by id in later calls.
 //   - Operations on different resources run concurrently.
 package provider
 
@@ -68,7 +71,7 @@ type Failure struct {
 }
 
 // Request carries one operation's arguments. Which fields are set depends on
-// the operation; see Kind.
+// the operation; see ResourceType.
 type Request struct {
 	URN  string // the resource's URN, for messages
 	Name string // the resource's name in the program
@@ -96,26 +99,26 @@ type ReadResult struct {
 	Outputs resource.PropertyMap
 }
 
-// DiffFunc is a kind's optional diff hook. It receives the framework's
+// DiffFunc is a resource type's optional diff hook. It receives the framework's
 // property-by-property diff and returns the diff to report: it may drop
 // changes that don't matter, add changes the inputs can't show (drift found
 // in State) or force replacement.
 type DiffFunc func(ctx context.Context, req Request, computed Diff) (Diff, error)
 
-// Kind is one resource type on untyped property maps. Most kinds are easier
-// to write as a TypedKind.
-type Kind struct {
+// ResourceType describes one resource type on untyped property maps. Most
+// resource types are easier to write as a TypedResourceType.
+type ResourceType struct {
 	// Token is the Pulumi type token, secprov:<module>:<Type>.
 	Token string
-	// Inputs lists the input property names the kind accepts, for the schema
-	// and to validate ReplaceOnChanges; nil means "not declared".
+	// Inputs lists the input property names the resource type accepts, for the
+	// schema and to validate ReplaceOnChanges; nil means "not declared".
 	Inputs []string
 	// ReplaceOnChanges lists input property paths ("path", "spec.port")
 	// whose change forces replacement; every other change updates in place.
 	ReplaceOnChanges []string
 	// DeleteBeforeReplace deletes the old resource before creating its
-	// replacement, for kinds whose two instances cannot coexist (same port,
-	// same file).
+	// replacement, for resource types whose two instances cannot coexist (same
+	// port, same file).
 	DeleteBeforeReplace bool
 
 	// Check validates and normalises new inputs (defaults filled in). It may
@@ -136,12 +139,14 @@ type Kind struct {
 	// Delete removes req.ID; "already gone" is success.
 	Delete func(ctx context.Context, req Request) error
 
-	invalid error // set by TypedKind.Kind when the structs can't be used
+	// invalid is set by TypedResourceType.ResourceType when the structs
+	// can't be used.
+	invalid error
 }
 
-func (k *Kind) validate() error {
+func (k *ResourceType) validate() error {
 	if k.invalid != nil {
-		return fmt.Errorf("resource kind %q: %w", k.Token, k.invalid)
+		return fmt.Errorf("resource type %q: %w", k.Token, k.invalid)
 	}
 	var errs []error
 	if !tokenRE.MatchString(k.Token) {
@@ -170,12 +175,12 @@ func (k *Kind) validate() error {
 		errs = append(errs, errors.New("Update is required unless ReplaceOnChanges covers every input"))
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("resource kind %q: %w", k.Token, errors.Join(errs...))
+		return fmt.Errorf("resource type %q: %w", k.Token, errors.Join(errs...))
 	}
 	return nil
 }
 
-func (k *Kind) allInputsReplace() bool {
+func (k *ResourceType) allInputsReplace() bool {
 	if k.Inputs == nil {
 		return false
 	}
@@ -187,28 +192,28 @@ func (k *Kind) allInputsReplace() bool {
 	return true
 }
 
-// Registry is the set of kinds one provider serves. It is immutable once
-// built, so the provider can use it from concurrent requests.
+// Registry is the set of resource types one provider serves. It is immutable
+// once built, so the provider can use it from concurrent requests.
 type Registry struct {
-	kinds map[string]*Kind
+	types map[string]*ResourceType
 }
 
-// NewRegistry checks every kind (token format, required functions,
+// NewRegistry checks every resource type (token format, required functions,
 // replace paths) and reports all problems at once.
-func NewRegistry(kinds ...Kind) (*Registry, error) {
-	r := &Registry{kinds: make(map[string]*Kind, len(kinds))}
+func NewRegistry(types ...ResourceType) (*Registry, error) {
+	r := &Registry{types: make(map[string]*ResourceType, len(types))}
 	var errs []error
-	for i := range kinds {
-		k := kinds[i]
+	for i := range types {
+		k := types[i]
 		if err := k.validate(); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if _, dup := r.kinds[k.Token]; dup {
-			errs = append(errs, fmt.Errorf("resource kind %q is registered twice", k.Token))
+		if _, dup := r.types[k.Token]; dup {
+			errs = append(errs, fmt.Errorf("resource type %q is registered twice", k.Token))
 			continue
 		}
-		r.kinds[k.Token] = &k
+		r.types[k.Token] = &k
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -218,16 +223,16 @@ func NewRegistry(kinds ...Kind) (*Registry, error) {
 
 // Tokens lists the registered type tokens, sorted.
 func (r *Registry) Tokens() []string {
-	out := make([]string, 0, len(r.kinds))
-	for t := range r.kinds {
+	out := make([]string, 0, len(r.types))
+	for t := range r.types {
 		out = append(out, t)
 	}
 	sort.Strings(out)
 	return out
 }
 
-// Kind returns the kind registered under token.
-func (r *Registry) Kind(token string) (*Kind, bool) {
-	k, ok := r.kinds[token]
+// ResourceType returns the resource type registered under token.
+func (r *Registry) ResourceType(token string) (*ResourceType, bool) {
+	k, ok := r.types[token]
 	return k, ok
 }

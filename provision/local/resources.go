@@ -33,13 +33,14 @@ const (
 	ProcessType = "secprov:local:Process"
 )
 
-// Kinds are the resource kinds the local provider serves.
-func Kinds() []provider.Kind {
-	return []provider.Kind{
-		clusterKind().Kind(),
-		pkiKind().Kind(),
+// ResourceTypes are the resource types the local cluster provider serves
+// through secprov's resource plugin.
+func ResourceTypes() []provider.ResourceType {
+	return []provider.ResourceType{
+		clusterResourceType().ResourceType(),
+		pkiResourceType().ResourceType(),
 		cluster.ConfigResourceType(),
-		processKind().Kind(),
+		processResourceType().ResourceType(),
 		cluster.BootstrapResourceType(),
 	}
 }
@@ -66,7 +67,7 @@ type clusterOut struct {
 
 func apiServerURL(port int) string { return fmt.Sprintf("https://%s:%d", hardening.Loopback, port) }
 
-func clusterKind() provider.TypedKind[clusterIn, clusterOut] {
+func clusterResourceType() provider.TypedResourceType[clusterIn, clusterOut] {
 	write := func(in clusterIn) (clusterOut, error) {
 		l := paths.NewLayout(in.Dir)
 		for _, d := range []string{l.Dir, l.PKIDir(), l.ConfigDir(), l.LogDir(), l.RunDir()} {
@@ -82,7 +83,7 @@ func clusterKind() provider.TypedKind[clusterIn, clusterOut] {
 		}
 		return clusterOut{Dir: in.Dir, APIServerURL: m.APIServerURL}, nil
 	}
-	return provider.TypedKind[clusterIn, clusterOut]{
+	return provider.TypedResourceType[clusterIn, clusterOut]{
 		Token:               ClusterType,
 		DeleteBeforeReplace: true,
 		Check: func(_ context.Context, in *clusterIn) []provider.Failure {
@@ -188,8 +189,8 @@ func ensurePKI(in pkiIn) (pkiOut, error) {
 	return out, nil
 }
 
-func pkiKind() provider.TypedKind[pkiIn, pkiOut] {
-	return provider.TypedKind[pkiIn, pkiOut]{
+func pkiResourceType() provider.TypedResourceType[pkiIn, pkiOut] {
+	return provider.TypedResourceType[pkiIn, pkiOut]{
 		Token: PKIType,
 		Create: func(_ context.Context, req provider.TypedRequest[pkiIn, pkiOut]) (string, pkiOut, error) {
 			out, err := ensurePKI(req.Inputs)
@@ -372,9 +373,9 @@ func ready(ctx context.Context, in processIn) bool {
 	}
 }
 
-func processKind() provider.TypedKind[processIn, processOut] {
+func processResourceType() provider.TypedResourceType[processIn, processOut] {
 	alive := func(in processIn) bool { return proc.Alive(paths.NewLayout(in.Dir).PidFile(in.Component)) }
-	return provider.TypedKind[processIn, processOut]{
+	return provider.TypedResourceType[processIn, processOut]{
 		Token:               ProcessType,
 		DeleteBeforeReplace: true, // same ports
 		Check: func(_ context.Context, in *processIn) []provider.Failure {
@@ -418,7 +419,6 @@ func processKind() provider.TypedKind[processIn, processOut] {
 // WriteConfigForBenchmark renders a cluster's config files exactly as the
 // Config resource does, for benchmarks that start components by hand.
 func WriteConfigForBenchmark(dir string, spec v1alpha1.Spec) error {
-	enc, _ := EffectiveEncryption(spec)
 	audit, err := hardening.AuditPolicy(spec)
 	if err != nil {
 		return err
@@ -427,7 +427,7 @@ func WriteConfigForBenchmark(dir string, spec v1alpha1.Spec) error {
 	if err != nil {
 		return err
 	}
-	_, err = cluster.WriteConfig(cluster.ConfigInputs{Dir: dir, EncryptionProvider: enc, EncryptedResources: spec.EncryptionAtRest.Resources,
+	_, err = cluster.WriteConfig(cluster.ConfigInputs{Dir: dir, EncryptionProvider: spec.EncryptionAtRest.Provider, EncryptedResources: spec.EncryptionAtRest.Resources,
 		AuditPolicy: string(audit), AdmissionConfig: string(adm)})
 	return err
 }
