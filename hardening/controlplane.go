@@ -111,30 +111,47 @@ type Ports struct {
 	Scheduler         int `json:"scheduler"`
 }
 
+// Topology is what a provider tells hardening about where the control
+// plane runs. hardening never looks the provider up: the local provider
+// and the kind provider render the same flags onto different hosts.
+type Topology struct {
+	// Host is the address every component binds to (the API server too,
+	// when its endpoint is private) and reaches the others on.
+	Host string `json:"host"`
+	// AdvertiseAddress is the address the API server publishes for
+	// itself (the kubernetes Service's endpoint).
+	AdvertiseAddress string `json:"advertiseAddress"`
+	// NoEndpointReconciler turns endpoint reconciliation off: a single
+	// API server on a loopback advertise address needs it off, or it
+	// refuses to start.
+	NoEndpointReconciler bool `json:"noEndpointReconciler,omitempty"`
+	// AllowPrivileged lets the API server admit privileged pods: only
+	// where nodes run system pods that need it (the CNI agent). Pod
+	// Security still keeps them out of workload namespaces.
+	AllowPrivileged bool `json:"allowPrivileged,omitempty"`
+}
+
 // ControlPlane is everything needed to render a cluster's control plane.
 type ControlPlane struct {
-	Name  string
-	Spec  v1alpha1.Spec // defaulted
-	Files Files
-	Ports Ports
+	Name     string
+	Spec     v1alpha1.Spec // defaulted
+	Files    Files
+	Ports    Ports
+	Topology Topology
 	// EncryptionProvider is the provider actually configured, which differs
 	// from Spec.EncryptionAtRest.Provider where a provider cannot offer it
 	// yet (vault-kms without Vault falls back to secretbox).
 	EncryptionProvider string
 }
 
-// BindAddress is where the API server listens: loopback for a private
-// endpoint (the local provider's private network is the host itself), all
-// interfaces for a public one.
+// BindAddress is where the API server listens: the provider's host for a
+// private endpoint, all interfaces for a public one.
 func (cp *ControlPlane) BindAddress() string {
 	if cp.Spec.APIServer.Endpoint == v1alpha1.EndpointPublic {
 		return "0.0.0.0"
 	}
-	return "127.0.0.1"
+	return cp.Topology.Host
 }
-
-// Loopback is where every other component listens.
-const Loopback = "127.0.0.1"
 
 // StrongCipherSuites are the AEAD suites with forward secrecy, as Go names
 // them; kube components and etcd accept these names.
@@ -161,8 +178,8 @@ const ServiceAccountIssuer = "https://kubernetes.default.svc.cluster.local"
 // EtcdFlags renders etcd's flags (SP-ETCD-001..003).
 func (cp *ControlPlane) EtcdFlags() Flags {
 	f := cp.Files
-	client := fmt.Sprintf("https://%s:%d", Loopback, cp.Ports.EtcdClient)
-	peer := fmt.Sprintf("https://%s:%d", Loopback, cp.Ports.EtcdPeer)
+	client := fmt.Sprintf("https://%s:%d", cp.Topology.Host, cp.Ports.EtcdClient)
+	peer := fmt.Sprintf("https://%s:%d", cp.Topology.Host, cp.Ports.EtcdPeer)
 	return Flags{
 		{Name: "name", Value: cp.Name},
 		{Name: "data-dir", Value: f.EtcdDataDir, Controls: []blueprints.ControlID{blueprints.FilesPrivate}},
@@ -195,11 +212,11 @@ func (cp *ControlPlane) EtcdFlags() Flags {
 func (cp *ControlPlane) APIServerFlags() Flags {
 	f := cp.Files
 	s := cp.Spec
-	fl := Flags{
-		{Name: "advertise-address", Value: Loopback},
-		// A loopback advertise address is refused unless endpoint
-		// reconciliation is off; a single local API server needs none.
-		{Name: "endpoint-reconciler-type", Value: "none"},
+	fl := Flags{{Name: "advertise-address", Value: cp.Topology.AdvertiseAddress}}
+	if cp.Topology.NoEndpointReconciler {
+		fl = append(fl, Flag{Name: "endpoint-reconciler-type", Value: "none"})
+	}
+	fl = append(fl, Flags{
 		{Name: "bind-address", Value: cp.BindAddress(), Controls: []blueprints.ControlID{blueprints.APIEndpointPrivate}},
 		{Name: "secure-port", Value: fmt.Sprint(cp.Ports.APIServer)},
 		{Name: "anonymous-auth", Value: "false", Controls: []blueprints.ControlID{blueprints.APIServerNoAnonymous}},
@@ -216,7 +233,7 @@ func (cp *ControlPlane) APIServerFlags() Flags {
 		{Name: "client-ca-file", Value: f.CACert, Controls: []blueprints.ControlID{blueprints.APIServerTLS}},
 		{Name: "tls-min-version", Value: "VersionTLS12", Controls: []blueprints.ControlID{blueprints.APIServerTLS}},
 		{Name: "tls-cipher-suites", Value: strings.Join(StrongCipherSuites, ","), Controls: []blueprints.ControlID{blueprints.APIServerTLS}},
-		{Name: "etcd-servers", Value: fmt.Sprintf("https://%s:%d", Loopback, cp.Ports.EtcdClient), Controls: []blueprints.ControlID{blueprints.APIServerEtcdTLS}},
+		{Name: "etcd-servers", Value: fmt.Sprintf("https://%s:%d", cp.Topology.Host, cp.Ports.EtcdClient), Controls: []blueprints.ControlID{blueprints.APIServerEtcdTLS}},
 		{Name: "etcd-cafile", Value: f.EtcdCACert, Controls: []blueprints.ControlID{blueprints.APIServerEtcdTLS}},
 		{Name: "etcd-certfile", Value: f.APIServerEtcdCert, Controls: []blueprints.ControlID{blueprints.APIServerEtcdTLS}},
 		{Name: "etcd-keyfile", Value: f.APIServerEtcdKey, Controls: []blueprints.ControlID{blueprints.APIServerEtcdTLS}},
@@ -232,8 +249,8 @@ func (cp *ControlPlane) APIServerFlags() Flags {
 		{Name: "requestheader-extra-headers-prefix", Value: "X-Remote-Extra-"},
 		{Name: "proxy-client-cert-file", Value: f.FrontProxyClientCert},
 		{Name: "proxy-client-key-file", Value: f.FrontProxyClientKey},
-		{Name: "allow-privileged", Value: fmt.Sprint(s.Provider.Type == v1alpha1.ProviderKind)},
-	}
+		{Name: "allow-privileged", Value: fmt.Sprint(cp.Topology.AllowPrivileged)},
+	}...)
 	if cp.EncryptionProvider != "" && cp.EncryptionProvider != v1alpha1.EncryptionNone {
 		fl = append(fl,
 			Flag{Name: "encryption-provider-config", Value: f.EncryptionConfig, Controls: []blueprints.ControlID{blueprints.EncryptionAtRestOn, blueprints.EncryptionCoversSecrets}},
@@ -262,7 +279,7 @@ func (cp *ControlPlane) ControllerManagerFlags() Flags {
 		{Name: "authorization-kubeconfig", Value: f.ControllerManagerKubeconfig},
 		{Name: "client-ca-file", Value: f.CACert},
 		{Name: "requestheader-client-ca-file", Value: f.FrontProxyCACert},
-		{Name: "bind-address", Value: Loopback, Controls: kcm},
+		{Name: "bind-address", Value: cp.Topology.Host, Controls: kcm},
 		{Name: "secure-port", Value: fmt.Sprint(cp.Ports.ControllerManager)},
 		{Name: "profiling", Value: "false", Controls: []blueprints.ControlID{blueprints.ProfilingOff, blueprints.ControllerManagerHardened}},
 		{Name: "use-service-account-credentials", Value: "true", Controls: kcm},
@@ -288,7 +305,7 @@ func (cp *ControlPlane) SchedulerFlags() Flags {
 		{Name: "authorization-kubeconfig", Value: f.SchedulerKubeconfig},
 		{Name: "client-ca-file", Value: f.CACert},
 		{Name: "requestheader-client-ca-file", Value: f.FrontProxyCACert},
-		{Name: "bind-address", Value: Loopback, Controls: []blueprints.ControlID{blueprints.SchedulerLoopback}},
+		{Name: "bind-address", Value: cp.Topology.Host, Controls: []blueprints.ControlID{blueprints.SchedulerLoopback}},
 		{Name: "secure-port", Value: fmt.Sprint(cp.Ports.Scheduler)},
 		{Name: "profiling", Value: "false", Controls: []blueprints.ControlID{blueprints.ProfilingOff}},
 		{Name: "tls-min-version", Value: "VersionTLS12", Controls: []blueprints.ControlID{blueprints.SchedulerLoopback}},

@@ -29,7 +29,8 @@ func testControlPlane(t *testing.T) *ControlPlane {
 	bp := loadExample(t, "prod.yaml")
 	d := "/state/clusters/shop-prod"
 	return &ControlPlane{
-		Name: bp.Metadata.Name, Spec: bp.Spec, EncryptionProvider: v1alpha1.EncryptionSecretbox,
+		Topology: Topology{Host: "127.0.0.1", AdvertiseAddress: "127.0.0.1", NoEndpointReconciler: true},
+		Name:     bp.Metadata.Name, Spec: bp.Spec, EncryptionProvider: v1alpha1.EncryptionSecretbox,
 		Ports: Ports{APIServer: 6443, EtcdClient: 2379, EtcdPeer: 2380, ControllerManager: 10257, Scheduler: 10259},
 		Files: Files{
 			CACert: d + "/pki/ca.crt", CAKey: d + "/pki/ca.key", EtcdCACert: d + "/pki/etcd-ca.crt",

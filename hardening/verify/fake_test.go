@@ -205,12 +205,13 @@ func hardenedFake(t *testing.T) *fakeTarget {
 		t.Fatal(err)
 	}
 	bp := bps[0]
-	cp := &hardening.ControlPlane{Name: bp.Name(), Spec: bp.Spec, Files: fakeFiles(), EncryptionProvider: "secretbox",
+	topo := hardening.Topology{Host: "127.0.0.1", AdvertiseAddress: "127.0.0.1", NoEndpointReconciler: true}
+	cp := &hardening.ControlPlane{Name: bp.Name(), Spec: bp.Spec, Files: fakeFiles(), EncryptionProvider: "secretbox", Topology: topo,
 		Ports: hardening.Ports{APIServer: 6443, EtcdClient: 2379, EtcdPeer: 2380, ControllerManager: 10257, Scheduler: 10259}}
 	lo := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port) }
 	return &fakeTarget{
 		info: Info{Name: bp.Name(), Environment: bp.Spec.Environment, Provider: "local", Spec: bp.Spec,
-			EncryptionProvider: "secretbox", Files: cp.Files, APIServerURL: "https://127.0.0.1:6443",
+			EncryptionProvider: "secretbox", Files: cp.Files, Topology: topo, APIServerURL: "https://127.0.0.1:6443",
 			PrivateDirs: []string{"/c", "/c/pki", "/c/config"}},
 		comps: map[string]*Component{
 			Etcd:              {Name: Etcd, Args: cp.EtcdFlags().Args(), Listen: []netip.AddrPort{lo(2379), lo(2380)}},

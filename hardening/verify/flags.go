@@ -34,7 +34,7 @@ func wanted(info Info) *hardening.ControlPlane {
 	if enc == "" || enc == v1alpha1.EncryptionNone {
 		enc = v1alpha1.EncryptionSecretbox
 	}
-	return &hardening.ControlPlane{Name: info.Name, Spec: spec, Files: info.Files, EncryptionProvider: enc}
+	return &hardening.ControlPlane{Name: info.Name, Spec: spec, Files: info.Files, Topology: info.Topology, EncryptionProvider: enc}
 }
 
 // wantFlags are the flags hardening renders for component that implement

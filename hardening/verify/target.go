@@ -27,7 +27,10 @@ type Info struct {
 	EncryptionProvider string
 	KMSName            string
 	Files              hardening.Files
-	APIServerURL       string // https://host:port
+	// Topology is where the provider runs the control plane, as it told
+	// hardening when it rendered the flags.
+	Topology     hardening.Topology
+	APIServerURL string // https://host:port
 	// PrivateFiles hold credentials beyond Files (client kubeconfigs, key
 	// stores, CA keys the control plane never reads) and must be owner-only.
 	PrivateFiles []string

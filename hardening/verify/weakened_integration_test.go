@@ -399,7 +399,7 @@ func weakenedRows() []row {
 		}},
 		{id: "SP-ETCD-003", want: "etcd listening socket", component: verify.Etcd, tweak: func(_ *testing.T, _ string, f hardening.Flags) hardening.Flags {
 			u, _ := f.Get("listen-client-urls")
-			return f.With("listen-client-urls", strings.Replace(u, hardening.Loopback, "0.0.0.0", 1))
+			return f.With("listen-client-urls", strings.Replace(u, "127.0.0.1", "0.0.0.0", 1))
 		}},
 		{id: "SP-ENC-002", want: "written with aescbc", spec: func(s *v1alpha1.Spec) { s.EncryptionAtRest.Provider = v1alpha1.EncryptionAESCBC }},
 		{id: "SP-ENC-001", run: encryptionLater}, // then SP-ENC-003 on the same cluster

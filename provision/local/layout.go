@@ -52,3 +52,12 @@ func files(l paths.Layout, b *pki.Bundle) hardening.Files {
 		EtcdDataDir:                 l.EtcdDataDir(),
 	}
 }
+
+// host is where every process of a local cluster listens: the loopback
+// interface is the local provider's private network.
+const host = "127.0.0.1"
+
+// topology is what the local provider tells hardening: everything on
+// loopback, one API server (no endpoint reconciliation, which refuses a
+// loopback advertise address), no nodes and so no privileged pods.
+var topology = hardening.Topology{Host: host, AdvertiseAddress: host, NoEndpointReconciler: true}

@@ -81,7 +81,7 @@ func (c *Cluster) kmsPluginArgs() []string {
 // ports.
 func (c *Cluster) ControlPlane(ports hardening.Ports) *hardening.ControlPlane {
 	l := paths.NewLayout(c.Dir)
-	cp := &hardening.ControlPlane{
+	cp := &hardening.ControlPlane{Topology: topology,
 		Name: c.Blueprint.Metadata.Name, Spec: c.Blueprint.Spec, Ports: ports,
 		Files: files(l, pki.Paths(l.PKIDir())), EncryptionProvider: c.Blueprint.Spec.EncryptionAtRest.Provider,
 	}
@@ -148,12 +148,12 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 	files := cp.Files
 	url := apiServerURL(ports.APIServer)
 	ready := map[string]readiness{
-		Etcd: {URL: fmt.Sprintf("https://%s:%d/health", hardening.Loopback, ports.EtcdClient), CAFile: files.EtcdCACert,
+		Etcd: {URL: fmt.Sprintf("https://%s:%d/health", host, ports.EtcdClient), CAFile: files.EtcdCACert,
 			CertFile: files.EtcdSelfClientCert, KeyFile: files.EtcdSelfClientKey},
 		APIServer: {URL: url + "/readyz", CAFile: files.CACert,
 			CertFile: pki.Paths(paths.NewLayout(c.Dir).PKIDir()).SuperAdminCert, KeyFile: pki.Paths(paths.NewLayout(c.Dir).PKIDir()).SuperAdminKey},
-		ControllerManager: {URL: fmt.Sprintf("https://%s:%d/healthz", hardening.Loopback, ports.ControllerManager)},
-		Scheduler:         {URL: fmt.Sprintf("https://%s:%d/healthz", hardening.Loopback, ports.Scheduler)},
+		ControllerManager: {URL: fmt.Sprintf("https://%s:%d/healthz", host, ports.ControllerManager)},
+		Scheduler:         {URL: fmt.Sprintf("https://%s:%d/healthz", host, ports.Scheduler)},
 	}
 	enc := spec.EncryptionAtRest.Provider
 	if enc == v1alpha1.EncryptionVaultKMS && !c.useKMS() {

@@ -65,7 +65,7 @@ type clusterOut struct {
 	APIServerURL string `json:"apiServerURL"`
 }
 
-func apiServerURL(port int) string { return fmt.Sprintf("https://%s:%d", hardening.Loopback, port) }
+func apiServerURL(port int) string { return fmt.Sprintf("https://%s:%d", host, port) }
 
 func clusterResourceType() provider.TypedResourceType[clusterIn, clusterOut] {
 	write := func(in clusterIn) (clusterOut, error) {

@@ -26,7 +26,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"secprov.dev/secprov/blueprints/v1alpha1"
-	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/hardening/verify"
 	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/local/pki"
@@ -77,6 +76,7 @@ func (t *Target) Info() verify.Info {
 		Name: t.rec.Name, Environment: t.rec.Environment, Provider: t.rec.ProviderType(), Spec: t.spec,
 		EncryptionProvider: t.rec.EncryptionProvider,
 		KMSName:            KMSName(t.rec.Name),
+		Topology:           topology,
 		Files:              files(t.layout, pki.Paths(t.layout.PKIDir())),
 		APIServerURL:       t.rec.APIServerURL,
 		PrivateFiles:       t.privateFiles(),
@@ -259,7 +259,7 @@ func (t *Target) etcdClient() (*clientv3.Client, error) {
 		pool := x509.NewCertPool()
 		pool.AppendCertsFromPEM(ca)
 		t.etcd, t.etcdErr = clientv3.New(clientv3.Config{
-			Endpoints:   []string{fmt.Sprintf("https://%s:%d", hardening.Loopback, t.rec.Ports.EtcdClient)},
+			Endpoints:   []string{fmt.Sprintf("https://%s:%d", host, t.rec.Ports.EtcdClient)},
 			TLS:         &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12},
 			DialTimeout: 5 * time.Second,
 			Logger:      zap.NewNop(),
