@@ -16,7 +16,6 @@ import (
 	"secprov.dev/secprov/provision/local/pki"
 	"secprov.dev/secprov/provision/paths"
 	"secprov.dev/secprov/provision/proc"
-	"secprov.dev/secprov/provision/vaultres"
 	"secprov.dev/secprov/vault"
 )
 
@@ -53,15 +52,6 @@ type Cluster struct {
 	// Vault is how the cluster reaches its Vault; nil when the blueprint
 	// uses none (no vault-kms, vault.enabled false).
 	Vault *vault.Access
-}
-
-// KMSName is the KMS v2 provider name in the EncryptionConfiguration; it
-// shows in raw etcd values as k8s:enc:kms:v2:<name>:.
-func KMSName(cluster string) string { return "vault-" + cluster }
-
-// useKMS says whether the cluster encrypts through the KMS plugin.
-func (c *Cluster) useKMS() bool {
-	return c.Vault != nil && c.Blueprint.Spec.EncryptionAtRest.Provider == v1alpha1.EncryptionVaultKMS
 }
 
 // kmsPluginArgs runs `secprov kms-plugin` for the cluster's transit key
@@ -103,9 +93,11 @@ func (c *Cluster) Ports() (hardening.Ports, error) {
 	return hardening.Ports{APIServer: p[0], EtcdClient: p[1], EtcdPeer: p[2], ControllerManager: p[3], Scheduler: p[4]}, nil
 }
 
-// Program returns the inline Pulumi program declaring the cluster: its
-// directory, PKI, config files, the four components in order, and the
-// in-cluster bootstrap objects.
+// Program returns the inline Pulumi program declaring the cluster: the
+// provider-neutral skeleton (cluster.Program) with the local steps: the
+// cluster directory and record, the KMS plugin process, and the control
+// plane (PKI, then etcd, API server, controller manager and scheduler as
+// supervised processes, in order).
 func (c *Cluster) Program() (pulumi.RunFunc, error) {
 	ports, err := c.Ports()
 	if err != nil {
@@ -118,24 +110,6 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 	if err != nil {
 		return nil, err
 	}
-	var auditPolicy []byte
-	if spec.Audit.IsEnabled() {
-		if auditPolicy, err = hardening.AuditPolicy(spec); err != nil {
-			return nil, err
-		}
-	}
-	admission, err := hardening.AdmissionConfig(spec)
-	if err != nil {
-		return nil, err
-	}
-	objs, err := hardening.Objects(spec)
-	if err != nil {
-		return nil, err
-	}
-	objJSON, err := cluster.RenderObjects(objs)
-	if err != nil {
-		return nil, err
-	}
 	flags := map[string]hardening.Flags{
 		Etcd: cp.EtcdFlags(), APIServer: cp.APIServerFlags(),
 		ControllerManager: cp.ControllerManagerFlags(), Scheduler: cp.SchedulerFlags(),
@@ -145,95 +119,62 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 			flags[comp] = c.Tweak(comp, f)
 		}
 	}
+	l := paths.NewLayout(c.Dir)
 	files := cp.Files
 	url := apiServerURL(ports.APIServer)
+	bundle := pki.Paths(l.PKIDir())
 	ready := map[string]readiness{
 		Etcd: {URL: fmt.Sprintf("https://%s:%d/health", host, ports.EtcdClient), CAFile: files.EtcdCACert,
 			CertFile: files.EtcdSelfClientCert, KeyFile: files.EtcdSelfClientKey},
-		APIServer: {URL: url + "/readyz", CAFile: files.CACert,
-			CertFile: pki.Paths(paths.NewLayout(c.Dir).PKIDir()).SuperAdminCert, KeyFile: pki.Paths(paths.NewLayout(c.Dir).PKIDir()).SuperAdminKey},
+		APIServer:         {URL: url + "/readyz", CAFile: files.CACert, CertFile: bundle.SuperAdminCert, KeyFile: bundle.SuperAdminKey},
 		ControllerManager: {URL: fmt.Sprintf("https://%s:%d/healthz", host, ports.ControllerManager)},
 		Scheduler:         {URL: fmt.Sprintf("https://%s:%d/healthz", host, ports.Scheduler)},
 	}
-	enc := spec.EncryptionAtRest.Provider
-	if enc == v1alpha1.EncryptionVaultKMS && !c.useKMS() {
-		return nil, fmt.Errorf("cluster %s: encryptionAtRest.provider vault-kms needs a Vault", name)
-	}
-	if m, err := cluster.ReadRecord(c.Dir); err == nil {
-		if err := blueprints.EncryptionChangeAllowed(m.EncryptionProvider, enc); err != nil {
-			return nil, fmt.Errorf("cluster %s: %w", name, err)
-		}
-	}
-	l := paths.NewLayout(c.Dir)
+	cs := &cluster.Spec{Blueprint: &blueprints.Blueprint{Blueprint: c.Blueprint}, Dir: c.Dir, Vault: c.Vault}
 	var vmeta *cluster.VaultRecord
 	if c.Vault != nil {
 		vmeta = &cluster.VaultRecord{Admin: *c.Vault}
-		if c.useKMS() {
+		if cluster.UsesKMS(cs) {
 			vmeta.KMSSocket = l.KMSSocket()
 		}
 	}
-	names := vault.NamesFor(name, spec)
-
-	return func(ctx *pulumi.Context) error {
-		dirRes, err := engine.Resource(ctx, ClusterType, name, clusterIn{
-			Name: name, Provider: spec.Provider.Type, Dir: c.Dir, Environment: spec.Environment, Ports: ports, Spec: string(specJSON), EncryptionProvider: enc,
-			Vault: vmeta,
+	d := cluster.Declaration{Spec: cs, APIServerURL: url, Kubeconfig: l.AdminKubeconfig()}
+	if cluster.UsesKMS(cs) {
+		d.KMSSocket = l.KMSSocket()
+	}
+	var dirRes *engine.Res
+	d.Steps.Record = func(ctx *pulumi.Context) (*engine.Res, error) {
+		var err error
+		dirRes, err = engine.Resource(ctx, ClusterType, name, clusterIn{
+			Name: name, Provider: spec.Provider.Type, Dir: c.Dir, Environment: spec.Environment, Ports: ports, Spec: string(specJSON),
+			EncryptionProvider: spec.EncryptionAtRest.Provider, Vault: vmeta,
 		})
-		if err != nil {
-			return err
-		}
-		// The KMS plugin, with its key and token, runs before the API
-		// server that needs it to start.
-		var kmsPlugin *engine.Res
-		vres := &vaultres.Resources{}
-		var vc vaultres.Cluster
-		if c.Vault != nil {
-			vc = vaultres.Cluster{Access: *c.Vault, Names: names, Kubeconfig: l.AdminKubeconfig(), TokenFile: l.KMSToken()}
-		}
-		if c.useKMS() {
-			if err := vaultres.DeclareKMS(ctx, vc, vres, engine.DependsOn(dirRes)); err != nil {
-				return err
-			}
-			token := vres.KMSToken
-			// A new token restarts the plugin so it reads it at once.
-			if kmsPlugin, err = engine.Resource(ctx, ProcessType, KMSPlugin, map[string]any{
-				"dir": c.Dir, "component": KMSPlugin, "binary": c.Binaries.KMSPlugin, "args": c.kmsPluginArgs(),
-				"restart": token.String("accessor"), "ready": readiness{Socket: l.KMSSocket()},
-			}, engine.DependsOn(token)); err != nil {
-				return err
-			}
-		}
+		return dirRes, err
+	}
+	d.Steps.KMSPlugin = func(ctx *pulumi.Context, token *engine.Res) (*engine.Res, error) {
+		// A new token restarts the plugin so it reads it at once.
+		return engine.Resource(ctx, ProcessType, KMSPlugin, map[string]any{
+			"dir": c.Dir, "component": KMSPlugin, "binary": c.Binaries.KMSPlugin, "args": c.kmsPluginArgs(),
+			"restart": token.String("accessor"), "ready": readiness{Socket: l.KMSSocket()},
+		}, engine.DependsOn(token))
+	}
+	d.Steps.ControlPlane = func(ctx *pulumi.Context, config *engine.Res, kms []*engine.Res) (*engine.Res, error) {
 		certs, err := engine.Resource(ctx, PKIType, "pki", pkiIn{
 			Dir: c.Dir, ClusterName: name, ServiceCIDR: spec.Network.ServiceCIDR, APIServerURL: url,
 		}, engine.DependsOn(dirRes))
 		if err != nil {
-			return err
-		}
-		cfgIn := cluster.ConfigInputs{
-			Dir: c.Dir, EncryptionProvider: enc, EncryptedResources: spec.EncryptionAtRest.Resources,
-			AuditPolicy: string(auditPolicy), AdmissionConfig: string(admission),
-		}
-		if c.useKMS() {
-			cfgIn.KMSName, cfgIn.KMSSocket = KMSName(name), l.KMSSocket()
-		}
-		config, err := engine.Resource(ctx, cluster.ConfigType, "config", cfgIn, engine.DependsOn(dirRes))
-		if err != nil {
-			return err
+			return nil, err
 		}
 		restart := pulumi.All(certs.String("certsHash"), config.String("hash")).ApplyT(func(v []any) string {
 			return fmt.Sprintf("%v;%v", v[0], v[1])
 		}).(pulumi.StringOutput)
-
 		deps := []*engine.Res{certs, config}
 		procs := map[string]*engine.Res{}
 		for _, comp := range Components {
 			after := slices.Clone(deps)
 			switch comp {
 			case APIServer:
-				after = append(after, procs[Etcd])
-				if kmsPlugin != nil {
-					after = append(after, kmsPlugin)
-				}
+				after = append(append(after, procs[Etcd]), kms...)
 			case ControllerManager, Scheduler:
 				after = append(after, procs[APIServer])
 			}
@@ -250,26 +191,11 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 				"args": flags[comp].Args(), "restart": token, "ready": ready[comp],
 			}, engine.DependsOn(after...))
 			if err != nil {
-				return err
+				return nil, err
 			}
 			procs[comp] = r
 		}
-		bootstrap, err := engine.Resource(ctx, cluster.BootstrapType, "bootstrap", cluster.Bootstrap(c.Dir, objJSON),
-			engine.DependsOn(procs[APIServer]))
-		if err != nil {
-			return err
-		}
-		// Workload secrets: KV mount, Kubernetes auth against this API
-		// server (its token reviewer is among the bootstrap objects), and
-		// one read-only role per listed namespace.
-		if c.Vault != nil && spec.Vault.IsEnabled() {
-			if err := vaultres.DeclareSecrets(ctx, vc, vres, []pulumi.ResourceOption{engine.DependsOn(bootstrap)}, engine.DependsOn(dirRes)); err != nil {
-				return err
-			}
-		}
-		ctx.Export("apiServerURL", pulumi.String(url))
-		ctx.Export("kubeconfig", pulumi.String(paths.NewLayout(c.Dir).AdminKubeconfig()))
-		ctx.Export("environment", pulumi.String(spec.Environment))
-		return nil
-	}, nil
+		return procs[APIServer], nil
+	}
+	return cluster.Program(d)
 }

@@ -75,7 +75,7 @@ func (t *Target) Info() verify.Info {
 	return verify.Info{
 		Name: t.rec.Name, Environment: t.rec.Environment, Provider: t.rec.ProviderType(), Spec: t.spec,
 		EncryptionProvider: t.rec.EncryptionProvider,
-		KMSName:            KMSName(t.rec.Name),
+		KMSName:            cluster.KMSName(t.rec.Name),
 		Topology:           topology,
 		Files:              files(t.layout, pki.Paths(t.layout.PKIDir())),
 		APIServerURL:       t.rec.APIServerURL,

@@ -1,0 +1,147 @@
+package cluster
+
+import (
+	"fmt"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/blueprints/v1alpha1"
+	"secprov.dev/secprov/hardening"
+	"secprov.dev/secprov/provision/engine"
+	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/vaultres"
+	"secprov.dev/secprov/vault"
+)
+
+// Steps are what a provider contributes to a cluster's program. Declare
+// owns the rest, the same for every provider: the config files and their
+// key store, the order of the steps (the KMS key, token and plugin before
+// the API server that needs them; the in-cluster bootstrap once the API
+// server is ready; workload secrets after the bootstrap that creates
+// their token reviewer) and the exports.
+type Steps struct {
+	// Record declares the cluster's directory and record; everything
+	// else depends on it.
+	Record func(ctx *pulumi.Context) (*engine.Res, error)
+	// KMSPlugin runs the cluster's KMS v2 plugin once its token exists;
+	// called only when the cluster encrypts with vault-kms.
+	KMSPlugin func(ctx *pulumi.Context, token *engine.Res) (*engine.Res, error)
+	// ControlPlane declares the control plane after the given resources
+	// (the config; the KMS plugin, if any) and returns the API server,
+	// ready to serve. config's "hash" output changes whenever a file the
+	// API server reads does, and must restart it.
+	ControlPlane func(ctx *pulumi.Context, config *engine.Res, after []*engine.Res) (*engine.Res, error)
+}
+
+// Declaration is one cluster's program: what the provider rendered and
+// where it put it.
+type Declaration struct {
+	Spec *Spec
+	// APIServerURL and Kubeconfig are how clients reach the cluster.
+	APIServerURL, Kubeconfig string
+	// KMSSocket is where the KMS plugin listens; empty without vault-kms.
+	KMSSocket string
+	Steps     Steps
+}
+
+// KMSName is the KMS v2 provider name in the EncryptionConfiguration; it
+// shows in raw etcd values as k8s:enc:kms:v2:<name>:.
+func KMSName(cluster string) string { return "vault-" + cluster }
+
+// UsesKMS says whether a cluster of spec encrypts through a KMS plugin
+// backed by Vault.
+func UsesKMS(s *Spec) bool {
+	return s.Vault != nil && s.Blueprint.Spec.EncryptionAtRest.Provider == v1alpha1.EncryptionVaultKMS
+}
+
+// Program renders what every provider renders the same way and returns
+// the program that declares the cluster.
+func Program(d Declaration) (pulumi.RunFunc, error) {
+	s := d.Spec
+	spec := s.Blueprint.Spec
+	name := s.Blueprint.Name()
+	enc := spec.EncryptionAtRest.Provider
+	if enc == v1alpha1.EncryptionVaultKMS && !UsesKMS(s) {
+		return nil, fmt.Errorf("cluster %s: encryptionAtRest.provider vault-kms needs a Vault", name)
+	}
+	// Refused before anything changes: data stored under the current
+	// provider must stay readable.
+	if rec, err := ReadRecord(s.Dir); err == nil {
+		if err := blueprints.EncryptionChangeAllowed(rec.EncryptionProvider, enc); err != nil {
+			return nil, fmt.Errorf("cluster %s: %w", name, err)
+		}
+	}
+	cfg := ConfigInputs{Dir: s.Dir, EncryptionProvider: enc, EncryptedResources: spec.EncryptionAtRest.Resources}
+	if spec.Audit.IsEnabled() {
+		policy, err := hardening.AuditPolicy(spec)
+		if err != nil {
+			return nil, err
+		}
+		cfg.AuditPolicy = string(policy)
+	}
+	admission, err := hardening.AdmissionConfig(spec)
+	if err != nil {
+		return nil, err
+	}
+	cfg.AdmissionConfig = string(admission)
+	if UsesKMS(s) {
+		cfg.KMSName, cfg.KMSSocket = KMSName(name), d.KMSSocket
+	}
+	objs, err := hardening.Objects(spec)
+	if err != nil {
+		return nil, err
+	}
+	objJSON, err := RenderObjects(objs)
+	if err != nil {
+		return nil, err
+	}
+	var vc vaultres.Cluster
+	if s.Vault != nil {
+		vc = vaultres.Cluster{Access: *s.Vault, Names: vault.NamesFor(name, spec), Kubeconfig: d.Kubeconfig,
+			TokenFile: paths.NewLayout(s.Dir).KMSToken()}
+	}
+
+	return func(ctx *pulumi.Context) error {
+		record, err := d.Steps.Record(ctx)
+		if err != nil {
+			return err
+		}
+		var after []*engine.Res
+		vres := &vaultres.Resources{}
+		if UsesKMS(s) {
+			if err := vaultres.DeclareKMS(ctx, vc, vres, engine.DependsOn(record)); err != nil {
+				return err
+			}
+			plugin, err := d.Steps.KMSPlugin(ctx, vres.KMSToken)
+			if err != nil {
+				return err
+			}
+			after = append(after, plugin)
+		}
+		config, err := engine.Resource(ctx, ConfigType, "config", cfg, engine.DependsOn(record))
+		if err != nil {
+			return err
+		}
+		apiServer, err := d.Steps.ControlPlane(ctx, config, after)
+		if err != nil {
+			return err
+		}
+		bootstrap, err := engine.Resource(ctx, BootstrapType, "bootstrap", Bootstrap(s.Dir, objJSON), engine.DependsOn(apiServer))
+		if err != nil {
+			return err
+		}
+		// Workload secrets: KV mount, Kubernetes auth against this API
+		// server (its token reviewer is among the bootstrap objects), and
+		// one read-only role per listed namespace.
+		if s.Vault != nil && spec.Vault.IsEnabled() {
+			if err := vaultres.DeclareSecrets(ctx, vc, vres, []pulumi.ResourceOption{engine.DependsOn(bootstrap)}, engine.DependsOn(record)); err != nil {
+				return err
+			}
+		}
+		ctx.Export("apiServerURL", pulumi.String(d.APIServerURL))
+		ctx.Export("kubeconfig", pulumi.String(d.Kubeconfig))
+		ctx.Export("environment", pulumi.String(spec.Environment))
+		return nil
+	}, nil
+}
