@@ -1,34 +1,17 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"secprov.dev/secprov/internal/proctest"
 )
 
-// syncBuffer is a bytes.Buffer safe for the guard's goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestSignalGuard drives the guard with fake signals and a fake exit.
 func TestSignalGuard(t *testing.T) {
@@ -44,7 +27,7 @@ func TestSignalGuard(t *testing.T) {
 	// context, as the end of the process would.
 	drive := func(t *testing.T, command func(ctx context.Context, release <-chan struct{}) error, sigs ...os.Signal) outcome {
 		t.Helper()
-		var errOut syncBuffer
+		var errOut proctest.Buffer
 		exited := make(chan int, 1)
 		g := &signalGuard{grace: grace, errOut: &errOut, exit: func(code int) { exited <- code }}
 		ch := make(chan os.Signal, len(sigs))
