@@ -12,7 +12,6 @@ import (
 	"secprov.dev/secprov/internal/proctest"
 )
 
-
 // TestSignalGuard drives the guard with fake signals and a fake exit.
 func TestSignalGuard(t *testing.T) {
 	const grace = 200 * time.Millisecond
