@@ -131,6 +131,33 @@ type Topology struct {
 	AllowPrivileged bool `json:"allowPrivileged,omitempty"`
 }
 
+// Control-plane component names: the one definition verify, the
+// providers and status use.
+const (
+	Etcd              = "etcd"
+	APIServer         = "kube-apiserver"
+	ControllerManager = "kube-controller-manager"
+	Scheduler         = "kube-scheduler"
+)
+
+// Components lists the control-plane components in start order.
+func Components() []string { return []string{Etcd, APIServer, ControllerManager, Scheduler} }
+
+// Flags renders the flags of one component (one of Components).
+func (cp *ControlPlane) Flags(component string) Flags {
+	switch component {
+	case Etcd:
+		return cp.EtcdFlags()
+	case APIServer:
+		return cp.APIServerFlags()
+	case ControllerManager:
+		return cp.ControllerManagerFlags()
+	case Scheduler:
+		return cp.SchedulerFlags()
+	}
+	return nil
+}
+
 // ControlPlane is everything needed to render a cluster's control plane.
 type ControlPlane struct {
 	Name     string

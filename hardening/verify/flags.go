@@ -40,19 +40,7 @@ func wanted(info Info) *hardening.ControlPlane {
 // wantFlags are the flags hardening renders for component that implement
 // control id.
 func wantFlags(info Info, component string, id blueprints.ControlID) hardening.Flags {
-	cp := wanted(info)
-	var all hardening.Flags
-	switch component {
-	case Etcd:
-		all = cp.EtcdFlags()
-	case APIServer:
-		all = cp.APIServerFlags()
-	case ControllerManager:
-		all = cp.ControllerManagerFlags()
-	case Scheduler:
-		all = cp.SchedulerFlags()
-	}
-	return all.ForControl(id)
+	return wanted(info).Flags(component).ForControl(id)
 }
 
 // secureDefaults are flags whose built-in default is already the hardened

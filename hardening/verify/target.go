@@ -38,12 +38,13 @@ type Info struct {
 	PrivateDirs []string
 }
 
-// Control-plane component names, as Target.Component takes them.
+// Control-plane component names, as Target.Component takes them (defined
+// in hardening).
 const (
-	Etcd              = "etcd"
-	APIServer         = "kube-apiserver"
-	ControllerManager = "kube-controller-manager"
-	Scheduler         = "kube-scheduler"
+	Etcd              = hardening.Etcd
+	APIServer         = hardening.APIServer
+	ControllerManager = hardening.ControllerManager
+	Scheduler         = hardening.Scheduler
 )
 
 // Component is a running control-plane process as seen from its host.

@@ -7,17 +7,16 @@ package local
 
 import (
 	"secprov.dev/secprov/hardening"
-	"secprov.dev/secprov/hardening/verify"
 	"secprov.dev/secprov/provision/local/pki"
 	"secprov.dev/secprov/provision/paths"
 )
 
 // Components in start order, named as verify names them.
 const (
-	Etcd              = verify.Etcd
-	APIServer         = verify.APIServer
-	ControllerManager = verify.ControllerManager
-	Scheduler         = verify.Scheduler
+	Etcd              = hardening.Etcd
+	APIServer         = hardening.APIServer
+	ControllerManager = hardening.ControllerManager
+	Scheduler         = hardening.Scheduler
 )
 
 // KMSPlugin is the KMS v2 plugin process (secprov kms-plugin) of a
@@ -25,7 +24,7 @@ const (
 const KMSPlugin = "kms-plugin"
 
 // Components lists the control-plane processes in start order.
-var Components = []string{Etcd, APIServer, ControllerManager, Scheduler}
+var Components = hardening.Components()
 
 // processes are every process a cluster may run, in start order.
 var processes = []string{KMSPlugin, Etcd, APIServer, ControllerManager, Scheduler}

@@ -110,13 +110,11 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 	if err != nil {
 		return nil, err
 	}
-	flags := map[string]hardening.Flags{
-		Etcd: cp.EtcdFlags(), APIServer: cp.APIServerFlags(),
-		ControllerManager: cp.ControllerManagerFlags(), Scheduler: cp.SchedulerFlags(),
-	}
-	if c.Tweak != nil {
-		for comp, f := range flags {
-			flags[comp] = c.Tweak(comp, f)
+	flags := map[string]hardening.Flags{}
+	for _, comp := range Components {
+		flags[comp] = cp.Flags(comp)
+		if c.Tweak != nil {
+			flags[comp] = c.Tweak(comp, flags[comp])
 		}
 	}
 	l := paths.NewLayout(c.Dir)
