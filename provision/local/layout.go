@@ -11,7 +11,7 @@ import (
 	"secprov.dev/secprov/provision/paths"
 )
 
-// Components in start order, named as verify names them.
+// Components in start order, named as hardening names them.
 const (
 	Etcd              = hardening.Etcd
 	APIServer         = hardening.APIServer
