@@ -50,6 +50,7 @@ type blueprintFlags struct {
 func (f *blueprintFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringArrayVarP(&f.files, "filename", "f", nil, "blueprint file or directory (repeatable; default: the current directory)")
 	cmd.Flags().StringArrayVar(&f.only, "only", nil, "only these clusters (cluster name or environment; repeatable)")
+	completeOnly(cmd)
 }
 
 // load loads the selected blueprints; any load error stops the command

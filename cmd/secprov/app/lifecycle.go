@@ -84,6 +84,7 @@ func newPlanCommand(s Streams, root *rootFlags) *cobra.Command {
 	flags.blueprintFlags.register(cmd)
 	flags.stateFlags.register(cmd)
 	cmd.Flags().StringVarP(&flags.output, "output", "o", "text", "output format: text or json")
+	completeValues(cmd, "output", "text", "json")
 	return cmd
 }
 
@@ -197,6 +198,7 @@ Exit codes: 0 deleted; 1 a deletion failed (run down again to retry);
 	}
 	flags.stateFlags.register(cmd)
 	cmd.Flags().StringArrayVar(&flags.clusters, "cluster", nil, "cluster to delete (repeatable)")
+	completeClusters(cmd, "cluster")
 	cmd.Flags().BoolVar(&flags.all, "all", false, "delete every cluster")
 	return cmd
 }
@@ -250,6 +252,7 @@ func newStatusCommand(s Streams) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&flags.output, "output", "o", "text", "output format: text or json")
+	completeValues(cmd, "output", "text", "json")
 	return cmd
 }
 
@@ -294,6 +297,7 @@ func newKubeconfigCommand(s Streams) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&flags.cluster, "cluster", "", "cluster name")
+	completeClusters(cmd, "cluster")
 	cmd.Flags().BoolVar(&flags.path, "path", false, "print the file's path instead of its content")
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,6 +46,9 @@ still printed).`,
 	cmd.Flags().StringVar(&flags.base, "base", "", "git revision to compare with; changes that weaken security are reported ("+string(blueprints.NoWeakeningChange)+")")
 	cmd.Flags().StringVarP(&flags.output, "output", "o", "text", "output format: text, json, sarif or markdown")
 	cmd.Flags().StringVar(&flags.failOn, "fail-on", "high", "exit 1 when a finding has this severity or higher: critical, high, medium, low, info or none")
+	completeGitRefs(cmd, "base")
+	completeValues(cmd, "output", "text", "json", "sarif", "markdown")
+	completeValues(cmd, "fail-on", slices.Concat(severities, []string{"none"})...)
 	cmd.Flags().BoolVar(&flags.listRules, "list-rules", false, "list the review rules and exit")
 	return cmd
 }

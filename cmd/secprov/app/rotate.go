@@ -78,5 +78,7 @@ errors or no such cluster.`,
 	}
 	cmd.Flags().StringVar(&cluster, "cluster", "", "cluster whose key to rotate")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, json")
+	completeClusters(cmd, "cluster")
+	completeValues(cmd, "output", "text", "json")
 	return cmd
 }

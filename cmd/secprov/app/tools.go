@@ -131,6 +131,7 @@ func newToolsListCommand(s Streams, root *rootFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&flags.output, "output", "o", "text", "output format: text or json")
+	completeValues(cmd, "output", "text", "json")
 	return cmd
 }
 

@@ -124,6 +124,7 @@ Blueprint errors stop it before anything is created.`,
 	flags.stateFlags.register(cmd)
 	flags.verifyOpts.register(cmd)
 	cmd.Flags().StringVarP(&flags.output, "output", "o", "text", "output format: text or json (progress always goes to stderr)")
+	completeValues(cmd, "output", "text", "json")
 	cmd.Flags().BoolVar(&flags.noVerify, "no-verify", false, "skip the check suite after up")
 	return cmd
 }

@@ -72,6 +72,7 @@ func newVaultStatusCommand(s Streams) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&flags.output, "output", "o", "text", "output format: text or json")
+	completeValues(cmd, "output", "text", "json")
 	return cmd
 }
 

@@ -25,6 +25,8 @@ type verifyOpts struct {
 func (o *verifyOpts) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.check, "check", "", "run only checks whose ID matches this regular expression (e.g. 'SP-ETCD-|SP-ENC-')")
 	cmd.Flags().StringVar(&o.failOn, "fail-on", "high", "exit 1 when a check fails (or errors) at or above this severity: critical, high, medium, low, info")
+	completeChecks(cmd)
+	completeValues(cmd, "fail-on", severities...)
 }
 
 func (o verifyOpts) parse() (*regexp.Regexp, blueprints.Severity, error) {
@@ -165,5 +167,7 @@ errored at or above --fail-on; 2 usage errors or no such cluster.`,
 	cmd.Flags().StringArrayVar(&flags.clusters, "cluster", nil, "cluster to verify (repeatable; default: all)")
 	cmd.Flags().BoolVar(&flags.all, "all", false, "verify every cluster in the state directory")
 	cmd.Flags().StringVarP(&flags.output, "output", "o", "text", "output format: "+strings.Join(verify.Formats, ", "))
+	completeClusters(cmd, "cluster")
+	completeValues(cmd, "output", verify.Formats...)
 	return cmd
 }

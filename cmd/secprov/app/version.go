@@ -60,5 +60,6 @@ func newVersionCommand(s Streams) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&flags.output, "output", "o", "text", "output format: text or json")
+	completeValues(cmd, "output", "text", "json")
 	return cmd
 }
