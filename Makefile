@@ -8,7 +8,7 @@ SECPROV   := $(CURDIR)/$(BIN)
 FUZZTIME  ?= 150000x
 BENCHTIME ?= 1x
 
-.PHONY: build tools test test-short unit integration e2e fuzz vet bench demo clean
+.PHONY: build tools test test-short unit integration e2e fuzz vet bench demo clean docs
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/secprov
@@ -17,6 +17,11 @@ build:
 # cache, an official download, or built from the Go module proxy.
 tools: build
 	$(SECPROV) tools install
+
+# The CLI reference (docs/cli, docs/man), generated from the commands;
+# TestDocsAreFresh fails when it is stale.
+docs:
+	$(GO) test ./cmd/secprov/app -run '^TestDocsAreFresh$$' -count=1 -update
 
 vet:
 	$(GO) vet ./...
