@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -144,4 +145,22 @@ func diffDirs(t *testing.T, want, got string) []string {
 		}
 	}
 	return problems
+}
+
+// TestReadmeLinksToGeneratedDocs: the README's command list links into
+// docs/cli; a renamed or removed command must not leave a dead link.
+func TestReadmeLinksToGeneratedDocs(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(docsDir, "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	links := regexp.MustCompile(`\]\((docs/cli/[^)]+)\)`).FindAllSubmatch(readme, -1)
+	if len(links) == 0 {
+		t.Fatal("README.md links to nothing in docs/cli")
+	}
+	for _, l := range links {
+		if _, err := os.Stat(filepath.Join(docsDir, "..", string(l[1]))); err != nil {
+			t.Errorf("README.md links to %s: %v", l[1], err)
+		}
+	}
 }
