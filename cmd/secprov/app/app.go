@@ -137,6 +137,7 @@ converges when it is run again.`,
 		newRotateKeysCommand(s),
 	)
 	strictCompletion(cmd)
+	noFileArgs(cmd)
 	return cmd
 }
 

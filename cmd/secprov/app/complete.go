@@ -14,6 +14,7 @@ import (
 	"secprov.dev/secprov/provision"
 	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/toolchain"
 )
 
 // Shell completion for flag values. Every function here must be cheap and
@@ -115,6 +116,33 @@ func withPrefix(values []string, prefix string) []cobra.Completion {
 		}
 	}
 	return out
+}
+
+// completeTools completes the positional tool names of tools install,
+// leaving out those already on the line.
+func completeTools(cmd *cobra.Command) {
+	cmd.ValidArgsFunction = func(_ *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		var names []string
+		for _, t := range toolchain.Pinned() {
+			if !slices.Contains(args, t.Name) {
+				names = append(names, t.Name)
+			}
+		}
+		return withPrefix(names, toComplete), cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+// noFileArgs stops the shell from offering file names as arguments to
+// commands that take none: without a ValidArgsFunction cobra falls back to
+// file completion. A command refusing a single argument takes none; one
+// with subcommands is left alone, its subcommand names are the suggestions.
+func noFileArgs(root *cobra.Command) {
+	for _, c := range root.Commands() {
+		noFileArgs(c)
+		if c.ValidArgsFunction == nil && c.Args != nil && !c.HasSubCommands() && c.Args(c, []string{"x"}) != nil {
+			c.ValidArgsFunction = cobra.NoFileCompletions
+		}
+	}
 }
 
 // mustRegister registers a completion function; it fails only for a flag

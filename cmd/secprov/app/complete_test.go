@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -57,6 +58,7 @@ func TestFlagCompletion(t *testing.T) {
 		{args: []string{"plan", "-o", "j"}, want: []string{"json"}},
 		{args: []string{"review", "--fail-on", ""}, want: []string{"critical", "high", "medium", "low", "info", "none"}},
 		{args: []string{"verify", "--fail-on", ""}, want: []string{"critical", "high", "medium", "low", "info"}},
+		{args: []string{"tools", "install", "etcd", ""}, want: []string{"kubernetes", "pulumi", "vault"}},
 	}
 	for _, tt := range tests {
 		got := complete(t, tt.args...)
@@ -105,5 +107,64 @@ func TestBaseCompletionOutsideGit(t *testing.T) {
 	}
 	if got := strings.TrimSpace(out.String()); got != ":4" {
 		t.Errorf("got %q, want only the no-file directive :4", got)
+	}
+}
+
+// directive runs __complete and returns its last line, cobra's directive.
+func directive(t *testing.T, args ...string) string {
+	t.Helper()
+	var out bytes.Buffer
+	if err := Run(context.Background(), Streams{In: strings.NewReader(""), Out: &out, Err: &bytes.Buffer{}}, append([]string{"__complete"}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	return lines[len(lines)-1]
+}
+
+// TestNoFileNamesForCommandsWithoutArgs: a command that takes no
+// arguments must not make the shell offer file names.
+func TestNoFileNamesForCommandsWithoutArgs(t *testing.T) {
+	isolatedHome(t)
+	for _, args := range [][]string{{"verify", ""}, {"up", ""}, {"status", ""}, {"vault", "stop", ""}} {
+		if got := complete(t, args...); len(got) != 0 {
+			t.Errorf("%q: got %q, want nothing", args, got)
+		}
+		if d := directive(t, args...); d != ":4" {
+			t.Errorf("%q: directive %s, want :4 (no file completion)", args, d)
+		}
+	}
+	// review and init take paths: the shell's file completion stays.
+	if d := directive(t, "review", ""); d != ":0" {
+		t.Errorf("review: directive %s, want :0 (file completion)", d)
+	}
+}
+
+func TestBaseCompletionListsGitRefs(t *testing.T) {
+	git, err := exec.LookPath("git")
+	if err != nil {
+		t.Skip("no git")
+	}
+	isolatedHome(t)
+	t.Setenv("PATH", filepath.Dir(git))
+	t.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
+	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, args := range [][]string{
+		{"init", "-q", "-b", "main"},
+		{"-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "x"},
+		{"branch", "feature"},
+		{"tag", "v1.0.0"},
+	} {
+		if out, err := exec.Command(git, args...).CombinedOutput(); err != nil {
+			t.Fatalf("git %q: %v\n%s", args, err, out)
+		}
+	}
+	got := complete(t, "review", "--base", "")
+	if strings.Join(got, ",") != "feature,main,v1.0.0" {
+		t.Errorf("got %q, want feature, main, v1.0.0", got)
+	}
+	if got := complete(t, "review", "--base", "ma"); strings.Join(got, ",") != "main" {
+		t.Errorf("prefix ma: got %q, want main", got)
 	}
 }

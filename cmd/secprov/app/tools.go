@@ -93,6 +93,7 @@ URL for downloads), SECPROV_TOOLS_NO_DOWNLOAD=1 (skip downloads).`,
 		},
 	}
 	cmd.Flags().BoolVar(&flags.all, "all", false, "install every pinned tool, vault included")
+	completeTools(cmd)
 	cmd.Flags().BoolVar(&flags.noPath, "no-path", false, "ignore matching binaries on PATH")
 	cmd.Flags().BoolVar(&flags.noDownload, "no-download", false, "never download official releases (also SECPROV_TOOLS_NO_DOWNLOAD=1)")
 	cmd.Flags().BoolVar(&flags.noBuild, "no-build", false, "never build from the Go module proxy")
