@@ -384,3 +384,19 @@ func TestSchemaRejectsInvalidBlueprints(t *testing.T) {
 	}
 	t.Logf("YAML-level, not schema-level: %v", yamlLevel)
 }
+
+// TestExamplesNameTheSchema: init copies the examples, so this first line
+// is what turns on completion and checking in a new user's editor.
+func TestExamplesNameTheSchema(t *testing.T) {
+	files, _ := filepath.Glob("examples/*.yaml")
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, _, _ := strings.Cut(string(data), "\n")
+		if want := "# yaml-language-server: $schema=" + SchemaID; first != want {
+			t.Errorf("%s: first line is %q; want %q", f, first, want)
+		}
+	}
+}
