@@ -2,6 +2,9 @@ package app
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"secprov.dev/secprov/blueprints"
@@ -20,5 +23,21 @@ func TestSchemaPrintsTheBlueprintSchema(t *testing.T) {
 	}
 	if s.ID != blueprints.SchemaID {
 		t.Errorf("$id = %q; want %q", s.ID, blueprints.SchemaID)
+	}
+}
+
+func TestInitNamesTheSchema(t *testing.T) {
+	dir := t.TempDir()
+	if _, errOut, code := run(t, "init", dir); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, name := range []string{"prod.yaml", "test.yaml"} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "# yaml-language-server: $schema=" + blueprints.SchemaID + "\n"; !strings.HasPrefix(string(data), want) {
+			t.Errorf("%s does not start with %q", name, want)
+		}
 	}
 }
