@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -201,9 +202,15 @@ func (g *schemaGen) node(typ reflect.Type, path string) map[string]any {
 			props[name] = fs
 		}
 		s["properties"] = props
-		if r, ok := schemaRequired[path]; ok {
+		r, ok := schemaRequired[path]
+		if ok {
 			g.used["required "+path] = true
 			s["required"] = r
+		}
+		for name, fs := range props {
+			if !slices.Contains(r, name) {
+				nullable(fs.(map[string]any))
+			}
 		}
 	default:
 		g.t.Fatalf("%s: no schema for Go kind %s", path, typ.Kind())
@@ -217,6 +224,20 @@ func (g *schemaGen) node(typ reflect.Type, path string) map[string]any {
 		g.used["default "+path] = true
 	}
 	return s
+}
+
+// nullable admits null, which the loader reads as "not set" (a key with
+// nothing after it), so a field an editor flags is one the loader rejects.
+func nullable(s map[string]any) {
+	s["type"] = []any{s["type"], "null"}
+	if e, ok := s["enum"]; ok {
+		v := reflect.ValueOf(e)
+		with := []any{}
+		for i := range v.Len() {
+			with = append(with, v.Index(i).Interface())
+		}
+		s["enum"] = append(with, nil)
+	}
 }
 
 func fieldTypeName(t reflect.Type) string {
@@ -397,6 +418,40 @@ func TestExamplesNameTheSchema(t *testing.T) {
 		first, _, _ := strings.Cut(string(data), "\n")
 		if want := "# yaml-language-server: $schema=" + SchemaID; first != want {
 			t.Errorf("%s: first line is %q; want %q", f, first, want)
+		}
+	}
+}
+
+// TestSchemaAcceptsNullAsUnset: the loader reads a key with no value as
+// unset, so the schema must not flag it; a required field stays required.
+func TestSchemaAcceptsNullAsUnset(t *testing.T) {
+	s := compileSchema(t)
+	head := "apiVersion: secprov.dev/v1alpha1\nkind: Blueprint\nmetadata: {name: x}\nspec:\n"
+	for _, tt := range []struct {
+		body  string
+		valid bool
+	}{
+		{"  provider:\n", true},
+		{"  provider: {type: ~}\n", true},
+		{"  exceptions:\n", true},
+		{"  vault: {address: ~, enabled: ~}\n", true},
+		{"  audit: {maxAgeDays: ~}\n", true},
+		{"  network: {allow: [{from: {namespace: a, podSelector: ~}, to: {namespace: b}}]}\n", true},
+		{"  environment: ~\n", false},
+	} {
+		env := "  environment: prod\n"
+		if strings.Contains(tt.body, "environment:") {
+			env = ""
+		}
+		data := []byte(head + env + tt.body)
+		_, lerr := LoadBytes("x.yaml", data)
+		docs, err := yamlDocsAsJSON(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serr := s.Validate(docs[0])
+		if (lerr == nil) != tt.valid || (serr == nil) != tt.valid {
+			t.Errorf("%q: loader error %v, schema error %v; want valid=%v from both", tt.body, lerr, serr, tt.valid)
 		}
 	}
 }
