@@ -207,9 +207,9 @@ func TestPosOf(t *testing.T) {
 		path string
 		want Pos
 	}{
-		{"spec.encryptionAtRest.provider", Pos{31, 15}},
-		{"spec.network.allow[0].to.ports[0]", Pos{26, 43}},
-		{"spec.provider.kind.workers", Pos{13, 5}}, // absent: nearest ancestor spec.provider
+		{"spec.encryptionAtRest.provider", Pos{32, 15}},
+		{"spec.network.allow[0].to.ports[0]", Pos{27, 43}},
+		{"spec.provider.kind.workers", Pos{14, 5}}, // absent: nearest ancestor spec.provider
 	}
 	for _, tt := range tests {
 		if got := b.PosOf(tt.path); got != tt.want {

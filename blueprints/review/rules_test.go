@@ -143,7 +143,7 @@ func ruleCases() []ruleCase {
 			}},
 		{rule: "SP-RBAC-001", name: "named subjects", edits: map[string][]edit{P: {{`admins: ["group:platform-admins"]`, `admins: ["group:platform-admins", "user:alice@example.com", "serviceaccount:ci:deployer"]`}}}},
 
-		{rule: "SP-ISO-001", name: "same cluster name", edits: map[string][]edit{T: {{"name: shop-test ", "name: shop-prod "}}}, msg: "prod.yaml:7",
+		{rule: "SP-ISO-001", name: "same cluster name", edits: map[string][]edit{T: {{"name: shop-test ", "name: shop-prod "}}}, msg: "prod.yaml:8",
 			// The examples spell out their Vault names, so only the name collides.
 			want: []w{{"SP-ISO-001", T, "metadata.name", crit}}},
 		{rule: "SP-ISO-001", name: "distinct names", edits: map[string][]edit{T: {{"name: shop-test ", "name: shop-staging "}}}},
@@ -295,12 +295,12 @@ func TestRulesMatchCatalog(t *testing.T) {
 func TestFindingPosition(t *testing.T) {
 	bps := loadFiles(t, mutated(t, map[string][]edit{T: {endpointPublic}}))
 	got := Review(bps, Options{Now: testNow})
-	if len(got) != 1 || got[0].Line != 17 || got[0].Column != 15 || got[0].Blueprint != "shop-test" {
-		t.Fatalf("got %+v; want SP-API-001 at test.yaml:17:15 in shop-test", got)
+	if len(got) != 1 || got[0].Line != 18 || got[0].Column != 15 || got[0].Blueprint != "shop-test" {
+		t.Fatalf("got %+v; want SP-API-001 at test.yaml:18:15 in shop-test", got)
 	}
 	// A defaulted field points at its nearest written ancestor.
 	bps = loadFiles(t, mutated(t, map[string][]edit{T: {{"vault:\n    address", "vault:\n    enabled: false\n    address"}}}))
-	if got := Review(bps, Options{Now: testNow}); len(got) != 1 || got[0].Line != 34 {
-		t.Fatalf("got %+v; want the written vault.enabled at line 34", got)
+	if got := Review(bps, Options{Now: testNow}); len(got) != 1 || got[0].Line != 35 {
+		t.Fatalf("got %+v; want the written vault.enabled at line 35", got)
 	}
 }

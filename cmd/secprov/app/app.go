@@ -124,6 +124,7 @@ converges when it is run again.`,
 	cmd.AddCommand(
 		newVersionCommand(s),
 		newInitCommand(s),
+		newSchemaCommand(s),
 		newReviewCommand(s, flags),
 		newToolsCommand(s, flags),
 		newPlanCommand(s, flags),
