@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/hardening/verify"
 	"secprov.dev/secprov/provision"
 	"secprov.dev/secprov/provision/engine"
 	"secprov.dev/secprov/provision/engine/enginetest"
@@ -116,6 +118,19 @@ func TestRenderedFileDriftIsRestored(t *testing.T) {
 	got := changes(t, p, bps)
 	if !slices.ContainsFunc(got, func(c string) bool { return strings.Contains(c, "config/audit-policy.yaml") }) {
 		t.Fatalf("plan does not name the drifted file: %v", got)
+	}
+	// verify fails the control's check while the file differs, although
+	// the running API server still audits with the old policy.
+	target, err := p.Target(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := verify.Run(t.Context(), target, verify.Checks(), verify.Options{Filter: regexp.MustCompile("^" + string(blueprints.AuditLogging) + "$")})
+	if c, ok := target.(interface{ Close() error }); ok {
+		c.Close()
+	}
+	if len(rep.Results) != 1 || rep.Results[0].Status != verify.StatusFail || !strings.Contains(rep.Results[0].Reason, l.AuditPolicy()) {
+		t.Errorf("verify of the drifted audit policy: %+v; want %s to fail naming %s", rep.Results, blueprints.AuditLogging, l.AuditPolicy())
 	}
 	mustUp(t, p, bps)
 	now, err := os.ReadFile(l.AuditPolicy())

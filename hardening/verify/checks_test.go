@@ -806,3 +806,48 @@ func TestVerifyJWT(t *testing.T) {
 		t.Error("a two-part token parsed")
 	}
 }
+
+// TestRenderedFilesMustEqualTheirRender: a file the API server reads that
+// was changed out of band fails its control's check, naming the file,
+// even when the change is one the rest of the check cannot see (the
+// running API server keeps the old content until its next start).
+func TestRenderedFilesMustEqualTheirRender(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		render func(v1alpha1.Spec) ([]byte, error)
+	}{
+		{"audit policy", hardening.AuditPolicy},
+		{"admission configuration", hardening.AdmissionConfig},
+	} {
+		f := hardenedFake(t)
+		good, err := tc.render(f.info.Spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const path = "/c/config/file.yaml"
+		for _, c := range []struct {
+			data []byte
+			fail bool
+		}{
+			{good, false},
+			{append(append([]byte{}, good...), "# edited\n"...), true},
+			{[]byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: None\n"), true},
+		} {
+			f.files[path] = c.data
+			var r findings
+			judgeRendered(context.Background(), f, &r, path, tc.render)
+			if r.failed() != c.fail {
+				t.Errorf("%s %q: failed = %v, want %v", tc.name, c.data[len(c.data)-min(12, len(c.data)):], r.failed(), c.fail)
+			}
+			if c.fail && (len(r.fails) == 0 || !strings.Contains(r.fails[0], path)) {
+				t.Errorf("%s: the failure does not name %s: %v", tc.name, path, r.fails)
+			}
+		}
+		delete(f.files, path)
+		var r findings
+		judgeRendered(context.Background(), f, &r, path, tc.render)
+		if !r.failed() {
+			t.Errorf("%s: a missing file passes", tc.name)
+		}
+	}
+}
