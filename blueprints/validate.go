@@ -45,11 +45,22 @@ func (v *validator) oneOf(path, got string, allowed ...string) {
 	}
 }
 
+// IsDNSLabel reports whether s is an RFC 1123 DNS label: at most 63
+// lowercase letters, digits and '-', starting and ending with a letter or
+// digit. Cluster names, environments and namespaces are DNS labels; this
+// is the one definition of the rule (paths and the Vault resources use it).
+func IsDNSLabel(s string) bool { return len(s) <= 63 && dnsLabel.MatchString(s) }
+
+// IsVaultKVPath reports whether p is a KV path a namespace may be granted:
+// segments of letters, digits, '_' and '-', optionally ending in * or /*
+// (no '..', no leading '/').
+func IsVaultKVPath(p string) bool { return vaultKVPath.MatchString(p) }
+
 func (v *validator) dnsLabel(path, s, what string) {
 	switch {
 	case s == "":
 		v.errorf(path, "%s is required", what)
-	case len(s) > 63 || !dnsLabel.MatchString(s):
+	case !IsDNSLabel(s):
 		v.errorf(path, "%s %q must be a DNS label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit", what, truncate(s))
 	}
 }
@@ -352,7 +363,7 @@ func validateVault(v *validator, s *v1alpha1.Spec) {
 			v.errorf(p+".paths", "list at least one KV path the namespace may read, e.g. %s/*", ns.Namespace)
 		}
 		for j, kp := range ns.Paths {
-			if !vaultKVPath.MatchString(kp) {
+			if !IsVaultKVPath(kp) {
 				v.errorf(fmt.Sprintf("%s.paths[%d]", p, j), "%q is not a KV path like payments/* (no '..', no leading '/')", truncate(kp))
 			}
 		}

@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
+
+	"secprov.dev/secprov/blueprints"
 )
 
 // Env lists the environment variables that override the defaults.
@@ -49,10 +50,6 @@ func CacheDir() (string, error) {
 	return filepath.Join(home, ".cache", "secprov"), nil
 }
 
-// dnsLabel is the rule blueprints apply to metadata.name (RFC 1123
-// label); every cluster is named by one.
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-
 // ClusterNameRule says in words what a cluster name may be, for messages.
 const ClusterNameRule = "a cluster name is a DNS label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
 
@@ -63,7 +60,7 @@ var ErrClusterName = errors.New("invalid cluster name")
 // may have. A name that passes cannot leave the clusters directory (no
 // '/', no '..', not empty), so it is safe to join onto a path.
 func CheckClusterName(name string) error {
-	if len(name) <= 63 && dnsLabel.MatchString(name) {
+	if blueprints.IsDNSLabel(name) {
 		return nil
 	}
 	return fmt.Errorf("%w %s: %s", ErrClusterName, quoteShort(name), ClusterNameRule)

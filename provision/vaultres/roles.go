@@ -4,16 +4,11 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"regexp"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/provision/engine/provider"
 	"secprov.dev/secprov/vault"
-)
-
-var (
-	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	kvPath   = regexp.MustCompile(`^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*(/\*|\*)?$`)
 )
 
 // --- NamespaceRole -------------------------------------------------------
@@ -73,7 +68,7 @@ func namespaceRoleResourceType() provider.TypedResourceType[NamespaceRoleInputs,
 			f = checkName(f, "authPath", in.AuthPath)
 			f = checkName(f, "kvMount", in.KVMount)
 			for prop, v := range map[string]string{"cluster": in.Cluster, "namespace": in.Namespace} {
-				if !dnsLabel.MatchString(v) {
+				if !blueprints.IsDNSLabel(v) {
 					f = append(f, provider.Failure{Property: prop, Reason: fmt.Sprintf("%q is not a DNS label", v)})
 				}
 			}
@@ -81,7 +76,7 @@ func namespaceRoleResourceType() provider.TypedResourceType[NamespaceRoleInputs,
 				f = append(f, provider.Failure{Property: "paths", Reason: "list at least one KV path"})
 			}
 			for i, p := range in.Paths {
-				if !kvPath.MatchString(p) {
+				if !blueprints.IsVaultKVPath(p) {
 					f = append(f, provider.Failure{Property: fmt.Sprintf("paths[%d]", i), Reason: fmt.Sprintf("%q is not a KV path like payments/*", p)})
 				}
 			}
@@ -187,7 +182,7 @@ func kmsTokenResourceType() provider.TypedResourceType[KMSTokenInputs, KMSTokenO
 			f := checkAccess(in.Access)
 			f = checkName(f, "mount", in.Mount)
 			f = checkName(f, "key", in.Key)
-			if !dnsLabel.MatchString(in.Cluster) {
+			if !blueprints.IsDNSLabel(in.Cluster) {
 				f = append(f, provider.Failure{Property: "cluster", Reason: fmt.Sprintf("%q is not a DNS label", in.Cluster)})
 			}
 			if !filepath.IsAbs(in.TokenFile) {
