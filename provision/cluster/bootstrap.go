@@ -184,14 +184,6 @@ const BootstrapType = "secprov:local:Bootstrap"
 // declares it once its API server is ready.
 func BootstrapResourceType() provider.ResourceType { return bootstrapResourceType().ResourceType() }
 
-// Bootstrap declares the bootstrap resource of the cluster in dir.
-func Bootstrap(dir string, objects []string) BootstrapInputs {
-	return BootstrapInputs{Dir: dir, Objects: objects}
-}
-
-// BootstrapInputs are the bootstrap resource's inputs.
-type BootstrapInputs = bootstrapIn
-
 func bootstrapResourceType() provider.TypedResourceType[bootstrapIn, bootstrapOut] {
 	return provider.TypedResourceType[bootstrapIn, bootstrapOut]{
 		Token: BootstrapType,

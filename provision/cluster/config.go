@@ -172,10 +172,10 @@ func WriteConfig(in ConfigInputs) (configOut, error) {
 	return configOut{Hash: hashFiles(files), KeyNames: keyNames}, nil
 }
 
-// DriftedFiles compares the files on disk with their render and returns
+// driftedFiles compares the files on disk with their render and returns
 // the ones that differ (missing, changed, or readable by others), each
 // relative to the cluster directory.
-func DriftedFiles(in ConfigInputs) ([]string, error) {
+func driftedFiles(in ConfigInputs) ([]string, error) {
 	l := paths.NewLayout(in.Dir)
 	files, _, err := renderConfig(in, false)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -230,7 +230,7 @@ func ConfigResourceType() provider.ResourceType {
 			return req.Inputs, req.State, err == nil, nil
 		},
 		Diff: func(_ context.Context, req provider.TypedRequest[ConfigInputs, configOut], d provider.Diff) (provider.Diff, error) {
-			drifted, err := DriftedFiles(req.Inputs)
+			drifted, err := driftedFiles(req.Inputs)
 			if err != nil {
 				return d, err
 			}
@@ -240,7 +240,7 @@ func ConfigResourceType() provider.ResourceType {
 			return d, nil
 		},
 		Update: func(_ context.Context, req provider.TypedRequest[ConfigInputs, configOut]) (configOut, error) {
-			drifted, err := DriftedFiles(req.Inputs)
+			drifted, err := driftedFiles(req.Inputs)
 			if err != nil {
 				return configOut{}, err
 			}

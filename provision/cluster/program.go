@@ -55,6 +55,26 @@ func UsesKMS(s *Spec) bool {
 	return s.Vault != nil && s.Blueprint.Spec.EncryptionAtRest.Provider == v1alpha1.EncryptionVaultKMS
 }
 
+// RenderConfig renders the files the API server of the cluster in dir
+// reads: what the config resource writes (without the KMS plugin's name
+// and socket, which the caller adds for vault-kms).
+func RenderConfig(dir string, spec v1alpha1.Spec) (ConfigInputs, error) {
+	cfg := ConfigInputs{Dir: dir, EncryptionProvider: spec.EncryptionAtRest.Provider, EncryptedResources: spec.EncryptionAtRest.Resources}
+	if spec.Audit.IsEnabled() {
+		policy, err := hardening.AuditPolicy(spec)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.AuditPolicy = string(policy)
+	}
+	admission, err := hardening.AdmissionConfig(spec)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.AdmissionConfig = string(admission)
+	return cfg, nil
+}
+
 // Program renders what every provider renders the same way and returns
 // the program that declares the cluster.
 func Program(d Declaration) (pulumi.RunFunc, error) {
@@ -72,19 +92,10 @@ func Program(d Declaration) (pulumi.RunFunc, error) {
 			return nil, fmt.Errorf("cluster %s: %w", name, err)
 		}
 	}
-	cfg := ConfigInputs{Dir: s.Dir, EncryptionProvider: enc, EncryptedResources: spec.EncryptionAtRest.Resources}
-	if spec.Audit.IsEnabled() {
-		policy, err := hardening.AuditPolicy(spec)
-		if err != nil {
-			return nil, err
-		}
-		cfg.AuditPolicy = string(policy)
-	}
-	admission, err := hardening.AdmissionConfig(spec)
+	cfg, err := RenderConfig(s.Dir, spec)
 	if err != nil {
 		return nil, err
 	}
-	cfg.AdmissionConfig = string(admission)
 	if UsesKMS(s) {
 		cfg.KMSName, cfg.KMSSocket = KMSName(name), d.KMSSocket
 	}
@@ -127,7 +138,7 @@ func Program(d Declaration) (pulumi.RunFunc, error) {
 		if err != nil {
 			return err
 		}
-		bootstrap, err := engine.Resource(ctx, BootstrapType, "bootstrap", Bootstrap(s.Dir, objJSON), engine.DependsOn(apiServer))
+		bootstrap, err := engine.Resource(ctx, BootstrapType, "bootstrap", bootstrapIn{Dir: s.Dir, Objects: objJSON}, engine.DependsOn(apiServer))
 		if err != nil {
 			return err
 		}

@@ -419,15 +419,9 @@ func processResourceType() provider.TypedResourceType[processIn, processOut] {
 // WriteConfigForBenchmark renders a cluster's config files exactly as the
 // Config resource does, for benchmarks that start components by hand.
 func WriteConfigForBenchmark(dir string, spec v1alpha1.Spec) error {
-	audit, err := hardening.AuditPolicy(spec)
-	if err != nil {
-		return err
+	cfg, err := cluster.RenderConfig(dir, spec)
+	if err == nil {
+		_, err = cluster.WriteConfig(cfg)
 	}
-	adm, err := hardening.AdmissionConfig(spec)
-	if err != nil {
-		return err
-	}
-	_, err = cluster.WriteConfig(cluster.ConfigInputs{Dir: dir, EncryptionProvider: spec.EncryptionAtRest.Provider, EncryptedResources: spec.EncryptionAtRest.Resources,
-		AuditPolicy: string(audit), AdmissionConfig: string(adm)})
 	return err
 }
