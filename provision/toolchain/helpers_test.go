@@ -37,8 +37,12 @@ func TestMain(m *testing.M) {
 func fakeOutput(bin, version string) string {
 	bare := strings.TrimPrefix(version, "v")
 	switch bin {
-	case "kube-apiserver", "kube-controller-manager", "kube-scheduler":
+	case "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet":
 		return "Kubernetes " + version
+	case "kubeadm":
+		return version
+	case "kubectl":
+		return "Client Version: " + version + "\nKustomize Version: v5.7.1"
 	case "etcd":
 		return "etcd Version: " + bare + "\nGit SHA: Not provided\nGo Version: go1.26.8\nGo OS/Arch: linux/amd64"
 	case "etcdctl":

@@ -138,7 +138,10 @@ const (
 )
 
 func kubernetesTool() Tool {
-	bins := []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+	// The control plane for local clusters, and the node binaries a kind
+	// node image carries, in one go build: they share most packages, so the
+	// node binaries add minutes, not a second build.
+	bins := []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubeadm", "kubectl"}
 	t := Tool{
 		Name:    "kubernetes",
 		Version: kubernetesVersion,
@@ -146,11 +149,20 @@ func kubernetesTool() Tool {
 		Recipe:  kubernetesRecipe(kubernetesVersion, bins),
 	}
 	for _, b := range bins {
-		t.Binaries = append(t.Binaries, Binary{
+		bin := Binary{
 			Name:        b,
 			VersionArgs: []string{"--version"},
 			VersionRE:   regexp.MustCompile(`Kubernetes\s+(v?[0-9][^\s]*)`),
-		})
+		}
+		switch b {
+		case "kubeadm":
+			bin.VersionArgs = []string{"version", "-o", "short"}
+			bin.VersionRE = regexp.MustCompile(`(?m)^(v[0-9][^\s]*)`)
+		case "kubectl":
+			bin.VersionArgs = []string{"version", "--client"}
+			bin.VersionRE = regexp.MustCompile(`Client Version:\s*(v?[0-9][^\s]*)`)
+		}
+		t.Binaries = append(t.Binaries, bin)
 	}
 	t.Release = func(goos, goarch string) ([]Artifact, error) {
 		if err := supported(t.Name, goos, goarch, "amd64", "arm64"); err != nil {

@@ -13,7 +13,7 @@ func TestPinnedTable(t *testing.T) {
 		optional      bool
 		bins          []string
 	}{
-		{"kubernetes", "v1.37.2", "", false, []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}},
+		{"kubernetes", "v1.37.2", "", false, []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubeadm", "kubectl"}},
 		{"etcd", "v3.7.3", "", false, []string{"etcd", "etcdctl"}},
 		{"pulumi", "v3.259.0", "bin", false, []string{"pulumi"}},
 		{"vault", "v1.17.6", "", false, []string{"vault"}},
@@ -55,6 +55,9 @@ func TestReleaseURLs(t *testing.T) {
 			{"https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kube-apiserver", "https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kube-apiserver.sha256", ""},
 			{"https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kube-controller-manager", "https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kube-controller-manager.sha256", ""},
 			{"https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kube-scheduler", "https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kube-scheduler.sha256", ""},
+			{"https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kubelet", "https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kubelet.sha256", ""},
+			{"https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kubeadm", "https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kubeadm.sha256", ""},
+			{"https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kubectl", "https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kubectl.sha256", ""},
 		}},
 		{"etcd", "arm64", []art{{
 			"https://github.com/etcd-io/etcd/releases/download/v3.7.3/etcd-v3.7.3-linux-arm64.tar.gz",
@@ -194,7 +197,7 @@ func TestRecipes(t *testing.T) {
 		"-X k8s.io/component-base/version.gitMinor=37",
 		"-X k8s.io/client-go/pkg/version.gitVersion=v1.37.2",
 		"-X k8s.io/client-go/pkg/version.gitTreeState=clean",
-		"-o {out}/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler",
+		"-o {out}/ k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kubeadm k8s.io/kubernetes/cmd/kubectl",
 	} {
 		if !strings.Contains(args, want) {
 			t.Errorf("kubernetes build step %q lacks %q", args, want)
