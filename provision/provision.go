@@ -80,12 +80,18 @@ func (p *Provisioner) provider(bp *blueprints.Blueprint) (cluster.Provider, erro
 }
 
 // Check refuses blueprint sets that cannot be provisioned before anything
-// is created: duplicate cluster names and unavailable providers.
-func (p *Provisioner) Check(bps []*blueprints.Blueprint) error {
+// is created: duplicate cluster names, unavailable providers, and what a
+// provider's preflight finds missing on this machine.
+func (p *Provisioner) Check(ctx context.Context, bps []*blueprints.Blueprint) error {
 	errs := []error{blueprints.CheckUniqueNames(bps)}
 	for _, bp := range bps {
-		if _, err := p.provider(bp); err != nil {
+		prov, err := p.provider(bp)
+		if err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		if err := prov.Preflight(ctx, bp); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", bp.Name(), err))
 		}
 	}
 	return errors.Join(errs...)

@@ -10,6 +10,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/hardening/verify"
 	"secprov.dev/secprov/provision/engine/provider"
@@ -42,6 +43,10 @@ type Provider interface {
 	// Notes are what the user should know about how the provider realises
 	// a blueprint, printed before up.
 	Notes(bp *blueprints.Blueprint) []string
+	// Preflight fails, before anything of any cluster is created, when
+	// the provider cannot realise bp on this machine (e.g. no container
+	// engine), saying what to do.
+	Preflight(ctx context.Context, bp *blueprints.Blueprint) error
 }
 
 // Spec is what a provider's Program is given for one cluster.
@@ -120,13 +125,28 @@ func (r *Registry) All() []Provider {
 	return out
 }
 
-// ResourceTypes are every provider's engine resource types.
+// ResourceTypes are the engine resource types every provider's program
+// uses (the cluster record, the API server's config files, the in-cluster
+// bootstrap) and each provider's own.
 func (r *Registry) ResourceTypes() []provider.ResourceType {
-	var out []provider.ResourceType
+	out := []provider.ResourceType{RecordResourceType(r.cleanup), ConfigResourceType(), BootstrapResourceType()}
 	for _, p := range r.All() {
 		out = append(out, p.ResourceTypes()...)
 	}
 	return out
+}
+
+// cleanup runs the Cleanup of the provider of type typ (records written
+// before the field existed are local's).
+func (r *Registry) cleanup(ctx context.Context, typ, dir string) error {
+	if typ == "" {
+		typ = v1alpha1.ProviderLocal
+	}
+	p, err := r.Get(typ)
+	if err != nil {
+		return err
+	}
+	return p.Cleanup(ctx, dir)
 }
 
 // Tools are the toolchain tools the given provider types need.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/engine"
 	"secprov.dev/secprov/provision/engine/enginetest"
 	"secprov.dev/secprov/provision/engine/provider"
@@ -20,7 +21,7 @@ import (
 )
 
 func registry() *provider.Registry {
-	reg, err := provider.NewRegistry(append(local.ResourceTypes(), vaultres.ResourceTypes()...)...)
+	reg, err := provider.NewRegistry(append(cluster.NewRegistry(local.New()).ResourceTypes(), vaultres.ResourceTypes()...)...)
 	if err != nil {
 		panic(err)
 	}

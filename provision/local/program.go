@@ -143,7 +143,7 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 	var dirRes *engine.Res
 	d.Steps.Record = func(ctx *pulumi.Context) (*engine.Res, error) {
 		var err error
-		dirRes, err = engine.Resource(ctx, ClusterType, name, clusterIn{
+		dirRes, err = engine.Resource(ctx, ClusterType, name, cluster.RecordInputs{
 			Name: name, Provider: spec.Provider.Type, Dir: c.Dir, Environment: spec.Environment, Ports: ports, Spec: string(specJSON),
 			EncryptionProvider: spec.EncryptionAtRest.Provider, Vault: vmeta,
 		})

@@ -85,3 +85,7 @@ func (*Provider) Cleanup(ctx context.Context, dir string) error {
 // Notes implements cluster.Provider: local realises every field as
 // written.
 func (*Provider) Notes(*blueprints.Blueprint) []string { return nil }
+
+// Preflight implements cluster.Provider: local needs nothing beyond the
+// toolchain, which is ensured before.
+func (*Provider) Preflight(context.Context, *blueprints.Blueprint) error { return nil }

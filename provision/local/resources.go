@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"secprov.dev/secprov/blueprints/v1alpha1"
-	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/engine/provider"
 	"secprov.dev/secprov/provision/local/pki"
@@ -26,99 +24,25 @@ import (
 	"secprov.dev/secprov/vault/kms"
 )
 
-// Resource type tokens of the local provider.
+// Resource type tokens of the local provider. ClusterType is the shared
+// record resource (cluster.RecordType), named here as before.
 const (
-	ClusterType = "secprov:local:Cluster"
+	ClusterType = cluster.RecordType
 	PKIType     = "secprov:local:Pki"
 	ProcessType = "secprov:local:Process"
 )
 
 // ResourceTypes are the resource types the local cluster provider serves
-// through secprov's resource plugin.
+// through secprov's resource plugin, besides those every provider shares
+// (cluster.Registry adds them).
 func ResourceTypes() []provider.ResourceType {
 	return []provider.ResourceType{
-		clusterResourceType().ResourceType(),
 		pkiResourceType().ResourceType(),
-		cluster.ConfigResourceType(),
 		processResourceType().ResourceType(),
-		cluster.BootstrapResourceType(),
 	}
 }
 
-// --- Cluster: the private directory, its ports and cluster.json ---------
-
-type clusterIn struct {
-	Name        string `json:"name" secprov:"replace"`
-	Dir         string `json:"dir" secprov:"replace"`
-	Environment string `json:"environment"`
-	// Provider is the spec.provider.type the record names: later commands
-	// reach the cluster through that provider.
-	Provider           string               `json:"provider,omitempty"`
-	Ports              hardening.Ports      `json:"ports"`
-	Spec               string               `json:"spec"` // defaulted blueprint spec, JSON
-	EncryptionProvider string               `json:"encryptionProvider"`
-	Vault              *cluster.VaultRecord `json:"vault,omitempty"`
-}
-
-type clusterOut struct {
-	Dir          string `json:"dir"`
-	APIServerURL string `json:"apiServerURL"`
-}
-
-func apiServerURL(port int) string { return fmt.Sprintf("https://%s:%d", host, port) }
-
-func clusterResourceType() provider.TypedResourceType[clusterIn, clusterOut] {
-	write := func(in clusterIn) (clusterOut, error) {
-		l := paths.NewLayout(in.Dir)
-		for _, d := range []string{l.Dir, l.PKIDir(), l.ConfigDir(), l.LogDir(), l.RunDir()} {
-			if err := paths.EnsurePrivateDir(d); err != nil {
-				return clusterOut{}, fmt.Errorf("cluster directory: %w", err)
-			}
-		}
-		m := &cluster.Record{Name: in.Name, Environment: in.Environment, Provider: in.Provider, Ports: in.Ports, Spec: json.RawMessage(in.Spec),
-			EncryptionProvider: in.EncryptionProvider, APIServerURL: apiServerURL(in.Ports.APIServer), Kubeconfig: l.AdminKubeconfig(),
-			Vault: in.Vault, Dir: l.Dir}
-		if err := cluster.WriteRecord(m, time.Now()); err != nil {
-			return clusterOut{}, err
-		}
-		return clusterOut{Dir: in.Dir, APIServerURL: m.APIServerURL}, nil
-	}
-	return provider.TypedResourceType[clusterIn, clusterOut]{
-		Token:               ClusterType,
-		DeleteBeforeReplace: true,
-		Check: func(_ context.Context, in *clusterIn) []provider.Failure {
-			var f []provider.Failure
-			if !filepath.IsAbs(in.Dir) {
-				f = append(f, provider.Failure{Property: "dir", Reason: "must be an absolute path"})
-			}
-			if !json.Valid([]byte(in.Spec)) {
-				f = append(f, provider.Failure{Property: "spec", Reason: "must be JSON"})
-			}
-			return f
-		},
-		Create: func(_ context.Context, req provider.TypedRequest[clusterIn, clusterOut]) (string, clusterOut, error) {
-			out, err := write(req.Inputs)
-			return req.Inputs.Name, out, err
-		},
-		Read: func(_ context.Context, req provider.TypedRequest[clusterIn, clusterOut]) (clusterIn, clusterOut, bool, error) {
-			if _, err := cluster.ReadRecord(req.Inputs.Dir); err != nil {
-				return req.Inputs, req.State, false, nil
-			}
-			return req.Inputs, req.State, true, nil
-		},
-		Update: func(_ context.Context, req provider.TypedRequest[clusterIn, clusterOut]) (clusterOut, error) {
-			return write(req.Inputs)
-		},
-		Delete: func(ctx context.Context, req provider.TypedRequest[clusterIn, clusterOut]) error {
-			// Processes are separate resources deleted first; stop any left
-			// over from an interrupted run so nothing outlives the directory.
-			if err := New().Cleanup(ctx, req.Inputs.Dir); err != nil {
-				return err
-			}
-			return cluster.RemoveAll(req.Inputs.Dir)
-		},
-	}
-}
+func apiServerURL(port int) string { return cluster.APIServerURL(port) }
 
 // StopAll stops every component of a cluster, last started first.
 func StopAll(ctx context.Context, l paths.Layout) error {

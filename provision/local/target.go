@@ -1,12 +1,9 @@
 package local
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
@@ -14,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -173,54 +169,19 @@ func listeningSockets(pid int) ([]netip.AddrPort, error) {
 	if err != nil {
 		return nil, err
 	}
-	inodes := map[string]bool{}
+	var links []string
 	for _, e := range ents {
-		link, err := os.Readlink(filepath.Join(fdDir, e.Name()))
-		if err == nil && strings.HasPrefix(link, "socket:[") {
-			inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
+		if link, err := os.Readlink(filepath.Join(fdDir, e.Name())); err == nil {
+			links = append(links, link)
 		}
 	}
-	var out []netip.AddrPort
+	var tables [][]byte
 	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(bytes.NewReader(data))
-		sc.Scan() // header
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 10 || fields[3] != "0A" || !inodes[fields[9]] { // 0A = LISTEN
-				continue
-			}
-			if ap, err := parseProcAddr(fields[1]); err == nil {
-				out = append(out, ap)
-			}
+		if data, err := os.ReadFile(f); err == nil {
+			tables = append(tables, data)
 		}
 	}
-	return out, nil
-}
-
-// parseProcAddr decodes /proc/net/tcp's "0100007F:1F90": the address in
-// host byte order per 32-bit word, the port in hex.
-func parseProcAddr(s string) (netip.AddrPort, error) {
-	hexAddr, hexPort, ok := strings.Cut(s, ":")
-	if !ok {
-		return netip.AddrPort{}, fmt.Errorf("bad address %q", s)
-	}
-	raw, err := hex.DecodeString(hexAddr)
-	if err != nil || (len(raw) != 4 && len(raw) != 16) {
-		return netip.AddrPort{}, fmt.Errorf("bad address %q", s)
-	}
-	for i := 0; i < len(raw); i += 4 { // each word is little-endian
-		raw[i], raw[i+1], raw[i+2], raw[i+3] = raw[i+3], raw[i+2], raw[i+1], raw[i]
-	}
-	port, err := strconv.ParseUint(hexPort, 16, 16)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	addr, _ := netip.AddrFromSlice(raw)
-	return netip.AddrPortFrom(addr.Unmap(), uint16(port)), nil
+	return proc.ListeningSockets(links, tables...), nil
 }
 
 // ReadFile implements verify.Target.

@@ -43,7 +43,7 @@ func newPlanCommand(s Streams, root *rootFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := e.prov.Check(bps); err != nil {
+			if err := e.prov.Check(cmd.Context(), bps); err != nil {
 				return usageErr(err)
 			}
 			results := e.prov.Plan(cmd.Context(), bps, nil)

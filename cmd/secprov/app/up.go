@@ -54,7 +54,7 @@ Blueprint errors stop it before anything is created.`,
 			if err != nil {
 				return err
 			}
-			if err := e.prov.Check(bps); err != nil {
+			if err := e.prov.Check(ctx, bps); err != nil {
 				return usageErr(fmt.Errorf("nothing was changed: %w", err))
 			}
 			names := clusterNames(bps)
