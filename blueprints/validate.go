@@ -146,6 +146,9 @@ func validate(bp *Blueprint) ErrorList {
 			v.errorf("spec.provider.kind.nodeImage", "image reference %q contains whitespace", truncate(k.NodeImage))
 		}
 	}
+	if s.Provider.Type == v1alpha1.ProviderKind {
+		validateKind(v, bp)
+	}
 	if !slices.Contains(SupportedKubernetesVersions, s.Kubernetes.Version) {
 		v.errorf("spec.kubernetes.version", "unsupported version %q; supported: %s", truncate(s.Kubernetes.Version), strings.Join(SupportedKubernetesVersions, ", "))
 	}
@@ -323,6 +326,26 @@ func validateNamespaces(v *validator, s *v1alpha1.Spec) {
 		}
 		seen[ns.Name] = true
 		v.labels(p+".labels", ns.Labels)
+	}
+}
+
+// KindMaxNameLength is the longest cluster name the kind provider takes:
+// its node containers are named and hostnamed <name>-control-plane, and a
+// Linux hostname holds at most 63 characters.
+const KindMaxNameLength = 63 - len("-control-plane")
+
+// validateKind refuses what the kind provider cannot realise as written,
+// instead of realising something weaker.
+func validateKind(v *validator, bp *Blueprint) {
+	s := &bp.Spec
+	if n := bp.Metadata.Name; len(n) > KindMaxNameLength {
+		v.errorf("metadata.name", "cluster name %q is %d characters; kind clusters take at most %d (their nodes are hostnamed <name>-control-plane)", truncate(n), len(n), KindMaxNameLength)
+	}
+	if s.EncryptionAtRest.Provider == v1alpha1.EncryptionVaultKMS {
+		v.errorf("spec.encryptionAtRest.provider", "vault-kms is not available on kind yet: set encryptionAtRest.provider: secretbox (XSalsa20-Poly1305 with a per-cluster key kept 0600 in the cluster directory); a later secprov moves it to vault-kms in place")
+	}
+	if s.APIServer.Endpoint == v1alpha1.EndpointPublic && len(s.APIServer.AllowedCIDRs) > 0 {
+		v.errorf("spec.apiServer.allowedCIDRs", "kind cannot enforce allowedCIDRs on a public endpoint (Docker publishes the API server's port to every client of the host); use endpoint: private, or remove allowedCIDRs and keep the public endpoint's exception")
 	}
 }
 

@@ -1,0 +1,47 @@
+package blueprints
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestKindRefusals: what the kind provider cannot realise as written is a
+// load error naming the field and what to write instead, never a weaker
+// cluster.
+func TestKindRefusals(t *testing.T) {
+	const head = "apiVersion: secprov.dev/v1alpha1\nkind: Blueprint\n"
+	for _, tc := range []struct {
+		name, doc string
+		want      []string // substrings of the error, one per expected error; none: loads
+	}{
+		{"secretbox loads", "metadata: {name: k}\nspec: {environment: test, provider: {type: kind}, encryptionAtRest: {provider: secretbox}}\n", nil},
+		{"vault-kms by default", "metadata: {name: k}\nspec: {environment: test, provider: {type: kind}}\n",
+			[]string{"spec.encryptionAtRest.provider: vault-kms is not available on kind yet: set encryptionAtRest.provider: secretbox"}},
+		{"vault-kms on local loads", "metadata: {name: k}\nspec: {environment: test}\n", nil},
+		{"public with CIDRs", "metadata: {name: k}\nspec: {environment: test, provider: {type: kind}, encryptionAtRest: {provider: secretbox}, apiServer: {endpoint: public, allowedCIDRs: [10.0.0.0/8]}}\n",
+			[]string{"spec.apiServer.allowedCIDRs: kind cannot enforce allowedCIDRs on a public endpoint"}},
+		{"private with CIDRs loads", "metadata: {name: k}\nspec: {environment: test, provider: {type: kind}, encryptionAtRest: {provider: secretbox}, apiServer: {allowedCIDRs: [10.0.0.0/8]}}\n", nil},
+		{"longest name loads", "metadata: {name: " + strings.Repeat("a", KindMaxNameLength) + "}\nspec: {environment: test, provider: {type: kind}, encryptionAtRest: {provider: secretbox}}\n", nil},
+		{"name too long", "metadata: {name: " + strings.Repeat("a", KindMaxNameLength+1) + "}\nspec: {environment: test, provider: {type: kind}, encryptionAtRest: {provider: secretbox}}\n",
+			[]string{"metadata.name: cluster name", "kind clusters take at most 49"}},
+		{"long name on local loads", "metadata: {name: " + strings.Repeat("a", 63) + "}\nspec: {environment: test}\n", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadBytes("k.yaml", []byte(head+tc.doc))
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("want it to load: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("loaded; want an error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
