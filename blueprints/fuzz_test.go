@@ -13,7 +13,7 @@ import (
 // FuzzLoad checks that no input panics the loader, that every error is
 // located, and that what loads is already fully defaulted and valid.
 func FuzzLoad(f *testing.F) {
-	for _, pattern := range []string{"testdata/*.yaml", "examples/*.yaml"} {
+	for _, pattern := range []string{"testdata/*.yaml", "examples/*.yaml", "examples/kind/*.yaml"} {
 		files, _ := filepath.Glob(pattern)
 		for _, file := range files {
 			data, err := os.ReadFile(file)

@@ -72,6 +72,25 @@ func TestExamplesLoad(t *testing.T) {
 	}
 }
 
+// TestKindExamplesLoad: the kind examples are two environments on kind,
+// one each, with the encryption kind offers.
+func TestKindExamplesLoad(t *testing.T) {
+	bps, err := Load("examples/kind")
+	if err != nil {
+		t.Fatal(err)
+	}
+	envs := map[string]bool{}
+	for _, bp := range bps {
+		if bp.Spec.Provider.Type != v1alpha1.ProviderKind || bp.Spec.EncryptionAtRest.Provider != v1alpha1.EncryptionSecretbox {
+			t.Errorf("%s: provider %s, encryption %s; want kind and secretbox", bp.Name(), bp.Spec.Provider.Type, bp.Spec.EncryptionAtRest.Provider)
+		}
+		envs[bp.Spec.Environment] = true
+	}
+	if len(bps) != 2 || !envs["prod"] || !envs["test"] {
+		t.Fatalf("got %d blueprints for %v, want prod and test", len(bps), envs)
+	}
+}
+
 func TestDefaultsAreSecure(t *testing.T) {
 	bps, err := LoadBytes("mini.yaml", []byte("apiVersion: secprov.dev/v1alpha1\nkind: Blueprint\nmetadata: {name: mini}\nspec: {environment: dev}\n"))
 	if err != nil {

@@ -356,8 +356,9 @@ func yamlDocsAsJSON(data []byte) ([]any, error) {
 func TestSchemaAcceptsValidBlueprints(t *testing.T) {
 	s := compileSchema(t)
 	files, _ := filepath.Glob("examples/*.yaml")
+	kind, _ := filepath.Glob("examples/kind/*.yaml")
 	valid, _ := filepath.Glob("testdata/valid-*.yaml")
-	files = append(files, valid...)
+	files = append(append(files, kind...), valid...)
 	if len(files) < 3 {
 		t.Fatalf("found only %v", files)
 	}
