@@ -80,7 +80,9 @@ func (l layout) PatchesDir() string { return filepath.Join(l.KindDir(), "kubeadm
 
 // DiscoveryKubeconfig is what workers join with (mounted read-only into
 // them at the same path).
-func (l layout) DiscoveryKubeconfig() string { return filepath.Join(l.KindDir(), "discovery.kubeconfig") }
+func (l layout) DiscoveryKubeconfig() string {
+	return filepath.Join(l.KindDir(), "discovery.kubeconfig")
+}
 
 // KindKubeconfig is where the kind library exports its own admin
 // kubeconfig while it creates the cluster; secprov removes it after.

@@ -179,8 +179,8 @@ func clusterConfiguration(in RenderInput, flags map[string]hardening.Flags) (map
 		"kind":       "ClusterConfiguration",
 		"etcd":       map[string]any{"local": map[string]any{"dataDir": etcdDataDir, "extraArgs": extraArgs(flags[hardening.Etcd])}},
 		"apiServer": map[string]any{
-			"extraArgs": extraArgs(flags[hardening.APIServer]),
-			"extraEnvs": []any{map[string]any{"name": nodeIPEnv, "valueFrom": map[string]any{"fieldRef": map[string]any{"fieldPath": "status.hostIP"}}}},
+			"extraArgs":    extraArgs(flags[hardening.APIServer]),
+			"extraEnvs":    []any{map[string]any{"name": nodeIPEnv, "valueFrom": map[string]any{"fieldRef": map[string]any{"fieldPath": "status.hostIP"}}}},
 			"extraVolumes": volumes,
 		},
 		"controllerManager": map[string]any{"extraArgs": controllerManager},

@@ -6,10 +6,13 @@ package providers
 
 import (
 	"secprov.dev/secprov/provision/cluster"
+	"secprov.dev/secprov/provision/kind"
 	"secprov.dev/secprov/provision/local"
 )
 
 // Registry returns every cluster provider.
 func Registry() *cluster.Registry {
-	return cluster.NewRegistry(local.New())
+	// TODO(provision/kind/cilium): pass kind.Options{Cilium: …} adapting
+	// that package's Install once it is merged.
+	return cluster.NewRegistry(local.New(), kind.New(kind.Options{}))
 }

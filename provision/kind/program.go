@@ -1,0 +1,165 @@
+package kind
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/blueprints/v1alpha1"
+	"secprov.dev/secprov/provision/cluster"
+	"secprov.dev/secprov/provision/engine"
+	"secprov.dev/secprov/provision/kind/images"
+	"secprov.dev/secprov/provision/proc"
+)
+
+// Pinned upstream images, the default set: kind's node image for the
+// pinned Kubernetes version and Cilium's. TODO(provision/kind/images):
+// images.Upstream() and the offline set replace this once merged.
+var upstreamImages = images.Set{
+	Node:           images.Ref{Repository: "kindest/node", Tag: v1alpha1.KubernetesVersion},
+	CiliumAgent:    images.Ref{Repository: "quay.io/cilium/cilium", Tag: "v1.20.2"},
+	CiliumOperator: images.Ref{Repository: "quay.io/cilium/operator-generic", Tag: "v1.20.2"},
+}
+
+// ParseRef splits an image reference repository:tag.
+func ParseRef(s string) (images.Ref, error) {
+	i := strings.LastIndex(s, ":")
+	if i < 0 || strings.Contains(s[i:], "/") || strings.Contains(s, "@") || i == len(s)-1 {
+		return images.Ref{}, fmt.Errorf("image %q: want repository:tag", s)
+	}
+	return images.Ref{Repository: s[:i], Tag: s[i+1:]}, nil
+}
+
+// DefaultImages is the image set of a blueprint when the provider is not
+// told otherwise: the pinned upstream set, with spec.provider.kind.nodeImage
+// as the node image when the blueprint names one.
+func DefaultImages(_ context.Context, bp *blueprints.Blueprint) (images.Set, error) {
+	set := upstreamImages
+	if k := bp.Spec.Provider.Kind; k != nil && k.NodeImage != "" {
+		ref, err := ParseRef(k.NodeImage)
+		if err != nil {
+			return set, fmt.Errorf("spec.provider.kind.nodeImage: %w", err)
+		}
+		set.Node = ref
+	}
+	return set, nil
+}
+
+// endpointAllowed refuses a public endpoint without an unexpired,
+// justified exception: kind would publish the API server to every client
+// of the host.
+func endpointAllowed(bp *blueprints.Blueprint, now time.Time) error {
+	if bp.Spec.APIServer.Endpoint != v1alpha1.EndpointPublic {
+		return nil
+	}
+	if _, ok := blueprints.ActiveException(bp.Spec.Exceptions, blueprints.APIEndpointPrivate, now); ok {
+		return nil
+	}
+	return fmt.Errorf("spec.apiServer.endpoint is public, which kind publishes on every address of this host, and the blueprint has no unexpired exception for %s: add one (control, justification, expires) or use endpoint: private", blueprints.APIEndpointPrivate)
+}
+
+// apiServerPort is the cluster's host port: the one recorded by an
+// earlier run, else a free one.
+func apiServerPort(dir string) (int, error) {
+	if rec, err := cluster.ReadRecord(dir); err == nil && rec.Ports.APIServer > 0 {
+		return rec.Ports.APIServer, nil
+	} else if err != nil && !errors.Is(err, cluster.ErrNoCluster) {
+		return 0, err
+	}
+	p, err := proc.FreePort()
+	if err != nil {
+		return 0, fmt.Errorf("allocate the API server's host port: %w", err)
+	}
+	return p, nil
+}
+
+// Program returns the cluster's program: the provider-neutral skeleton
+// (cluster.Program) with the kind steps: the record, then the cluster's
+// Docker network, the kind cluster made from the rendered configuration
+// (after the config files it mounts), and Cilium once the nodes exist.
+func (p *Provider) Program(s *cluster.Spec) (pulumi.RunFunc, error) {
+	bp := s.Blueprint
+	name, spec := bp.Name(), bp.Spec
+	if cluster.UsesKMS(s) {
+		return nil, fmt.Errorf("cluster %s: vault-kms is not available on kind yet; use secretbox", name)
+	}
+	if err := endpointAllowed(bp, time.Now()); err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", name, err)
+	}
+	ctx := context.Background()
+	facts, _, err := hostFacts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	set, err := p.images(ctx, bp)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", name, err)
+	}
+	port, err := apiServerPort(s.Dir)
+	if err != nil {
+		return nil, err
+	}
+	r, err := Render(RenderInput{Name: name, Spec: spec, Dir: s.Dir, Images: set, APIServerPort: port, Host: facts, Tweak: s.Tweak})
+	if err != nil {
+		return nil, err
+	}
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	setJSON, err := json.Marshal(set)
+	if err != nil {
+		return nil, err
+	}
+	l := newLayout(s.Dir)
+	url := cluster.APIServerURL(port)
+	var vrec *cluster.VaultRecord
+	if s.Vault != nil {
+		vrec = &cluster.VaultRecord{Admin: *s.Vault}
+	}
+	files := make([]fileIn, len(r.Files))
+	for i, f := range r.Files {
+		files[i] = fileIn{Path: f.Path, Data: string(f.Data)}
+	}
+	d := cluster.Declaration{Spec: s, APIServerURL: url, Kubeconfig: l.AdminKubeconfig()}
+	var record *engine.Res
+	d.Steps.Record = func(ctx *pulumi.Context) (*engine.Res, error) {
+		record, err = engine.Resource(ctx, cluster.RecordType, name, cluster.RecordInputs{
+			Name: name, Provider: v1alpha1.ProviderKind, Dir: s.Dir, Environment: spec.Environment,
+			Ports: recordPorts(port), Spec: string(specJSON), EncryptionProvider: spec.EncryptionAtRest.Provider, Vault: vrec,
+		})
+		return record, err
+	}
+	d.Steps.KMSPlugin = func(*pulumi.Context, *engine.Res) (*engine.Res, error) {
+		return nil, errors.New("vault-kms is not available on kind yet")
+	}
+	d.Steps.ControlPlane = func(ctx *pulumi.Context, config *engine.Res, after []*engine.Res) (*engine.Res, error) {
+		network, err := engine.Resource(ctx, NetworkType, "network", networkIn{Name: NetworkName(name), Cluster: name, Environment: spec.Environment},
+			engine.DependsOn(record))
+		if err != nil {
+			return nil, err
+		}
+		kc, err := engine.Resource(ctx, ClusterType, name, map[string]any{
+			"name": name, "dir": s.Dir, "network": NetworkName(name), "config": string(r.Config), "files": files,
+			"nodes": r.Nodes, "apiServerURL": url, "restart": config.String("hash"),
+		}, engine.DependsOn(append([]*engine.Res{network, config}, after...)...))
+		if err != nil {
+			return nil, err
+		}
+		if p.cilium != nil && spec.Network.CNI == v1alpha1.CNICilium {
+			if _, err := engine.Resource(ctx, CiliumType, "cilium", map[string]any{
+				"cluster": name, "dir": s.Dir, "spec": string(specJSON), "images": string(setJSON), "nodes": kc.Output("nodes"),
+			}, engine.DependsOn(kc)); err != nil {
+				return nil, err
+			}
+		}
+		return kc, nil
+	}
+	return cluster.Program(d)
+}
