@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	kindcluster "sigs.k8s.io/kind/pkg/cluster"
+	kindexec "sigs.k8s.io/kind/pkg/exec"
 	kindlog "sigs.k8s.io/kind/pkg/log"
 
 	"secprov.dev/secprov/internal/atomicfile"
@@ -95,6 +96,9 @@ func createNodes(ctx context.Context, log *slog.Logger, name, network string, co
 		return nil
 	}
 	msg := fmt.Sprintf("kind could not create cluster %s: %v", name, err)
+	if re := kindexec.RunErrorForError(err); re != nil && len(re.Output) > 0 {
+		msg += "\n" + tailLines(string(re.Output), 25)
+	}
 	if cerr := p.CollectLogs(name, l.CreateFailureLogs()); cerr == nil {
 		msg += "; the nodes' logs are in " + l.CreateFailureLogs()
 	}
@@ -496,4 +500,13 @@ func removeKindFiles(l layout) error {
 	}
 	errs = append(errs, cluster.RemoveAll(l.KindDir()))
 	return errors.Join(errs...)
+}
+
+// tailLines returns the last n lines of s.
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

@@ -184,7 +184,18 @@ func clusterConfiguration(in RenderInput, flags map[string]hardening.Flags) (map
 			"extraVolumes": volumes,
 		},
 		"controllerManager": map[string]any{"extraArgs": controllerManager},
-		"scheduler":         map[string]any{"extraArgs": extraArgs(flags[hardening.Scheduler])},
+		"scheduler": map[string]any{
+			"extraArgs": extraArgs(flags[hardening.Scheduler]),
+			// hardening has the scheduler verify client certificates
+			// (client-ca-file, requestheader-client-ca-file); kubeadm
+			// mounts only its kubeconfig into the scheduler's pod. The two
+			// CA certificates, public and never replaced, are mounted
+			// file by file.
+			"extraVolumes": []any{
+				map[string]any{"name": "secprov-ca", "hostPath": nodePath("ca.crt"), "mountPath": nodePath("ca.crt"), "readOnly": true, "pathType": "File"},
+				map[string]any{"name": "secprov-front-proxy-ca", "hostPath": nodePath("front-proxy-ca.crt"), "mountPath": nodePath("front-proxy-ca.crt"), "readOnly": true, "pathType": "File"},
+			},
+		},
 	}
 	set := in.Images
 	if set.KubeImageRepository != "" {
