@@ -111,6 +111,11 @@ const (
 	RBACAdminsNamed      ControlID = "SP-RBAC-001"
 	RBACNoTokenAutomount ControlID = "SP-RBAC-002"
 
+	KubeletAuth         ControlID = "SP-NODE-001"
+	KubeletReadOnlyPort ControlID = "SP-NODE-002"
+	KubeletHardened     ControlID = "SP-NODE-003"
+	KubeletFilesPrivate ControlID = "SP-NODE-004"
+
 	IsolationOwnCluster         ControlID = "SP-ISO-001"
 	IsolationVault              ControlID = "SP-ISO-002"
 	IsolationNetworks           ControlID = "SP-ISO-003"
@@ -262,10 +267,26 @@ var Controls = sortControls([]Control{
 		Refs: cis("1.1.1", "1.1.11", "1.1.13", "1.1.21"), Rationale: "A readable key or kubeconfig is a stolen identity.",
 		Remediation: "chmod 0600 key and kubeconfig files and 0700 their directories."},
 
+	// Nodes (providers with nodes: kind). The kubelet's running
+	// configuration is read from the node itself (configz), not from the
+	// file secprov wrote.
+	{ID: KubeletAuth, Title: "Kubelets refuse anonymous requests and authorize with the API server", Severity: SeverityCritical, Where: ByHardening | ByVerify,
+		Refs: cis("4.2.1", "4.2.2", "4.2.3"), Rationale: "An anonymous or always-allow kubelet API runs commands in any pod of the node.",
+		Remediation: "KubeletConfiguration: authentication.anonymous.enabled false, authentication.webhook.enabled true, authentication.x509.clientCAFile set, authorization.mode Webhook."},
+	{ID: KubeletReadOnlyPort, Title: "Kubelet read-only port is off", Severity: SeverityHigh, Where: ByHardening | ByVerify,
+		Refs: cis("4.2.4"), Rationale: "The read-only port serves pod specs and node details without authentication.",
+		Remediation: "KubeletConfiguration: readOnlyPort 0."},
+	{ID: KubeletHardened, Title: "Kubelets rotate certificates, use strong TLS and limit idle streams", Severity: SeverityMedium, Where: ByHardening | ByVerify,
+		Refs: cis("4.2.5", "4.2.6", "4.2.7", "4.2.8", "4.2.10", "4.2.12"), Rationale: "Long-lived certificates, weak ciphers and idle exec streams widen the window for a stolen credential.",
+		Remediation: "KubeletConfiguration: rotateCertificates true, tlsCipherSuites strong only, streamingConnectionIdleTimeout non-zero, eventRecordQPS above 0, makeIPTablesUtilChains true, protectKernelDefaults true where the node allows."},
+	{ID: KubeletFilesPrivate, Title: "Kubelet configuration and credentials on nodes are private", Severity: SeverityHigh, Where: ByHardening | ByVerify,
+		Refs: cis("4.1.1", "4.1.5", "4.1.7", "4.1.9"), Rationale: "A writable kubelet config or readable kubeconfig on a node lets a local user take over the node's identity.",
+		Remediation: "chmod 0600 /var/lib/kubelet/config.yaml and /etc/kubernetes/kubelet.conf; 0644 or stricter for the kubelet unit and the client CA."},
+
 	// Network.
-	// Review only until the kind provider installs Cilium: the local
-	// provider has no nodes and so no CNI to render or verify.
-	{ID: CiliumCNI, Title: "Cilium is the CNI", Severity: SeverityHigh, Where: ByReview, Field: "spec.network.cni",
+	// Verified where clusters have nodes (kind); the local provider has
+	// none and so no CNI: verify skips it there, saying so.
+	{ID: CiliumCNI, Title: "Cilium is the CNI and healthy on every node", Severity: SeverityHigh, Where: all, Field: "spec.network.cni",
 		Refs: nsa("Network separation and hardening"), Rationale: "Without a policy-enforcing CNI, NetworkPolicies are ignored.",
 		Remediation: "Set spec.network.cni: cilium."},
 	{ID: NetworkDefaultDeny, Title: "Managed namespaces deny traffic by default", Severity: SeverityHigh, Where: all, Field: "spec.network.defaultDeny",
@@ -344,9 +365,9 @@ var Controls = sortControls([]Control{
 	{ID: IsolationVault, Title: "Environments do not share Vault mounts or keys", Severity: SeverityHigh, Where: ByReview, Field: "spec.vault",
 		Refs: nsa("Secrets"), Rationale: "A shared KV mount, transit key or auth path lets test workloads read prod secrets.",
 		Remediation: "Leave spec.vault.kvMount, transitKey and authPath empty (derived per cluster) or make them unique."},
-	{ID: IsolationNetworks, Title: "Environments do not share networks", Severity: SeverityHigh, Where: ByReview, Field: "spec.network",
+	{ID: IsolationNetworks, Title: "Environments do not share networks", Severity: SeverityHigh, Where: all, Field: "spec.network",
 		Refs: nsa("Network separation and hardening"), Rationale: "Overlapping pod or service CIDRs make routed prod/test connectivity and mistaken policies likely.",
-		Remediation: "Give each environment disjoint podCIDR and serviceCIDR ranges."},
+		Remediation: "Give each environment disjoint podCIDR and serviceCIDR ranges; with nodes, keep each cluster's nodes on a network of its own (secprov up does)."},
 	{ID: IsolationProdLabels, Title: "Non-production blueprints carry no production labels", Severity: SeverityHigh, Where: ByReview, Field: "metadata.labels",
 		Refs: nsa("Network separation and hardening"), Rationale: "A test cluster labelled prod is picked up by prod automation, selectors and dashboards.",
 		Remediation: "Make env/environment labels match spec.environment."},

@@ -17,6 +17,7 @@ func Checks() []Check {
 		podSecurityChecks(),
 		rbacChecks(),
 		networkChecks(),
+		nodeChecks(),
 		isolationChecks(),
 		vaultChecks(),
 	} {

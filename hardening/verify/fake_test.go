@@ -38,6 +38,12 @@ type fakeTarget struct {
 	client  kubernetes.Interface
 	foreign []Credential
 	vault   *Vault
+	// Nodes: the cluster's and other environments' nodes, each node's
+	// file modes, and the addresses a connection from a node reaches.
+	nodes     []Node
+	peerNodes []Node
+	nodeModes map[string]map[string]fs.FileMode // node → path → mode
+	reachable map[netip.AddrPort]bool
 
 	mu   sync.Mutex
 	used map[Capability]int
@@ -104,6 +110,48 @@ func (f *fakeTarget) Vault(context.Context) (*Vault, error) {
 		return nil, errors.New("fake target: the cluster has no Vault")
 	}
 	return f.vault, nil
+}
+
+func (f *fakeTarget) Nodes(context.Context) ([]Node, error) {
+	if err := f.use(Nodes); err != nil {
+		return nil, err
+	}
+	return f.nodes, nil
+}
+
+func (f *fakeTarget) NodeReadFile(_ context.Context, node, path string) ([]byte, error) {
+	if err := f.use(Nodes); err != nil {
+		return nil, err
+	}
+	return nil, fs.ErrNotExist
+}
+
+func (f *fakeTarget) NodeStat(_ context.Context, node, path string) (fs.FileInfo, error) {
+	if err := f.use(Nodes); err != nil {
+		return nil, err
+	}
+	m, ok := f.nodeModes[node][path]
+	if !ok {
+		return nil, fmt.Errorf("stat %s on %s: %w", path, node, fs.ErrNotExist)
+	}
+	return fakeInfo{name: path, mode: m}, nil
+}
+
+func (f *fakeTarget) NodeDial(_ context.Context, node string, addr netip.AddrPort, _ time.Duration) error {
+	if err := f.use(NetworkProbes); err != nil {
+		return err
+	}
+	if f.reachable[addr] {
+		return nil
+	}
+	return errors.New("connection refused")
+}
+
+func (f *fakeTarget) PeerNodes(context.Context) ([]Node, error) {
+	if err := f.use(NetworkProbes); err != nil {
+		return nil, err
+	}
+	return f.peerNodes, nil
 }
 
 func (f *fakeTarget) Component(_ context.Context, name string) (*Component, error) {

@@ -157,6 +157,8 @@ type Target interface {
 	// Vault describes the cluster's Vault objects and how to reach them;
 	// an error when the cluster has no Vault. VaultAccess.
 	Vault(ctx context.Context) (*Vault, error)
+	// NodeAccess reaches the nodes (Nodes, NetworkProbes).
+	NodeAccess
 }
 
 // Vault is what the Vault and KMS checks see of a cluster's Vault.

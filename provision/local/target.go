@@ -33,6 +33,8 @@ import (
 // through the admin kubeconfig, processes through /proc, files directly,
 // and etcd with the API server's own client certificate.
 type Target struct {
+	// A local cluster has no nodes.
+	verify.NoNodes
 	layout paths.Layout
 	rec    *cluster.Record
 	spec   v1alpha1.Spec
@@ -55,7 +57,7 @@ func NewTarget(rec *cluster.Record, peers cluster.Peers) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Target{layout: paths.NewLayout(rec.Dir), rec: rec, spec: spec, peers: peers}, nil
+	return &Target{NoNodes: verify.NoNodes{Provider: rec.ProviderType()}, layout: paths.NewLayout(rec.Dir), rec: rec, spec: spec, peers: peers}, nil
 }
 
 // Close releases the etcd connection.
