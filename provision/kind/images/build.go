@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -581,6 +582,7 @@ func (b *builder) kubeImages(ctx context.Context, in *inputsOf) ([]preloaded, er
 		for n := range s.extra {
 			extraNames = append(extraNames, n)
 		}
+		sort.Strings(extraNames)
 		for _, n := range extraNames {
 			inputs.Add("bin.sha256:"+n, in.etcdSums[n])
 			comps = append(comps, Component{Name: n, Version: s.version, Source: s.source, SHA256: in.etcdSums[n]})

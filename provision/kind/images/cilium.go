@@ -6,7 +6,6 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
-	"strings"
 )
 
 // ciliumScripts are the scripts the chart runs in the agent image, from
@@ -145,6 +144,3 @@ func (b *builder) ciliumImages(ctx context.Context, in *inputsOf) (agent, operat
 	operator.inNode = operator.ref
 	return agent, operator, nil
 }
-
-// trimV drops a leading "v".
-func trimV(s string) string { return strings.TrimPrefix(s, "v") }
