@@ -499,14 +499,7 @@ func (b *builder) importImage(ctx context.Context, r imageRecipe) (string, error
 		cached := ok && !b.opts.Force
 		if !cached {
 			pr, pw := io.Pipe()
-			go func() {
-				l := newLayer(pw)
-				err := r.write(l)
-				if err == nil {
-					err = l.close()
-				}
-				pw.CloseWithError(err)
-			}()
+			go func() { pw.CloseWithError(writeLayer(pw, r.write)) }()
 			changes := append(r.changes, "LABEL "+LabelInputs+"="+digest)
 			if err := b.docker.importTar(ctx, pr, r.ref.String(), changes); err != nil {
 				pr.CloseWithError(err)

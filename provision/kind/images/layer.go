@@ -22,19 +22,55 @@ var layerTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 // absolute image paths ("/usr/bin/x"). A directory already written (by
 // the base rootfs copied in first, or earlier) is not written again, so
 // adding files never changes a base directory's mode.
+//
+// Docker refuses a tarball that names a path twice, so a layer is written
+// in two passes (see writeLayer): a dry run that only collects the paths
+// secprov adds, then the real one, where the base rootfs's entries for
+// those paths are left out.
 type layer struct {
 	tw   *tar.Writer
 	seen map[string]bool
+	// dry collects names without writing anything.
+	dry   bool
+	added map[string]bool // non-directory paths written by secprov (dry run)
+	skip  map[string]bool // base entries to leave out (real run)
 }
 
 func newLayer(w io.Writer) *layer {
-	return &layer{tw: tar.NewWriter(w), seen: map[string]bool{}}
+	return &layer{tw: tar.NewWriter(w), seen: map[string]bool{}, added: map[string]bool{}}
+}
+
+// writeLayer writes the tarball that fn describes into w.
+func writeLayer(w io.Writer, fn func(l *layer) error) error {
+	dry := &layer{dry: true, seen: map[string]bool{}, added: map[string]bool{}}
+	if err := fn(dry); err != nil {
+		return err
+	}
+	l := newLayer(w)
+	l.skip = dry.added
+	if err := fn(l); err != nil {
+		return err
+	}
+	return l.close()
+}
+
+// add marks a non-directory path as written, failing on a second write.
+func (l *layer) add(name string) error {
+	if l.added[name] {
+		return fmt.Errorf("image layer: %s written twice", name)
+	}
+	l.added[name] = true
+	l.seen[name] = true
+	return nil
 }
 
 func tarName(p string) string { return strings.TrimPrefix(path.Clean(p), "/") }
 
 // copyTar copies every entry of a tarball (a cached rootfs) into the layer.
 func (l *layer) copyTar(r io.Reader) error {
+	if l.dry {
+		return nil
+	}
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -45,7 +81,7 @@ func (l *layer) copyTar(r io.Reader) error {
 			return fmt.Errorf("reading the rootfs tarball: %w", err)
 		}
 		name := tarName(h.Name)
-		if name == "." || name == "" {
+		if name == "." || name == "" || (h.Typeflag != tar.TypeDir && l.skip[name]) {
 			continue
 		}
 		l.seen[name] = true
@@ -70,6 +106,9 @@ func (l *layer) dir(p string, mode int64) error {
 		}
 	}
 	l.seen[name] = true
+	if l.dry {
+		return nil
+	}
 	return l.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: mode, ModTime: layerTime, Format: tar.FormatPAX})
 }
 
@@ -79,7 +118,9 @@ func (l *layer) bytes(p string, mode int64, content []byte) error {
 	if err := l.dir(path.Dir(name), 0o755); err != nil {
 		return err
 	}
-	l.seen[name] = true
+	if err := l.add(name); err != nil || l.dry {
+		return err
+	}
 	if err := l.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(content)), ModTime: layerTime, Format: tar.FormatPAX}); err != nil {
 		return err
 	}
@@ -89,6 +130,13 @@ func (l *layer) bytes(p string, mode int64, content []byte) error {
 
 // file writes a regular file copied from the host path src.
 func (l *layer) file(p string, mode int64, src string) error {
+	if l.dry {
+		name := tarName(p)
+		if err := l.dir(path.Dir(name), 0o755); err != nil {
+			return err
+		}
+		return l.add(name)
+	}
 	f, err := os.Open(src)
 	if err != nil {
 		return err
@@ -105,7 +153,9 @@ func (l *layer) file(p string, mode int64, src string) error {
 	if err := l.dir(path.Dir(name), 0o755); err != nil {
 		return err
 	}
-	l.seen[name] = true
+	if err := l.add(name); err != nil {
+		return err
+	}
 	if err := l.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: fi.Size(), ModTime: layerTime, Format: tar.FormatPAX}); err != nil {
 		return err
 	}
@@ -122,7 +172,9 @@ func (l *layer) symlink(p, target string) error {
 	if err := l.dir(path.Dir(name), 0o755); err != nil {
 		return err
 	}
-	l.seen[name] = true
+	if err := l.add(name); err != nil || l.dry {
+		return err
+	}
 	return l.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777, ModTime: layerTime, Format: tar.FormatPAX})
 }
 

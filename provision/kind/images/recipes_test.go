@@ -129,9 +129,15 @@ func TestLayer(t *testing.T) {
 		{Typeflag: tar.TypeDir, Name: "./usr/", Mode: 0o755},
 		{Typeflag: tar.TypeDir, Name: "./usr/local/", Mode: 0o755},
 		{Typeflag: tar.TypeDir, Name: "./usr/local/bin/", Mode: 0o775},
+		// Replaced below: Docker refuses a path named twice.
+		{Typeflag: tar.TypeReg, Name: "./usr/local/bin/tool", Mode: 0o644, Size: 3},
+		{Typeflag: tar.TypeReg, Name: "./usr/local/bin/kept", Mode: 0o644, Size: 3},
 	} {
 		if err := bw.WriteHeader(h); err != nil {
 			t.Fatal(err)
+		}
+		if h.Size > 0 {
+			bw.Write([]byte("old"))
 		}
 	}
 	bw.Close()
@@ -144,19 +150,23 @@ func TestLayer(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	l := newLayer(&out)
-	steps := []error{
-		l.copyTar(&base),
-		l.bytes("/usr/local/bin/tool", 0o755, []byte("x")),
-		l.symlink("/usr/local/bin/clang", "/usr/bin/clang-19"),
-		l.dir("/tmp", 0o1777),
-		l.tree("/", src, kindFileMode, func(rel string, dir bool) bool { return dir && rel == "tests" }),
-		l.close(),
-	}
-	for i, err := range steps {
-		if err != nil {
-			t.Fatalf("step %d: %v", i, err)
+	baseBytes := base.Bytes()
+	err := writeLayer(&out, func(l *layer) error {
+		for _, err := range []error{
+			l.copyTar(bytes.NewReader(baseBytes)),
+			l.bytes("/usr/local/bin/tool", 0o755, []byte("x")),
+			l.symlink("/usr/local/bin/clang", "/usr/bin/clang-19"),
+			l.dir("/tmp", 0o1777),
+			l.tree("/", src, kindFileMode, func(rel string, dir bool) bool { return dir && rel == "tests" }),
+		} {
+			if err != nil {
+				return err
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	got := readEntries(t, out.Bytes())
 	want := []tarEntry{
@@ -164,6 +174,7 @@ func TestLayer(t *testing.T) {
 		{"./usr/", tar.TypeDir, 0o755, "", ""},
 		{"./usr/local/", tar.TypeDir, 0o755, "", ""},
 		{"./usr/local/bin/", tar.TypeDir, 0o775, "", ""},
+		{"./usr/local/bin/kept", tar.TypeReg, 0o644, "", "old"},
 		// The base's directories are not written again (their mode stays).
 		{"usr/local/bin/tool", tar.TypeReg, 0o755, "", "x"},
 		{"usr/local/bin/clang", tar.TypeSymlink, 0o777, "/usr/bin/clang-19", ""},
@@ -198,5 +209,17 @@ func TestCiliumBPFSkip(t *testing.T) {
 		if got := ciliumBPFSkip(tt.rel, tt.dir); got != tt.skip {
 			t.Errorf("ciliumBPFSkip(%q, %v) = %v, want %v", tt.rel, tt.dir, got, tt.skip)
 		}
+	}
+}
+
+func TestLayerRefusesDoubleWrite(t *testing.T) {
+	err := writeLayer(io.Discard, func(l *layer) error {
+		if err := l.bytes("/etc/x", 0o644, nil); err != nil {
+			return err
+		}
+		return l.symlink("/etc/x", "y")
+	})
+	if err == nil || !strings.Contains(err.Error(), "etc/x written twice") {
+		t.Errorf("err = %v", err)
 	}
 }
