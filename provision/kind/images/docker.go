@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
 	"strings"
 )
@@ -34,7 +35,15 @@ func dockerError(args []string, err error, stderr []byte) error {
 // run runs docker with args, stdin from in (may be nil), and returns its
 // standard output.
 func (d docker) run(ctx context.Context, in io.Reader, args ...string) ([]byte, error) {
+	return d.runEnv(ctx, nil, in, args...)
+}
+
+// runEnv is run with extra environment variables for the docker CLI.
+func (d docker) runEnv(ctx context.Context, env []string, in io.Reader, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, d.cmd, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdin = in
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -201,10 +201,20 @@ func (b *builder) commitNode(ctx context.Context, base, ref Ref, digest string, 
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	name := fmt.Sprintf("secprov-images-build-%d-%s", time.Now().Unix(), hex.EncodeToString(rnd[:]))
+	// docker commit (before Docker 25) cannot set a stop signal, but keeps
+	// the one of the image the container runs: so the build container runs
+	// an image that has it. systemd stops on SIGRTMIN+3 (SIGTERM makes it
+	// re-execute itself).
+	withSignal := Ref{Repository: Repository + "/node-build", Tag: name}
+	dockerfile := "FROM " + base.String() + "\nSTOPSIGNAL SIGRTMIN+3\n"
+	if _, err := b.docker.runEnv(ctx, []string{"DOCKER_BUILDKIT=0"}, strings.NewReader(dockerfile), "build", "-q", "-t", withSignal.String(), "-"); err != nil {
+		return fmt.Errorf("setting the node's stop signal: %w", err)
+	}
+	defer func() { _, _ = b.docker.run(context.Background(), nil, "rmi", withSignal.String()) }()
 	// Like kind's node-image builder: a plain (unprivileged) container
 	// that only sleeps, worked on with exec, then committed.
 	if _, err := b.docker.run(ctx, nil, "run", "-d", "--name", name, "--entrypoint", "sleep",
-		"--security-opt", "seccomp=unconfined", base.String(), "infinity"); err != nil {
+		"--security-opt", "seccomp=unconfined", withSignal.String(), "infinity"); err != nil {
 		return fmt.Errorf("starting the build container: %w", err)
 	}
 	defer b.docker.removeContainer(name)
@@ -244,7 +254,6 @@ func (b *builder) commitNode(ctx context.Context, base, ref Ref, digest string, 
 	_, err = b.docker.run(ctx, nil, "commit",
 		"--change", `ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]`,
 		"--change", "ENV container=docker",
-		"--change", "STOPSIGNAL SIGRTMIN+3",
 		"--change", "LABEL "+LabelInputs+"="+digest,
 		name, ref.String())
 	return err
