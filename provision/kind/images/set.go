@@ -38,3 +38,57 @@ type Set struct {
 	// Pause is the sandbox image containerd in Node is configured with.
 	Pause Ref `json:"pause,omitzero"`
 }
+
+// KubeadmEtcd returns the imageRepository and imageTag to put in kubeadm's
+// etcd.local so that kubeadm asks for exactly Etcd: kubeadm forms
+// REPOSITORY/etcd:TAG, so the repository is Etcd's without its last
+// element. Both are "" when Etcd is zero (keep kubeadm's default).
+func (s Set) KubeadmEtcd() (repository, tag string) {
+	return kubeadmParent(s.Etcd, "etcd")
+}
+
+// KubeadmDNS returns the imageRepository and imageTag to put in kubeadm's
+// dns section so that kubeadm asks for exactly CoreDNS. kubeadm forms
+// REPOSITORY/coredns:TAG for any repository other than its default one
+// (to which alone it adds a second "/coredns"), so the repository is
+// CoreDNS's without its last element. Both are "" when CoreDNS is zero.
+func (s Set) KubeadmDNS() (repository, tag string) {
+	return kubeadmParent(s.CoreDNS, "coredns")
+}
+
+func kubeadmParent(r Ref, name string) (string, string) {
+	parent, last := splitLast(r.Repository)
+	if parent == "" || last != name {
+		return "", ""
+	}
+	return parent, r.Tag
+}
+
+func splitLast(repo string) (string, string) {
+	for i := len(repo) - 1; i >= 0; i-- {
+		if repo[i] == '/' {
+			return repo[:i], repo[i+1:]
+		}
+	}
+	return "", repo
+}
+
+// Pinned upstream versions.
+const (
+	KubernetesVersion = "v1.37.2"
+	CiliumVersion     = "v1.20.2"
+	EtcdVersion       = "v3.7.3"
+)
+
+// Upstream is the pinned upstream image set users get by default, by tag:
+// neither kind v0.33.0 (whose default node image is v1.37.0) nor Cilium's
+// v1.20.2 chart (its digest fields are empty) records the digests of these
+// images. kubeadm's own defaults pick the control-plane, etcd, CoreDNS and
+// pause images, which the upstream node image carries.
+func Upstream() Set {
+	return Set{
+		Node:           Ref{Repository: "kindest/node", Tag: KubernetesVersion},
+		CiliumAgent:    Ref{Repository: "quay.io/cilium/cilium", Tag: CiliumVersion},
+		CiliumOperator: Ref{Repository: "quay.io/cilium/operator-generic", Tag: CiliumVersion},
+	}
+}
