@@ -67,6 +67,29 @@ var capabilities = []struct {
 	{"cleanCiliumState", []string{"NET_ADMIN", "SYS_MODULE", "SYS_ADMIN", "SYS_RESOURCE"}},
 }
 
+// capabilityNumbers are the Linux capability numbers (linux/capability.h)
+// of the capabilities in capabilities.
+var capabilityNumbers = map[string]uint{
+	"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "KILL": 5, "SETGID": 6, "SETUID": 7,
+	"NET_ADMIN": 12, "NET_RAW": 13, "IPC_LOCK": 14, "SYS_MODULE": 16, "SYS_CHROOT": 18,
+	"SYS_PTRACE": 19, "SYS_ADMIN": 21, "SYS_RESOURCE": 24, "SYSLOG": 34,
+}
+
+// UngrantableCapabilities returns the capabilities the chart's containers
+// request that a node with capability bounding set bounding (CapBnd in
+// /proc/1/status of the node, as a number) cannot grant, sorted: what the
+// provider passes as Inputs.DropCapabilities.
+func UngrantableCapabilities(bounding uint64) []string {
+	var out []string
+	for name, n := range capabilityNumbers {
+		if bounding&(1<<n) == 0 {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // requiredCapabilities cannot be dropped: without them the agent cannot
 // load its datapath or program routes, so an install would only fail later
 // with a less clear error.

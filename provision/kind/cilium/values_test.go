@@ -222,3 +222,28 @@ func lookup(v any, path string) any {
 
 // chartDirOnce locates the chart once per test binary.
 var chartDirOnce = sync.OnceValues(func() (string, error) { return ChartDir(context.Background()) })
+
+func TestUngrantableCapabilities(t *testing.T) {
+	const full = 1<<41 - 1 // every capability of Linux 6.x
+	for _, c := range []struct {
+		bounding uint64
+		want     []string
+	}{
+		{full, nil},
+		{full &^ (1 << 24), []string{"SYS_RESOURCE"}}, // these machines
+		{full &^ (1<<24 | 1<<34), []string{"SYSLOG", "SYS_RESOURCE"}},
+		{full &^ (1 << 40), nil}, // CHECKPOINT_RESTORE: nothing the chart asks for
+	} {
+		if got := UngrantableCapabilities(c.bounding); !slices.Equal(got, c.want) {
+			t.Errorf("UngrantableCapabilities(%#x) = %v, want %v", c.bounding, got, c.want)
+		}
+	}
+	// Every capability the chart requests has a number.
+	for _, c := range capabilities {
+		for _, name := range c.caps {
+			if _, ok := capabilityNumbers[name]; !ok {
+				t.Errorf("capability %s (%s) has no number in capabilityNumbers", name, c.key)
+			}
+		}
+	}
+}
