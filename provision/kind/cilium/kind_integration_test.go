@@ -127,12 +127,23 @@ func TestInstallOnKind(t *testing.T) {
 			}
 		}
 	}
-	status, err := kubectl(ctx, node, "-n", Namespace, "exec", "ds/"+AgentDaemonSet, "-c", agentContainer, "--", "cilium-dbg", "status")
+	// Cluster health is cilium-health probing every node through the
+	// VXLAN tunnel: both reachable means pod traffic crosses nodes. Its
+	// first probe round follows the agent's readiness by a little.
+	var status string
+	healthStart := time.Now()
+	for {
+		status, err = kubectl(ctx, node, "-n", Namespace, "exec", "ds/"+AgentDaemonSet, "-c", agentContainer, "--", "cilium-dbg", "status")
+		if err == nil && strings.Contains(status, "2/2 reachable") || time.Since(healthStart) > 3*time.Minute {
+			break
+		}
+		time.Sleep(5 * time.Second)
+	}
 	if err != nil {
 		t.Fatalf("cilium-dbg status: %v\n%s", err, status)
 	}
-	t.Logf("cilium-dbg status:\n%s", status)
-	for _, want := range []string{"KubeProxyReplacement:    True", "Cluster health:", "Hubble:                  Ok", "Routing:                 Network: Tunnel [vxlan]"} {
+	t.Logf("cilium-dbg status (%s after ready):\n%s", time.Since(healthStart).Round(time.Second), status)
+	for _, want := range []string{"KubeProxyReplacement:    True", "Cluster health:          2/2 reachable", "Hubble:                  Ok", "Routing:                 Network: Tunnel [vxlan]"} {
 		if !strings.Contains(status, want) {
 			t.Errorf("cilium-dbg status does not say %q", want)
 		}

@@ -86,7 +86,11 @@ func (e *NotReadyError) Error() string {
 		fmt.Fprintf(&b, "\n  event: %s", ev)
 	}
 	if len(e.Logs) > 0 {
-		fmt.Fprintf(&b, "\nlast %d log lines of %s:", len(e.Logs), e.Container)
+		lines := "lines"
+		if len(e.Logs) == 1 {
+			lines = "line"
+		}
+		fmt.Fprintf(&b, "\nlast %d log %s of %s:", len(e.Logs), lines, e.Container)
 		for _, l := range e.Logs {
 			fmt.Fprintf(&b, "\n  | %s", l)
 		}
@@ -271,7 +275,7 @@ func diagnose(ctx context.Context, cs kubernetes.Interface, kubeconfig string, c
 		e.Pod, e.Node, e.Phase = Namespace+"/"+pod.Name, pod.Spec.NodeName, string(pod.Status.Phase)
 		e.Container, e.Reason, e.Message = best.container, best.reason, best.message
 		e.Events = warningEvents(ctx, cs, pod)
-		if best.container != "" {
+		if best.container != "" && best.started {
 			e.Logs = tailLogs(ctx, cs, pod, best.container, best.previous)
 		}
 		e.Next = nextStep(best, kubectl)
@@ -314,6 +318,7 @@ type podProblem struct {
 	reason    string
 	message   string
 	previous  bool // the logs worth reading are of the previous run
+	started   bool // the container ran at least once, so it has logs
 	rank      int  // lower is more telling
 }
 
@@ -329,22 +334,10 @@ func problemOf(pod *corev1.Pod) *podProblem {
 	}
 	check := func(statuses []corev1.ContainerStatus, init bool) *podProblem {
 		for _, s := range statuses {
-			switch {
-			case s.State.Waiting != nil && s.State.Waiting.Reason != "" &&
-				s.State.Waiting.Reason != "PodInitializing" && s.State.Waiting.Reason != "ContainerCreating":
-				return &podProblem{pod: pod, container: s.Name, reason: s.State.Waiting.Reason, message: s.State.Waiting.Message,
-					previous: s.RestartCount > 0, rank: 0}
-			case s.State.Terminated != nil && s.State.Terminated.ExitCode != 0:
-				return &podProblem{pod: pod, container: s.Name, reason: s.State.Terminated.Reason,
-					message: fmt.Sprintf("exit code %d %s", s.State.Terminated.ExitCode, strings.TrimSpace(s.State.Terminated.Message)), rank: 0}
-			case init && s.State.Terminated == nil:
-				return &podProblem{pod: pod, container: s.Name, reason: "init container not finished", rank: 2}
-			case !init && !s.Ready:
-				reason := "running, not ready"
-				if s.State.Running == nil {
-					reason = "not started"
-				}
-				return &podProblem{pod: pod, container: s.Name, reason: reason, rank: 3}
+			pr := check1(pod, s, init)
+			if pr != nil {
+				pr.started = s.RestartCount > 0 || s.State.Running != nil || s.State.Terminated != nil
+				return pr
 			}
 		}
 		return nil
@@ -357,6 +350,28 @@ func problemOf(pod *corev1.Pod) *podProblem {
 	}
 	if pod.Status.Phase != corev1.PodRunning {
 		return &podProblem{pod: pod, reason: cmp.Or(pod.Status.Reason, "not running"), message: pod.Status.Message, rank: 4}
+	}
+	return nil
+}
+
+// check1 says what is wrong with one container of pod, or nil.
+func check1(pod *corev1.Pod, s corev1.ContainerStatus, init bool) *podProblem {
+	switch {
+	case s.State.Waiting != nil && s.State.Waiting.Reason != "" &&
+		s.State.Waiting.Reason != "PodInitializing" && s.State.Waiting.Reason != "ContainerCreating":
+		return &podProblem{pod: pod, container: s.Name, reason: s.State.Waiting.Reason, message: s.State.Waiting.Message,
+			previous: s.RestartCount > 0, rank: 0}
+	case s.State.Terminated != nil && s.State.Terminated.ExitCode != 0:
+		return &podProblem{pod: pod, container: s.Name, reason: s.State.Terminated.Reason,
+			message: fmt.Sprintf("exit code %d %s", s.State.Terminated.ExitCode, strings.TrimSpace(s.State.Terminated.Message)), rank: 0}
+	case init && s.State.Terminated == nil:
+		return &podProblem{pod: pod, container: s.Name, reason: "init container not finished", rank: 2}
+	case !init && !s.Ready:
+		reason := "running, not ready"
+		if s.State.Running == nil {
+			reason = "not started"
+		}
+		return &podProblem{pod: pod, container: s.Name, reason: reason, rank: 3}
 	}
 	return nil
 }
