@@ -83,6 +83,7 @@ func schemaExtras() map[string]map[string]any {
 		"metadata.name":                       label,
 		"spec.environment":                    label,
 		"spec.provider.type":                  {"enum": []string{v1alpha1.ProviderLocal, v1alpha1.ProviderKind}},
+		"spec.provider.kind.images":           {"enum": []string{v1alpha1.KindImagesUpstream, v1alpha1.KindImagesOffline}},
 		"spec.kubernetes.version":             {"enum": SupportedKubernetesVersions},
 		"spec.apiServer.endpoint":             {"enum": []string{v1alpha1.EndpointPrivate, v1alpha1.EndpointPublic}},
 		"spec.network.cni":                    {"enum": []string{v1alpha1.CNICilium, v1alpha1.CNINone}},

@@ -145,6 +145,9 @@ func validate(bp *Blueprint) ErrorList {
 		if strings.ContainsAny(k.NodeImage, " \t\n") {
 			v.errorf("spec.provider.kind.nodeImage", "image reference %q contains whitespace", truncate(k.NodeImage))
 		}
+		if k.Images != "" && k.Images != v1alpha1.KindImagesUpstream && k.Images != v1alpha1.KindImagesOffline {
+			v.errorf("spec.provider.kind.images", "unknown image set %q; want upstream (the pinned registry images) or offline (what secprov images build made)", truncate(k.Images))
+		}
 	}
 	if s.Provider.Type == v1alpha1.ProviderKind {
 		validateKind(v, bp)

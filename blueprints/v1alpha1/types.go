@@ -83,7 +83,18 @@ type KindProvider struct {
 	// NodeImage overrides the node image (default: built by secprov for the
 	// pinned Kubernetes version).
 	NodeImage string `yaml:"nodeImage,omitempty" json:"nodeImage,omitempty"`
+	// Images picks the image set: upstream (default: the pinned kind node
+	// and Cilium images from their registries) or offline (the set
+	// `secprov images build` made from pinned sources, for sites without a
+	// registry).
+	Images string `yaml:"images,omitempty" json:"images,omitempty"`
 }
+
+// Image sets of the kind provider.
+const (
+	KindImagesUpstream = "upstream"
+	KindImagesOffline  = "offline"
+)
 
 // Kubernetes selects the version.
 type Kubernetes struct {

@@ -25,11 +25,11 @@ import (
 func nodeChecks() []Check {
 	return []Check{
 		{ID: blueprints.KubeletAuth, Run: checkKubeletAuth, Needs: needs(API, Nodes)},
-		{ID: blueprints.KubeletReadOnlyPort, Run: checkKubeletReadOnlyPort, Needs: needs(API, Nodes, NetworkProbes)},
+		{ID: blueprints.KubeletReadOnlyPort, Run: checkKubeletReadOnlyPort, Needs: needs(API, Nodes)},
 		{ID: blueprints.KubeletHardened, Run: checkKubeletHardened, Needs: needs(API, Nodes)},
 		{ID: blueprints.KubeletFilesPrivate, Run: checkKubeletFiles, Needs: needs(Nodes)},
 		{ID: blueprints.CiliumCNI, Run: checkCilium, Needs: needs(API, Nodes)},
-		{ID: blueprints.IsolationNetworks, Run: checkNodeIsolation, Needs: needs(Nodes, NetworkProbes)},
+		{ID: blueprints.IsolationNetworks, Run: checkNodeIsolation, Needs: needs(Nodes)},
 	}
 }
 

@@ -138,7 +138,7 @@ func (f *fakeTarget) NodeStat(_ context.Context, node, path string) (fs.FileInfo
 }
 
 func (f *fakeTarget) NodeDial(_ context.Context, node string, addr netip.AddrPort, _ time.Duration) error {
-	if err := f.use(NetworkProbes); err != nil {
+	if err := f.use(Nodes); err != nil {
 		return err
 	}
 	if f.reachable[addr] {
@@ -148,7 +148,7 @@ func (f *fakeTarget) NodeDial(_ context.Context, node string, addr netip.AddrPor
 }
 
 func (f *fakeTarget) PeerNodes(context.Context) ([]Node, error) {
-	if err := f.use(NetworkProbes); err != nil {
+	if err := f.use(Nodes); err != nil {
 		return nil, err
 	}
 	return f.peerNodes, nil

@@ -36,10 +36,10 @@ type NodeAccess interface {
 	NodeStat(ctx context.Context, node, path string) (fs.FileInfo, error)
 	// NodeDial opens a TCP connection from inside node to addr within
 	// timeout and closes it: nil when the connection was accepted, an
-	// error saying refused or timed out otherwise. NetworkProbes.
+	// error saying refused or timed out otherwise. Nodes.
 	NodeDial(ctx context.Context, node string, addr netip.AddrPort, timeout time.Duration) error
 	// PeerNodes are the nodes of the other environments' clusters on this
-	// machine, which this cluster's nodes must not reach. NetworkProbes.
+	// machine, which this cluster's nodes must not reach. Nodes.
 	PeerNodes(ctx context.Context) ([]Node, error)
 }
 
@@ -66,8 +66,8 @@ func (n NoNodes) NodeStat(context.Context, string, string) (fs.FileInfo, error) 
 
 // NodeDial implements NodeAccess.
 func (n NoNodes) NodeDial(context.Context, string, netip.AddrPort, time.Duration) error {
-	return n.err(NetworkProbes)
+	return n.err(Nodes)
 }
 
 // PeerNodes implements NodeAccess.
-func (n NoNodes) PeerNodes(context.Context) ([]Node, error) { return nil, n.err(NetworkProbes) }
+func (n NoNodes) PeerNodes(context.Context) ([]Node, error) { return nil, n.err(Nodes) }

@@ -29,44 +29,28 @@ import (
 	"secprov.dev/secprov/provision/paths"
 )
 
-// The node image comes from the environment until images.Offline exists
-// on this branch:
-//
-//	SECPROV_KIND_NODE_IMAGE          the kind node image (required)
-//	SECPROV_KIND_IMAGE_REPOSITORY    kubeadm's imageRepository (offline set)
-//	SECPROV_KIND_ETCD_IMAGE          etcd image, repository:tag (offline set)
-//	SECPROV_KIND_COREDNS_IMAGE       CoreDNS image, repository:tag (offline set)
-const envNodeImage = "SECPROV_KIND_NODE_IMAGE"
-
+// imageSet is the offline set `secprov images build` made (there is no
+// registry here); SECPROV_KIND_NODE_IMAGE names another node image.
 func imageSet(tb testing.TB) images.Set {
 	tb.Helper()
-	node := os.Getenv(envNodeImage)
-	if node == "" {
-		tb.Skipf("skipping: set %s to a kind node image present in the Docker engine (no registry here)", envNodeImage)
+	set, err := images.Offline(context.Background())
+	if err != nil {
+		tb.Skipf("skipping: no offline images (%v): run secprov images build", err)
 	}
-	var set images.Set
-	var err error
-	if set.Node, err = kind.ParseRef(node); err != nil {
-		tb.Fatal(err)
-	}
-	set.KubeImageRepository = os.Getenv("SECPROV_KIND_IMAGE_REPOSITORY")
-	for env, ref := range map[string]*images.Ref{"SECPROV_KIND_ETCD_IMAGE": &set.Etcd, "SECPROV_KIND_COREDNS_IMAGE": &set.CoreDNS} {
-		if v := os.Getenv(env); v != "" {
-			if *ref, err = kind.ParseRef(v); err != nil {
-				tb.Fatal(err)
-			}
+	if node := os.Getenv("SECPROV_KIND_NODE_IMAGE"); node != "" {
+		if set.Node, err = kind.ParseRef(node); err != nil {
+			tb.Fatal(err)
 		}
 	}
-	set.Offline = set.KubeImageRepository != ""
 	return set
 }
 
 func newProvider(set images.Set) *kind.Provider {
-	return kind.New(kind.Options{Images: func(context.Context, *blueprints.Blueprint) (images.Set, error) { return set, nil }})
+	return kind.New(kind.Options{Cilium: kind.HelmCilium, Images: func(context.Context, *blueprints.Blueprint) (images.Set, error) { return set, nil }})
 }
 
 func TestMain(m *testing.M) {
-	reg, err := provider.NewRegistry(cluster.NewRegistry(kind.New(kind.Options{})).ResourceTypes()...)
+	reg, err := provider.NewRegistry(cluster.NewRegistry(kind.New(kind.Options{Cilium: kind.HelmCilium})).ResourceTypes()...)
 	if err != nil {
 		panic(err)
 	}

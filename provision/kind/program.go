@@ -37,10 +37,19 @@ func ParseRef(s string) (images.Ref, error) {
 }
 
 // DefaultImages is the image set of a blueprint when the provider is not
-// told otherwise: the pinned upstream set, with spec.provider.kind.nodeImage
-// as the node image when the blueprint names one.
-func DefaultImages(_ context.Context, bp *blueprints.Blueprint) (images.Set, error) {
+// told otherwise: the pinned upstream set, or with spec.provider.kind.images
+// offline the set the last `secprov images build` made (checked present in
+// the Docker engine), with spec.provider.kind.nodeImage as the node image
+// when the blueprint names one.
+func DefaultImages(ctx context.Context, bp *blueprints.Blueprint) (images.Set, error) {
 	set := upstreamImages
+	if k := bp.Spec.Provider.Kind; k != nil && k.Images == v1alpha1.KindImagesOffline {
+		offline, err := images.Offline(ctx)
+		if err != nil {
+			return set, fmt.Errorf("spec.provider.kind.images is offline: %w", err)
+		}
+		set = offline
+	}
 	if k := bp.Spec.Provider.Kind; k != nil && k.NodeImage != "" {
 		ref, err := ParseRef(k.NodeImage)
 		if err != nil {

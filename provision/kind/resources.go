@@ -418,11 +418,11 @@ type ciliumOut struct {
 
 func ciliumResourceType(install CiliumInstaller) provider.TypedResourceType[ciliumIn, ciliumOut] {
 	run := func(ctx context.Context, log *slog.Logger, in ciliumIn) (ciliumOut, error) {
-		ci, err := ciliumInputs(ctx, in)
+		kubeconfig, ci, err := ciliumInputs(ctx, in)
 		if err != nil {
 			return ciliumOut{}, err
 		}
-		if err := install(ctx, ci, log); err != nil {
+		if err := install(ctx, kubeconfig, ci, log); err != nil {
 			return ciliumOut{}, err
 		}
 		return ciliumOut{Installed: time.Now().UTC().Format(time.RFC3339)}, nil

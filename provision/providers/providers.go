@@ -12,7 +12,5 @@ import (
 
 // Registry returns every cluster provider.
 func Registry() *cluster.Registry {
-	// TODO(provision/kind/cilium): pass kind.Options{Cilium: …} adapting
-	// that package's Install once it is merged.
-	return cluster.NewRegistry(local.New(), kind.New(kind.Options{}))
+	return cluster.NewRegistry(local.New(), kind.New(kind.Options{Cilium: kind.HelmCilium}))
 }
