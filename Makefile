@@ -33,9 +33,13 @@ test-short:
 
 # Everything: unit tests, integration tests against real etcd,
 # kube-apiserver and the Pulumi engine, end-to-end tests and a short fuzz run.
+# With SECPROV_E2E_KIND=1 and a Docker engine (.ci/run starts one) the e2e
+# also builds (or reuses) the offline images and runs prod and test on kind;
+# the kind provider's own integration tests then run from those images.
 test: build vet tools
 	$(GO) test -count=1 -timeout 40m ./...
-	$(GO) test -count=1 -timeout 40m -tags e2e ./e2e/...
+	$(GO) test -count=1 -timeout 80m -tags e2e ./e2e/...
+	$(GO) test -count=1 -timeout 30m -tags kind ./provision/kind/...
 	$(MAKE) fuzz
 
 fuzz:

@@ -510,3 +510,92 @@ func tailLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// kubeadmAdminsBinding is the binding kubeadm init makes: cluster-admin
+// for the group of its admin.conf, a credential left in the control-plane
+// node that secprov does not use (its own admin and super-admin
+// kubeconfigs are issued from the cluster's CA). It is an unnamed
+// cluster-admin grant, so secprov removes it (SP-RBAC-001).
+const kubeadmAdminsBinding = "kubeadm:cluster-admins"
+
+// removeKubeadmAdmins deletes kubeadmAdminsBinding; absent is fine.
+func removeKubeadmAdmins(ctx context.Context, cs kubernetes.Interface) error {
+	err := cs.RbacV1().ClusterRoleBindings().Delete(ctx, kubeadmAdminsBinding, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("remove kubeadm's cluster-admin binding %s: %w", kubeadmAdminsBinding, err)
+	}
+	return nil
+}
+
+// kubeadmAdminsPresent reports whether kubeadmAdminsBinding exists.
+func kubeadmAdminsPresent(ctx context.Context, cs kubernetes.Interface) bool {
+	_, err := cs.RbacV1().ClusterRoleBindings().Get(ctx, kubeadmAdminsBinding, metav1.GetOptions{})
+	return err == nil
+}
+
+// waitRestarted waits until each node in names, started at or after
+// since, is Ready again as its kubelet reported after since, and runs a
+// Cilium agent started after since that is ready. Statuses from before
+// the restart do not count: a stopped node stays Ready for the node
+// monitor's grace period, and its agent pod's last status says ready.
+func waitRestarted(ctx context.Context, cs kubernetes.Interface, names []string, since time.Time, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	since = since.Truncate(time.Second) // API times have second precision
+	for {
+		waiting := restartPending(ctx, cs, names, since)
+		if len(waiting) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("after the restart of its nodes, %s within %v: see kubectl -n kube-system get pods -o wide and kubectl describe node", strings.Join(waiting, "; "), timeout)
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// restartPending says what of waitRestarted is not there yet.
+func restartPending(ctx context.Context, cs kubernetes.Interface, names []string, since time.Time) []string {
+	var out []string
+	pods, err := cs.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=cilium"})
+	if err != nil {
+		return []string{"cannot list the Cilium agents: " + err.Error()}
+	}
+	for _, n := range names {
+		node, err := cs.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{})
+		if err != nil {
+			out = append(out, fmt.Sprintf("node %s: %v", n, err))
+			continue
+		}
+		ready := false
+		for _, c := range node.Status.Conditions {
+			ready = ready || (c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && !c.LastHeartbeatTime.Time.Before(since))
+		}
+		if !ready {
+			out = append(out, "node "+n+" is not Ready since the restart")
+		}
+		agent := false
+		for _, p := range pods.Items {
+			if p.Spec.NodeName != n {
+				continue
+			}
+			for _, c := range p.Status.ContainerStatuses {
+				if c.Name == "cilium-agent" && c.Ready && c.State.Running != nil && !c.State.Running.StartedAt.Time.Before(since) {
+					agent = true
+				}
+			}
+		}
+		if !agent {
+			out = append(out, "the Cilium agent on "+n+" is not ready since the restart")
+		}
+	}
+	return out
+}
+
+// ciliumInstalled reports whether the Cilium agent DaemonSet exists: the
+// nodes can only be Ready once it does.
+func ciliumInstalled(ctx context.Context, cs kubernetes.Interface) bool {
+	_, err := cs.AppsV1().DaemonSets(metav1.NamespaceSystem).Get(ctx, "cilium", metav1.GetOptions{})
+	return err == nil
+}

@@ -216,6 +216,9 @@ func finish(ctx context.Context, log *slog.Logger, in clusterIn) error {
 	if err := deleteJoinToken(ctx, cs); err != nil {
 		return fmt.Errorf("delete the join token: %w", err)
 	}
+	if err := removeKubeadmAdmins(ctx, cs); err != nil {
+		return err
+	}
 	if err := hardenNodeFiles(ctx, in.Nodes); err != nil {
 		return err
 	}
@@ -287,9 +290,9 @@ func clusterChanges(ctx context.Context, in clusterIn) []provider.Change {
 		c, ok := byName[n]
 		switch {
 		case !ok:
-			out = append(out, provider.Change{Path: "nodes[" + n + "] (missing)", Kind: provider.Update, Replace: true})
+			out = append(out, provider.Change{Path: "node " + n + " (missing)", Kind: provider.Update, Replace: true})
 		case !c.Running():
-			out = append(out, provider.Change{Path: "nodes[" + n + "] (" + c.State + ")", Kind: provider.Update})
+			out = append(out, provider.Change{Path: "node " + n + " (" + c.State + ")", Kind: provider.Update})
 		default:
 			running = append(running, n)
 		}
@@ -305,6 +308,11 @@ func clusterChanges(ctx context.Context, in clusterIn) []provider.Change {
 		out = append(out, provider.Change{Path: "kubeconfig " + p, Kind: provider.Update})
 	}
 	if cs, err := superAdminClient(l); err == nil {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if kubeadmAdminsPresent(cctx, cs) {
+			out = append(out, provider.Change{Path: "clusterrolebinding " + kubeadmAdminsBinding + " (cluster-admin for kubeadm's admin.conf)", Kind: provider.Update})
+		}
 		if addrs, err := nodeAddresses(ctx, in.Nodes, in.Network); err == nil {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
@@ -338,7 +346,14 @@ func updateCluster(ctx context.Context, log *slog.Logger, req provider.TypedRequ
 		_, out, err := createCluster(ctx, log, in)
 		return out, err
 	}
-	wasStopped := slices.ContainsFunc(own, func(c container) bool { return !c.Running() })
+	var stopped []string
+	for _, c := range own {
+		if !c.Running() {
+			stopped = append(stopped, c.Name)
+		}
+	}
+	wasStopped := len(stopped) > 0
+	started := time.Now()
 	if err := startNodes(ctx, own); err != nil {
 		return req.State, fmt.Errorf("start the nodes of %s: %w", in.Name, err)
 	}
@@ -351,7 +366,24 @@ func updateCluster(ctx context.Context, log *slog.Logger, req provider.TypedRequ
 		time.Sleep(2 * time.Second)
 	}
 	out := clusterOut{Nodes: in.Nodes, CA: ca, Restart: in.Restart}
-	return out, finish(ctx, log, in)
+	if err := finish(ctx, log, in); err != nil {
+		return out, err
+	}
+	if wasStopped {
+		// The CNI runs already (Cilium's step will see no change): wait
+		// here until the restarted nodes are Ready again, so up does not
+		// report a cluster whose nodes still come up.
+		cs, err := superAdminClient(newLayout(in.Dir))
+		if err != nil {
+			return out, err
+		}
+		if ciliumInstalled(ctx, cs) {
+			if err := waitRestarted(ctx, cs, stopped, started, APIReadyTimeout); err != nil {
+				return out, err
+			}
+		}
+	}
+	return out, nil
 }
 
 func clusterResourceType() provider.TypedResourceType[clusterIn, clusterOut] {

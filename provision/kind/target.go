@@ -151,7 +151,7 @@ func (t *Target) Component(ctx context.Context, name string) (*verify.Component,
 // machine (rendered files, keys, kubeconfigs, the audit log); the rest is
 // the control-plane node's.
 func (t *Target) onHost(p string) bool {
-	return strings.HasPrefix(p, t.layout.Dir+string(os.PathSeparator))
+	return p == t.layout.Dir || strings.HasPrefix(p, t.layout.Dir+string(os.PathSeparator))
 }
 
 // nodeFileError turns a node command's "No such file" into fs.ErrNotExist.

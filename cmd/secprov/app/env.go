@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/provision"
 	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/engine"
@@ -43,13 +44,15 @@ func (f *stateFlags) backendURL() string {
 
 // blueprintFlags select blueprints.
 type blueprintFlags struct {
-	files []string
-	only  []string
+	files  []string
+	only   []string
+	images string
 }
 
 func (f *blueprintFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringArrayVarP(&f.files, "filename", "f", nil, "blueprint file or directory (repeatable; default: the current directory)")
 	cmd.Flags().StringArrayVar(&f.only, "only", nil, "only these clusters (cluster name or environment; repeatable)")
+	cmd.Flags().StringVar(&f.images, "images", "", "image set of kind clusters, overriding spec.provider.kind.images: upstream (pinned registry images) or offline (what secprov images build made)")
 	completeOnly(cmd)
 }
 
@@ -85,7 +88,28 @@ func (f *blueprintFlags) load() ([]*blueprints.Blueprint, error) {
 	if len(bps) == 0 {
 		return nil, usageErr(fmt.Errorf("no blueprints in %s; write some with secprov init", strings.Join(files, ", ")))
 	}
+	if err := f.applyImages(bps); err != nil {
+		return nil, err
+	}
 	return bps, nil
+}
+
+// applyImages sets --images on every kind blueprint, as if each said so
+// in spec.provider.kind.images.
+func (f *blueprintFlags) applyImages(bps []*blueprints.Blueprint) error {
+	switch f.images {
+	case "":
+		return nil
+	case v1alpha1.KindImagesUpstream, v1alpha1.KindImagesOffline:
+	default:
+		return usageErr(fmt.Errorf("--images %q: want upstream or offline; nothing was changed", f.images))
+	}
+	for _, bp := range bps {
+		if k := bp.Spec.Provider.Kind; bp.Spec.Provider.Type == v1alpha1.ProviderKind && k != nil {
+			k.Images = f.images
+		}
+	}
+	return nil
 }
 
 // providerTypes are the provider types of bps, each checked against the

@@ -1,0 +1,272 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"secprov.dev/secprov/provision/kind"
+	"secprov.dev/secprov/provision/paths"
+)
+
+// EnvKindE2E turns the kind e2e on: a Docker engine must run (.ci/dockerd
+// starts one on CI machines) and the test builds or reuses the offline
+// images. Without it the test skips, since a developer's `make test`
+// need not have Docker; CI sets it, so there a missing engine fails.
+const EnvKindE2E = "SECPROV_E2E_KIND"
+
+// phases records how long each phase took, printed at the end.
+type phases struct {
+	t     *testing.T
+	names []string
+	took  []time.Duration
+}
+
+func (p *phases) run(name string, fn func()) {
+	p.t.Helper()
+	start := time.Now()
+	defer func() {
+		p.names = append(p.names, name)
+		p.took = append(p.took, time.Since(start))
+		fmt.Fprintf(os.Stderr, "kind e2e: %-32s %s\n", name, time.Since(start).Round(100*time.Millisecond))
+	}()
+	fn()
+}
+
+func (p *phases) report() {
+	var b strings.Builder
+	var total time.Duration
+	for i, n := range p.names {
+		fmt.Fprintf(&b, "  %-32s %8s\n", n, p.took[i].Round(100*time.Millisecond))
+		total += p.took[i]
+	}
+	fmt.Fprintf(&b, "  %-32s %8s\n", "total", total.Round(100*time.Millisecond))
+	fmt.Fprintf(os.Stderr, "kind e2e phase timings:\n%s", b.String())
+	p.t.Logf("phase timings:\n%s", b.String())
+}
+
+// execFor is h.exec with a longer timeout (image builds, kind creates).
+func (h *home) execFor(timeout time.Duration, args ...string) result {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	c := h.cmd(ctx, args...)
+	c.Stdout, c.Stderr = &out, &errOut
+	err := c.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		h.t.Fatalf("secprov %s: %v", strings.Join(args, " "), err)
+	}
+	return result{out.String(), errOut.String(), code}
+}
+
+func dockerLines(t *testing.T, args ...string) []string {
+	t.Helper()
+	out, err := exec.Command("docker", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.Fields(string(out))
+}
+
+// TestKindProdAndTest is the kind e2e: the offline images, then secprov up
+// of the kind example blueprints (prod and test, each a control plane and
+// a worker on its own Docker network, Cilium), and what a platform engineer
+// would check by hand: nodes Ready, Cilium healthy, verify --all passes, a
+// privileged pod is refused, a secret is encrypted in the node's etcd,
+// prod's nodes cannot reach test's, a second up changes nothing, and down
+// leaves no container, network or state.
+func TestKindProdAndTest(t *testing.T) {
+	if os.Getenv(EnvKindE2E) != "1" {
+		t.Skipf("skipping: set %s=1 with a running Docker engine (.ci/run does)", EnvKindE2E)
+	}
+	ph := &phases{t: t}
+	defer ph.report()
+	h := newHome(t)
+
+	ph.run("images build (or reuse)", func() {
+		r := h.execFor(90*time.Minute, "images", "build")
+		if r.code != 0 {
+			t.Fatalf("secprov images build:\n%s", r)
+		}
+	})
+
+	var u upJSON
+	ph.run("up prod + test (create, verify)", func() {
+		r := h.execFor(30*time.Minute, "up", "-f", "blueprints/examples/kind", "--images", "offline", "-o", "json")
+		if r.code != 0 {
+			t.Fatalf("secprov up:\n%s", r)
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &u); err != nil {
+			t.Fatalf("up -o json: %v\n%s", err, r.stdout)
+		}
+		t.Logf("up stderr:\n%s", r.stderr)
+	})
+	if len(u.Clusters) != 2 {
+		t.Fatalf("up made %d clusters, want prod and test", len(u.Clusters))
+	}
+	const prod, test = "shop-kind-prod", "shop-kind-test"
+	prodDir := h.clusterDir(prod)
+	cs, _ := adminClient(t, paths.NewLayout(prodDir).AdminKubeconfig())
+	ctx := context.Background()
+
+	ph.run("checks", func() {
+		t.Run("nodes Ready on their own network", func(t *testing.T) {
+			for _, name := range []string{prod, test} {
+				c, _ := adminClient(t, paths.NewLayout(h.clusterDir(name)).AdminKubeconfig())
+				nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(nodes.Items) != 2 {
+					t.Errorf("%s has %d nodes, want 2", name, len(nodes.Items))
+				}
+				for _, n := range nodes.Items {
+					ready := false
+					for _, c := range n.Status.Conditions {
+						ready = ready || (c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue)
+					}
+					if !ready {
+						t.Errorf("node %s is not Ready", n.Name)
+					}
+					nets := dockerLines(t, "inspect", "--format", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", n.Name)
+					if len(nets) != 1 || nets[0] != kind.NetworkName(name) {
+						t.Errorf("node %s is on networks %v, want only %s", n.Name, nets, kind.NetworkName(name))
+					}
+				}
+				ds, err := c.AppsV1().DaemonSets("kube-system").Get(ctx, "cilium", metav1.GetOptions{})
+				if err != nil {
+					t.Fatalf("%s: cilium DaemonSet: %v", name, err)
+				}
+				if ds.Status.NumberReady != 2 {
+					t.Errorf("%s: %d cilium agents ready, want 2", name, ds.Status.NumberReady)
+				}
+			}
+		})
+
+		t.Run("privileged pod refused", func(t *testing.T) {
+			priv := true
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "e2e-priv"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
+				Name: "c", Image: "busybox", SecurityContext: &corev1.SecurityContext{Privileged: &priv}}}}}
+			_, err := cs.CoreV1().Pods("payments").Create(ctx, pod, metav1.CreateOptions{})
+			if err == nil || !apierrors.IsForbidden(err) {
+				t.Errorf("privileged pod: err = %v; want it forbidden", err)
+			}
+		})
+
+		t.Run("secret encrypted in the node's etcd", func(t *testing.T) {
+			_, err := cs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: "e2e-canary"}, StringData: map[string]string{"password": "e2e-kind-secret-value"}}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// etcdctl inside the etcd static pod's mount namespace, as
+			// verify does, printing the raw value.
+			node := kind.ControlPlaneNode(prod)
+			pid := strings.TrimSpace(string(must(t, exec.Command("docker", "exec", node, "pgrep", "-xo", "etcd"))))
+			raw := must(t, exec.Command("docker", "exec", node, "nsenter", "--target", pid, "--mount", "--",
+				"etcdctl", "--endpoints=https://127.0.0.1:2379", "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
+				"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt", "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
+				"get", "--print-value-only", "/registry/secrets/default/e2e-canary"))
+			if !bytes.HasPrefix(raw, []byte("k8s:enc:secretbox:v1:")) {
+				t.Errorf("raw etcd value starts %q, want k8s:enc:secretbox:v1:", raw[:min(len(raw), 32)])
+			}
+			if bytes.Contains(raw, []byte("e2e-kind-secret-value")) {
+				t.Error("secret value in plaintext in etcd")
+			}
+		})
+
+		t.Run("prod nodes cannot reach test nodes", func(t *testing.T) {
+			testNodes := dockerLines(t, "ps", "--filter", "label=io.x-k8s.kind.cluster="+test, "--format", "{{.Names}}")
+			for _, from := range dockerLines(t, "ps", "--filter", "label=io.x-k8s.kind.cluster="+prod, "--format", "{{.Names}}") {
+				for _, to := range testNodes {
+					ip := dockerLines(t, "inspect", "--format", fmt.Sprintf(`{{with index .NetworkSettings.Networks %q}}{{.IPAddress}}{{end}}`, kind.NetworkName(test)), to)
+					if len(ip) != 1 {
+						t.Fatalf("no address of %s", to)
+					}
+					probe := exec.Command("docker", "exec", from, "timeout", "3", "bash", "-c", "exec 3<>/dev/tcp/"+ip[0]+"/10250")
+					if out, err := probe.CombinedOutput(); err == nil {
+						t.Errorf("%s reaches %s (%s:10250): %s", from, to, ip[0], out)
+					}
+				}
+				// The same probe inside prod connects: the refusal above is
+				// the networks', not a broken probe.
+				self := dockerLines(t, "inspect", "--format", fmt.Sprintf(`{{with index .NetworkSettings.Networks %q}}{{.IPAddress}}{{end}}`, kind.NetworkName(prod)), kind.ControlPlaneNode(prod))
+				if out, err := exec.Command("docker", "exec", from, "timeout", "3", "bash", "-c", "exec 3<>/dev/tcp/"+self[0]+"/10250").CombinedOutput(); err != nil {
+					t.Errorf("%s cannot reach its own control plane %s:10250 (%v %s): the probe is broken", from, self[0], err, out)
+				}
+			}
+		})
+	})
+
+	ph.run("verify --all", func() {
+		r := h.execFor(10*time.Minute, "verify", "--all")
+		if r.code != 0 {
+			t.Errorf("verify --all failed:\n%s", r)
+		} else {
+			t.Logf("verify --all:\n%s", r.stdout)
+		}
+	})
+
+	ph.run("second up (no changes)", func() {
+		r := h.execFor(10*time.Minute, "up", "-f", "blueprints/examples/kind", "--images", "offline", "--no-verify", "-o", "json")
+		if r.code != 0 {
+			t.Fatalf("second up:\n%s", r)
+		}
+		var again upJSON
+		if err := json.Unmarshal([]byte(r.stdout), &again); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range again.Clusters {
+			for op, n := range c.Changes {
+				if op != "same" && n > 0 {
+					t.Errorf("second up of %s: %d %s", c.Name, n, op)
+				}
+			}
+		}
+	})
+
+	ph.run("down", func() {
+		r := h.execFor(10*time.Minute, "down", "--cluster", prod, "--cluster", test)
+		if r.code != 0 {
+			t.Fatalf("down:\n%s", r)
+		}
+	})
+	for _, name := range []string{prod, test} {
+		if left := dockerLines(t, "ps", "-a", "--filter", "label=io.x-k8s.kind.cluster="+name, "--format", "{{.Names}}"); len(left) > 0 {
+			t.Errorf("containers of %s left after down: %v", name, left)
+		}
+		if left := dockerLines(t, "network", "ls", "--filter", "name=^"+kind.NetworkName(name)+"$", "--format", "{{.Name}}"); len(left) > 0 {
+			t.Errorf("network of %s left after down: %v", name, left)
+		}
+		if _, err := os.Stat(h.clusterDir(name)); !os.IsNotExist(err) {
+			t.Errorf("state of %s left after down: %v", name, err)
+		}
+	}
+}
+
+func must(t *testing.T, c *exec.Cmd) []byte {
+	t.Helper()
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	out, err := c.Output()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(c.Args, " "), err, stderr.String())
+	}
+	return out
+}
