@@ -72,7 +72,7 @@ func (t *Target) NodeReadFile(ctx context.Context, node, p string) ([]byte, erro
 	if err := t.ownNode(node); err != nil {
 		return nil, err
 	}
-	out, err := nodeExec(ctx, node, "cat", "--", p)
+	out, err := t.sh.get(node).run(ctx, "cat", "--", p)
 	return out, nodeFileError(p, err)
 }
 
@@ -81,7 +81,7 @@ func (t *Target) NodeStat(ctx context.Context, node, p string) (fs.FileInfo, err
 	if err := t.ownNode(node); err != nil {
 		return nil, err
 	}
-	out, err := nodeExec(ctx, node, "stat", "-L", "-c", "%f %s %Y", "--", p)
+	out, err := t.sh.get(node).run(ctx, "stat", "-L", "-c", "%f %s %Y", "--", p)
 	if err != nil {
 		return nil, nodeFileError(p, err)
 	}

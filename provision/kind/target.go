@@ -44,6 +44,14 @@ type Target struct {
 
 	mu    sync.Mutex
 	comps map[string]*verify.Component
+
+	sh shells // one shell per node for file reads and stats
+}
+
+// Close ends the target's shells in the nodes.
+func (t *Target) Close() error {
+	t.sh.closeAll()
+	return nil
 }
 
 // NewTarget opens the kind cluster of rec. peers lists the other clusters
@@ -168,7 +176,7 @@ func (t *Target) ReadFile(ctx context.Context, p string) ([]byte, error) {
 	if t.onHost(p) {
 		return os.ReadFile(p)
 	}
-	out, err := nodeExec(ctx, t.node, "cat", "--", p)
+	out, err := t.sh.get(t.node).run(ctx, "cat", "--", p)
 	return out, nodeFileError(p, err)
 }
 
@@ -185,7 +193,7 @@ func (t *Target) ReadFileFrom(ctx context.Context, p string, offset int64) ([]by
 		}
 		return io.ReadAll(f)
 	}
-	out, err := nodeExec(ctx, t.node, "tail", "-c", "+"+strconv.FormatInt(offset+1, 10), "--", p)
+	out, err := t.sh.get(t.node).run(ctx, "tail", "-c", "+"+strconv.FormatInt(offset+1, 10), "--", p)
 	return out, nodeFileError(p, err)
 }
 
@@ -240,7 +248,7 @@ func (t *Target) Stat(ctx context.Context, p string) (fs.FileInfo, error) {
 	if t.onHost(p) {
 		return os.Stat(p)
 	}
-	out, err := nodeExec(ctx, t.node, "stat", "-L", "-c", "%f %s %Y", "--", p)
+	out, err := t.sh.get(t.node).run(ctx, "stat", "-L", "-c", "%f %s %Y", "--", p)
 	if err != nil {
 		return nil, nodeFileError(p, err)
 	}
