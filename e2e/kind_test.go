@@ -241,6 +241,34 @@ func TestKindProdAndTest(t *testing.T) {
 		}
 	})
 
+	// Weaken the live clusters the way a person with Docker access could,
+	// and see verify catch it (and up repair what it owns).
+	ph.run("weakened: caught, repaired", func() {
+		worker := kind.WorkerNode(prod, 1)
+		t.Run("kubelet config readable by all fails SP-NODE-004, up repairs it", func(t *testing.T) {
+			must(t, exec.Command("docker", "exec", worker, "chmod", "0644", "/var/lib/kubelet/config.yaml"))
+			r := h.execFor(5*time.Minute, "verify", "--cluster", prod, "--check", "SP-NODE-004")
+			if r.code != 1 || !strings.Contains(r.stdout, "/var/lib/kubelet/config.yaml") {
+				t.Errorf("verify does not fail SP-NODE-004 naming the file:\n%s", r)
+			}
+			if r := h.execFor(10*time.Minute, "up", "-f", "blueprints/examples/kind", "--images", "offline", "--only", "prod", "--no-verify"); r.code != 0 {
+				t.Fatalf("repair up:\n%s", r)
+			}
+			if r := h.execFor(5*time.Minute, "verify", "--cluster", prod, "--check", "SP-NODE-004"); r.code != 0 {
+				t.Errorf("SP-NODE-004 still fails after up:\n%s", r)
+			}
+		})
+		t.Run("a test node on prod's network fails SP-ISO-003", func(t *testing.T) {
+			testWorker := kind.WorkerNode(test, 1)
+			must(t, exec.Command("docker", "network", "connect", kind.NetworkName(prod), testWorker))
+			defer must(t, exec.Command("docker", "network", "disconnect", kind.NetworkName(prod), testWorker))
+			r := h.execFor(5*time.Minute, "verify", "--cluster", prod, "--check", "SP-ISO-003")
+			if r.code != 1 || !strings.Contains(r.stdout, "SP-ISO-003") {
+				t.Errorf("verify does not fail SP-ISO-003 with a test node on prod's network:\n%s", r)
+			}
+		})
+	})
+
 	ph.run("down", func() {
 		r := h.execFor(10*time.Minute, "down", "--cluster", prod, "--cluster", test)
 		if r.code != 0 {

@@ -33,11 +33,16 @@ func listNodes(ctx context.Context, name, environment string) ([]verify.Node, er
 			continue
 		}
 		n := verify.Node{Name: f[0], Role: f[1], Cluster: name, Environment: environment, Network: network}
-		// A stopped node has no address; it is listed without one, and
-		// the checks that need it report that.
-		if ip, err := nodeIP(ctx, n.Name, network); err == nil {
-			if a, err := netip.ParseAddr(ip); err == nil {
-				n.Addresses = append(n.Addresses, a)
+		// Every address on every network the node is attached to: a node
+		// attached out of band to another network is reachable there. A
+		// stopped node has none; it is listed without, and the checks
+		// that need one report that.
+		addrs, err := docker(ctx, "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", n.Name)
+		if err == nil {
+			for _, f := range strings.Fields(string(addrs)) {
+				if a, err := netip.ParseAddr(f); err == nil {
+					n.Addresses = append(n.Addresses, a)
+				}
 			}
 		}
 		nodes = append(nodes, n)
