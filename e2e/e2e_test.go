@@ -89,7 +89,13 @@ func (h *home) cmd(ctx context.Context, args ...string) *exec.Cmd {
 
 func (h *home) exec(args ...string) result {
 	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	return h.execFor(8*time.Minute, args...)
+}
+
+// execFor runs secprov with a timeout of its own (image builds, kind).
+func (h *home) execFor(timeout time.Duration, args ...string) result {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var out, errOut bytes.Buffer
 	c := h.cmd(ctx, args...)

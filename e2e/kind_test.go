@@ -57,24 +57,6 @@ func (p *phases) report() {
 	p.t.Logf("phase timings:\n%s", b.String())
 }
 
-// execFor is h.exec with a longer timeout (image builds, kind creates).
-func (h *home) execFor(timeout time.Duration, args ...string) result {
-	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var out, errOut bytes.Buffer
-	c := h.cmd(ctx, args...)
-	c.Stdout, c.Stderr = &out, &errOut
-	err := c.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		h.t.Fatalf("secprov %s: %v", strings.Join(args, " "), err)
-	}
-	return result{out.String(), errOut.String(), code}
-}
-
 func dockerLines(t *testing.T, args ...string) []string {
 	t.Helper()
 	out, err := exec.Command("docker", args...).CombinedOutput()

@@ -16,10 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening/verify"
 	"secprov.dev/secprov/provision/cluster"
@@ -37,10 +33,8 @@ type Target struct {
 	peers  cluster.Peers
 	node   string
 
-	once   sync.Once
-	cfg    *rest.Config
-	client kubernetes.Interface
-	err    error
+	// The API through the admin kubeconfig.
+	*cluster.AdminAPI
 
 	mu    sync.Mutex
 	comps map[string]*verify.Component
@@ -61,7 +55,8 @@ func NewTarget(rec *cluster.Record, peers cluster.Peers) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Target{layout: newLayout(rec.Dir), rec: rec, spec: spec, peers: peers, node: ControlPlaneNode(rec.Name),
+	l := newLayout(rec.Dir)
+	return &Target{AdminAPI: cluster.NewAdminAPI(l.AdminKubeconfig()), layout: l, rec: rec, spec: spec, peers: peers, node: ControlPlaneNode(rec.Name),
 		comps: map[string]*verify.Component{}}, nil
 }
 
@@ -96,33 +91,6 @@ func (t *Target) Capabilities() []verify.Capability {
 	return slices.DeleteFunc(verify.AllCapabilities(), func(c verify.Capability) bool {
 		return c == verify.ComponentEndpoints || c == verify.NetworkProbes
 	})
-}
-
-// RESTConfig implements verify.Target.
-func (t *Target) RESTConfig() (*rest.Config, error) {
-	t.once.Do(func() {
-		t.cfg, t.err = clientcmd.BuildConfigFromFlags("", t.layout.AdminKubeconfig())
-		if t.err != nil {
-			return
-		}
-		t.cfg.Timeout = 15 * time.Second
-		t.cfg.UserAgent = "secprov-verify"
-		t.cfg.QPS, t.cfg.Burst = 100, 200
-		t.cfg.WarningHandler = rest.NoWarnings{}
-		t.client, t.err = kubernetes.NewForConfig(t.cfg)
-	})
-	if t.err != nil {
-		return nil, t.err
-	}
-	return rest.CopyConfig(t.cfg), nil
-}
-
-// Client implements verify.Target.
-func (t *Target) Client() (kubernetes.Interface, error) {
-	if _, err := t.RESTConfig(); err != nil {
-		return nil, err
-	}
-	return t.client, nil
 }
 
 // Component implements verify.Target from the control-plane node's

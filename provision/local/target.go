@@ -17,9 +17,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening/verify"
@@ -40,10 +37,8 @@ type Target struct {
 	spec   v1alpha1.Spec
 	peers  cluster.Peers
 
-	once   sync.Once
-	cfg    *rest.Config
-	client kubernetes.Interface
-	err    error
+	// The API through the admin kubeconfig.
+	*cluster.AdminAPI
 
 	etcdOnce sync.Once
 	etcd     *clientv3.Client
@@ -57,7 +52,8 @@ func NewTarget(rec *cluster.Record, peers cluster.Peers) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Target{NoNodes: verify.NoNodes{Provider: rec.ProviderType()}, layout: paths.NewLayout(rec.Dir), rec: rec, spec: spec, peers: peers}, nil
+	l := paths.NewLayout(rec.Dir)
+	return &Target{NoNodes: verify.NoNodes{Provider: rec.ProviderType()}, AdminAPI: cluster.NewAdminAPI(l.AdminKubeconfig()), layout: l, rec: rec, spec: spec, peers: peers}, nil
 }
 
 // Close releases the etcd connection.
@@ -106,39 +102,6 @@ func (t *Target) privateFiles() []string {
 		}
 	}
 	return out
-}
-
-// RESTConfig implements verify.Target.
-func (t *Target) RESTConfig() (*rest.Config, error) {
-	t.once.Do(func() {
-		t.cfg, t.err = clientcmd.BuildConfigFromFlags("", t.layout.AdminKubeconfig())
-		if t.err != nil {
-			return
-		}
-		t.cfg.Timeout = 15 * time.Second
-		t.cfg.UserAgent = "secprov-verify"
-		// The suite sends a few dozen requests from concurrent checks;
-		// client-go's default 5 QPS would make it wait on itself for
-		// seconds. The API server's own limits still apply.
-		t.cfg.QPS, t.cfg.Burst = 100, 200
-		// Checks send deprecated or refused requests on purpose (dry-run
-		// externalIPs, pods that break Pod Security); the API server's
-		// warnings about them are expected, not news for the user.
-		t.cfg.WarningHandler = rest.NoWarnings{}
-		t.client, t.err = kubernetes.NewForConfig(t.cfg)
-	})
-	if t.err != nil {
-		return nil, t.err
-	}
-	return rest.CopyConfig(t.cfg), nil
-}
-
-// Client implements verify.Target.
-func (t *Target) Client() (kubernetes.Interface, error) {
-	if _, err := t.RESTConfig(); err != nil {
-		return nil, err
-	}
-	return t.client, nil
 }
 
 // Component implements verify.Target from the pid file and /proc.
