@@ -55,7 +55,17 @@ func (p *phases) report() {
 	fmt.Fprintf(&b, "  %-32s %8s\n", "total", total.Round(100*time.Millisecond))
 	fmt.Fprintf(os.Stderr, "kind e2e phase timings:\n%s", b.String())
 	p.t.Logf("phase timings:\n%s", b.String())
+	// go test shows a passing package's output only with -v: .ci/run
+	// names a file here and prints it after make test.
+	if f := os.Getenv(EnvTimings); f != "" {
+		if err := os.WriteFile(f, []byte("kind e2e phase timings:\n"+b.String()), 0o644); err != nil {
+			p.t.Errorf("write %s: %v", f, err)
+		}
+	}
 }
+
+// EnvTimings names a file the kind e2e writes its phase timings to.
+const EnvTimings = "SECPROV_E2E_TIMINGS"
 
 func dockerLines(t *testing.T, args ...string) []string {
 	t.Helper()
