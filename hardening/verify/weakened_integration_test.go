@@ -788,13 +788,16 @@ func BenchmarkSuite(b *testing.B) {
 	const name = "bench"
 	h.upAll(b, ctx, blueprint(b, "prod.yaml", name, nil), blueprint(b, "test.yaml", name+"-test", nil))
 	checks := verify.Checks()
+	passed := 0
 	for b.Loop() {
 		t, done := h.target(b, name)
 		rep := verify.Run(ctx, t, checks, verify.Options{})
 		done()
-		if s := rep.Summary; s.Failed+s.Errored+s.Warned > 0 || s.Passed != len(checks) {
+		// Checks of nodes skip on local, which has none.
+		if s := rep.Summary; s.Failed+s.Errored+s.Warned > 0 || s.Passed+s.Skipped != len(checks) {
 			b.Fatalf("hardened cluster: %+v", s)
 		}
+		passed = rep.Summary.Passed
 	}
-	b.ReportMetric(float64(len(checks)), "checks/op")
+	b.ReportMetric(float64(passed), "checks/op")
 }
