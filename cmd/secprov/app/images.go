@@ -158,8 +158,7 @@ type stepProgress struct {
 	mu      sync.Mutex
 	running map[string]time.Time // step → start
 	detail  map[string]string
-	ticker  *time.Ticker
-	done    chan struct{}
+	tick    redrawTicker
 	drawn   bool
 }
 
@@ -242,36 +241,9 @@ func (p *stepProgress) clearLocked() {
 	}
 }
 
-func (p *stepProgress) startTickerLocked() {
-	if p.ticker != nil {
-		return
-	}
-	every := 30 * time.Second
-	if p.tty {
-		every = time.Second
-	}
-	p.ticker, p.done = time.NewTicker(every), make(chan struct{})
-	go func(t *time.Ticker, done chan struct{}) {
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				p.mu.Lock()
-				p.drawLocked()
-				p.mu.Unlock()
-			}
-		}
-	}(p.ticker, p.done)
-}
+func (p *stepProgress) startTickerLocked() { p.tick.start(&p.mu, p.tty, p.drawLocked) }
 
-func (p *stepProgress) stopTickerLocked() {
-	if p.ticker != nil {
-		p.ticker.Stop()
-		close(p.done)
-		p.ticker = nil
-	}
-}
+func (p *stepProgress) stopTickerLocked() { p.tick.stop() }
 
 func (p *stepProgress) stop() {
 	p.mu.Lock()

@@ -147,8 +147,7 @@ type toolProgress struct {
 	mu      sync.Mutex
 	current string    // the • line without its elapsed time; "" when idle
 	since   time.Time // when work on the current tool began
-	ticker  *time.Ticker
-	done    chan struct{}
+	tick    redrawTicker
 }
 
 func newToolProgress(w io.Writer, tty, quietHits bool) *toolProgress {
@@ -190,37 +189,16 @@ func (p *toolProgress) drawLocked() {
 }
 
 func (p *toolProgress) startTickerLocked() {
-	if p.ticker != nil {
-		return
-	}
-	every := 30 * time.Second
-	if p.tty {
-		every = time.Second
-	}
-	p.ticker, p.done = time.NewTicker(every), make(chan struct{})
-	go func(t *time.Ticker, done chan struct{}) {
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				p.mu.Lock()
-				if p.current != "" {
-					p.drawLocked()
-				}
-				p.mu.Unlock()
-			}
+	p.tick.start(&p.mu, p.tty, func() {
+		if p.current != "" {
+			p.drawLocked()
 		}
-	}(p.ticker, p.done)
+	})
 }
 
 // endLocked stops the ticker and clears the • line on a terminal.
 func (p *toolProgress) endLocked() {
-	if p.ticker != nil {
-		p.ticker.Stop()
-		close(p.done)
-		p.ticker = nil
-	}
+	p.tick.stop()
 	if p.current != "" && p.tty {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
@@ -231,6 +209,47 @@ func (p *toolProgress) stop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.endLocked()
+}
+
+// redrawTicker calls a progress printer's redraw while work runs: every
+// second on a terminal (the line is redrawn in place), every 30 s in a log.
+type redrawTicker struct {
+	ticker *time.Ticker
+	done   chan struct{}
+}
+
+// start begins ticking unless it already does; redraw runs with mu held.
+// The caller holds mu.
+func (r *redrawTicker) start(mu *sync.Mutex, tty bool, redraw func()) {
+	if r.ticker != nil {
+		return
+	}
+	every := 30 * time.Second
+	if tty {
+		every = time.Second
+	}
+	r.ticker, r.done = time.NewTicker(every), make(chan struct{})
+	go func(t *time.Ticker, done chan struct{}) {
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				mu.Lock()
+				redraw()
+				mu.Unlock()
+			}
+		}
+	}(r.ticker, r.done)
+}
+
+// stop ends the ticking; the caller holds the printer's mutex.
+func (r *redrawTicker) stop() {
+	if r.ticker != nil {
+		r.ticker.Stop()
+		close(r.done)
+		r.ticker = nil
+	}
 }
 
 func formatElapsed(d time.Duration) string {
