@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	kindcluster "sigs.k8s.io/kind/pkg/cluster"
 
 	"secprov.dev/secprov/blueprints"
@@ -89,33 +90,29 @@ func kindUp(b *testing.B, bps []*blueprints.Blueprint, after func(p *provision.P
 func plainKind(b *testing.B, set images.Set, spec v1alpha1.Spec, workers int) time.Duration {
 	ctx := context.Background()
 	name := fmt.Sprintf("plain-%d", time.Now().UnixNano()%100000)
-	repo, _ := set.KubeadmEtcd()
-	patch := ""
-	if set.KubeImageRepository != "" {
-		patch = fmt.Sprintf(`kubeadmConfigPatches:
-- |
-  kind: ClusterConfiguration
-  imageRepository: %s
-  etcd:
-    local:
-      imageRepository: %s
-      imageTag: %s
-  dns:
-    imageRepository: %s
-    imageTag: %s
-`, set.KubeImageRepository, repo, set.Etcd.Tag, dnsRepo(set), set.CoreDNS.Tag)
+	etcdRepo, etcdTag := set.KubeadmEtcd()
+	dnsRepo, dnsTag := set.KubeadmDNS()
+	cfg := &v1alpha4.Cluster{
+		TypeMeta: v1alpha4.TypeMeta{Kind: "Cluster", APIVersion: "kind.x-k8s.io/v1alpha4"},
+		Nodes:    []v1alpha4.Node{{Role: v1alpha4.ControlPlaneRole, Image: set.Node.String()}},
+		Networking: v1alpha4.Networking{DisableDefaultCNI: true, KubeProxyMode: v1alpha4.ProxyMode("none"),
+			PodSubnet: spec.Network.PodCIDR, ServiceSubnet: spec.Network.ServiceCIDR},
+		// Not hardening: what any cluster from this node image needs on
+		// this host (offline image names; the host runs cgroup v1).
+		KubeadmConfigPatches: []string{"apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nfailCgroupV1: false\n"},
 	}
-	var nodes strings.Builder
-	nodes.WriteString("- role: control-plane\n  image: " + set.Node.String() + "\n")
 	for range workers {
-		nodes.WriteString("- role: worker\n  image: " + set.Node.String() + "\n")
+		cfg.Nodes = append(cfg.Nodes, v1alpha4.Node{Role: v1alpha4.WorkerRole, Image: set.Node.String()})
 	}
-	cfg := "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnetworking:\n  disableDefaultCNI: true\n  kubeProxyMode: none\n" + patch + "nodes:\n" + nodes.String()
+	if set.KubeImageRepository != "" {
+		cfg.KubeadmConfigPatches = append(cfg.KubeadmConfigPatches, fmt.Sprintf("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nimageRepository: %s\netcd:\n  local:\n    imageRepository: %s\n    imageTag: %s\ndns:\n  imageRepository: %s\n  imageTag: %s\n",
+			set.KubeImageRepository, etcdRepo, etcdTag, dnsRepo, dnsTag))
+	}
 	kp := kindcluster.NewProvider(kindcluster.ProviderWithDocker())
 	kubeconfig := filepath.Join(b.TempDir(), "kubeconfig")
 	defer kp.Delete(name, kubeconfig)
 	start := time.Now()
-	if err := kp.Create(name, kindcluster.CreateWithRawConfig([]byte(cfg)), kindcluster.CreateWithKubeconfigPath(kubeconfig),
+	if err := kp.Create(name, kindcluster.CreateWithV1Alpha4Config(cfg), kindcluster.CreateWithKubeconfigPath(kubeconfig),
 		kindcluster.CreateWithDisplayUsage(false), kindcluster.CreateWithDisplaySalutation(false)); err != nil {
 		b.Fatalf("plain kind create: %v", err)
 	}
@@ -127,8 +124,6 @@ func plainKind(b *testing.B, set images.Set, spec v1alpha1.Spec, workers int) ti
 	}
 	return time.Since(start)
 }
-
-func dnsRepo(set images.Set) string { r, _ := set.KubeadmDNS(); return r }
 
 func ungrantable(b *testing.B, node string) []string {
 	out, err := exec.Command("docker", "exec", node, "grep", "^CapBnd:", "/proc/1/status").Output()
