@@ -61,7 +61,7 @@ func TestDownloadPinnedReleases(t *testing.T) {
 				t.Errorf("marker = %+v", mk)
 			}
 			for name, rec := range mk.Binaries {
-				if sum, _ := fileSHA256(ins.Bin[name]); rec.SHA256 != sum {
+				if sum, _ := FileSHA256(ins.Bin[name]); rec.SHA256 != sum {
 					t.Errorf("marker digest of %s = %s, file has %s", name, rec.SHA256, sum)
 				}
 			}

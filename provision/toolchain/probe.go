@@ -247,7 +247,7 @@ func writeMarker(root string, t Tool, source string, origin []string) error {
 		if err != nil {
 			return err
 		}
-		sum, err := fileSHA256(p)
+		sum, err := FileSHA256(p)
 		if err != nil {
 			return err
 		}
@@ -260,7 +260,8 @@ func writeMarker(root string, t Tool, source string, origin []string) error {
 	return writeFileAtomic(filepath.Join(root, markerName), append(data, '\n'), 0o644)
 }
 
-func fileSHA256(path string) (string, error) {
+// FileSHA256 is the hex sha256 of a file's content.
+func FileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -268,7 +269,7 @@ func fileSHA256(path string) (string, error) {
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+		return "", fmt.Errorf("hashing %s: %w", path, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -336,7 +336,7 @@ func (b *builder) compileInputs(ctx context.Context, tools Tools, in *inputsOf) 
 			*dst = ins
 			*sums = map[string]string{}
 			for bin, p := range ins.Bin {
-				s, err := fileSHA256(p)
+				s, err := toolchain.FileSHA256(p)
 				if err != nil {
 					return false, err
 				}

@@ -6,6 +6,8 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+
+	"secprov.dev/secprov/provision/toolchain"
 )
 
 // ciliumScripts are the scripts the chart runs in the agent image, from
@@ -61,7 +63,7 @@ func (b *builder) ciliumImages(ctx context.Context, in *inputsOf) (agent, operat
 		comps = append(comps, ciliumComp(bin))
 	}
 	for _, src := range sortedKeys(ciliumScripts) {
-		s, err := fileSHA256(filepath.Join(in.ciliumDir, src))
+		s, err := toolchain.FileSHA256(filepath.Join(in.ciliumDir, src))
 		if err != nil {
 			return agent, operator, err
 		}

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"secprov.dev/secprov/provision/toolchain"
 )
 
 // goRecipe builds binaries in a throw-away wrapper module, so the
@@ -114,7 +116,7 @@ func (b *builder) ensureGo(ctx context.Context, r goRecipe) (goOutput, bool, err
 	out.SHA256 = map[string]string{}
 	out.Go = b.goVersion
 	for _, bin := range r.bins {
-		sum, err := fileSHA256(out.bin(bin))
+		sum, err := toolchain.FileSHA256(out.bin(bin))
 		if err != nil {
 			return out, false, fmt.Errorf("%s: the build did not produce %s: %w", r.name, bin, err)
 		}
@@ -136,7 +138,7 @@ func (o goOutput) verify(bins []string) error {
 		if want == "" {
 			return fmt.Errorf("%s not recorded", bin)
 		}
-		got, err := fileSHA256(o.bin(bin))
+		got, err := toolchain.FileSHA256(o.bin(bin))
 		if err != nil {
 			return err
 		}

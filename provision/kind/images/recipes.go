@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"secprov.dev/secprov/provision/toolchain"
 )
 
 const wrapperGo = "go 1.26.0"
@@ -147,7 +149,7 @@ func (b *builder) cPause(ctx context.Context, kubeVersion, pauseVersion string) 
 		return "", "", nil, false, err
 	}
 	src := filepath.Join(dir, "build", "pause", "linux", "pause.c")
-	srcSum, err := fileSHA256(src)
+	srcSum, err := toolchain.FileSHA256(src)
 	if err != nil {
 		return "", "", nil, false, fmt.Errorf("the k8s.io/kubernetes %s module has no pause source: %w", kubeVersion, err)
 	}
@@ -166,7 +168,7 @@ func (b *builder) cPause(ctx context.Context, kubeVersion, pauseVersion string) 
 		{Name: "pause.c", Version: kubeVersion, Source: "go module k8s.io/kubernetes (build/pause/linux)", SHA256: srcSum},
 		{Name: "cc", Version: cv, Source: "host " + b.cc},
 	}
-	if s, err := fileSHA256(out); err == nil {
+	if s, err := toolchain.FileSHA256(out); err == nil {
 		return out, s, append(comps, Component{Name: "pause", Version: pauseVersion, Source: "built with " + b.cc + " -static", SHA256: s}), true, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
@@ -183,7 +185,7 @@ func (b *builder) cPause(ctx context.Context, kubeVersion, pauseVersion string) 
 	if err := os.Rename(tmp, out); err != nil {
 		return "", "", nil, false, err
 	}
-	s, err := fileSHA256(out)
+	s, err := toolchain.FileSHA256(out)
 	if err != nil {
 		return "", "", nil, false, err
 	}
