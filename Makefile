@@ -8,7 +8,7 @@ SECPROV   := $(CURDIR)/$(BIN)
 FUZZTIME  ?= 150000x
 BENCHTIME ?= 1x
 
-.PHONY: build tools test test-short unit integration e2e fuzz vet bench demo clean docs
+.PHONY: build tools test test-kind test-short unit integration e2e fuzz vet bench demo clean docs
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/secprov
@@ -34,13 +34,18 @@ test-short:
 # Everything: unit tests, integration tests against real etcd,
 # kube-apiserver and the Pulumi engine, end-to-end tests and a short fuzz run.
 # With SECPROV_E2E_KIND=1 and a Docker engine (.ci/run starts one) the e2e
-# also builds (or reuses) the offline images and runs prod and test on kind;
-# the kind provider's own integration tests then run from those images.
+# also builds (or reuses) the offline images and runs prod and test on kind.
 test: build vet tools
 	$(GO) test -count=1 -timeout 40m ./...
 	$(GO) test -count=1 -timeout 80m -tags e2e ./e2e/...
-	$(GO) test -count=1 -p 1 -timeout 30m -tags kind ./provision/kind/...
 	$(MAKE) fuzz
+
+# The kind provider's and the Cilium installer's own integration tests (one
+# cluster each, about 6 minutes on two cores): what the e2e does not reach,
+# such as the diagnosis of an agent image the nodes lack. Needs Docker and
+# the offline images (secprov images build).
+test-kind:
+	$(GO) test -count=1 -p 1 -timeout 30m -tags kind ./provision/kind/...
 
 fuzz:
 	$(GO) test ./blueprints -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)

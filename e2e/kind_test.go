@@ -237,17 +237,30 @@ func TestKindProdAndTest(t *testing.T) {
 	// and see verify catch it (and up repair what it owns).
 	ph.run("weakened: caught, repaired", func() {
 		worker := kind.WorkerNode(prod, 1)
-		t.Run("kubelet config readable by all fails SP-NODE-004, up repairs it", func(t *testing.T) {
+		// One repair up for two kinds of damage: a file mode on a prod node
+		// and a test node container stopped out of band.
+		t.Run("weak kubelet config mode and a stopped node: verify and status see them, up repairs both", func(t *testing.T) {
 			must(t, exec.Command("docker", "exec", worker, "chmod", "0644", "/var/lib/kubelet/config.yaml"))
 			r := h.execFor(5*time.Minute, "verify", "--cluster", prod, "--check", "SP-NODE-004")
 			if r.code != 1 || !strings.Contains(r.stdout, "/var/lib/kubelet/config.yaml") {
 				t.Errorf("verify does not fail SP-NODE-004 naming the file:\n%s", r)
 			}
-			if r := h.execFor(10*time.Minute, "up", "-f", "blueprints/examples/kind", "--images", "offline", "--only", "prod", "--no-verify"); r.code != 0 {
+			stopped := kind.WorkerNode(test, 1)
+			must(t, exec.Command("docker", "stop", stopped))
+			if r := h.execFor(time.Minute, "status"); r.code != 0 || !strings.Contains(r.stdout, "✗ "+stopped) {
+				t.Errorf("status does not show %s stopped:\n%s", stopped, r)
+			}
+			if r := h.execFor(10*time.Minute, "up", "-f", "blueprints/examples/kind", "--images", "offline", "--no-verify"); r.code != 0 {
 				t.Fatalf("repair up:\n%s", r)
 			}
 			if r := h.execFor(5*time.Minute, "verify", "--cluster", prod, "--check", "SP-NODE-004"); r.code != 0 {
 				t.Errorf("SP-NODE-004 still fails after up:\n%s", r)
+			}
+			if st := dockerLines(t, "inspect", "--format", "{{.State.Status}}", stopped); len(st) != 1 || st[0] != "running" {
+				t.Errorf("%s is %v after up, want running", stopped, st)
+			}
+			if r := h.execFor(5*time.Minute, "verify", "--cluster", test, "--check", "SP-NET-001"); r.code != 0 {
+				t.Errorf("Cilium is not healthy on %s after the repair:\n%s", test, r)
 			}
 		})
 		t.Run("a test node on prod's network fails SP-ISO-003", func(t *testing.T) {

@@ -202,6 +202,13 @@ func waitReady(ctx context.Context, cs kubernetes.Interface, kubeconfig string, 
 				p.printf("• cilium: waiting: %s (%s)\n", s, time.Since(start).Round(time.Second))
 				last = s
 			}
+			// An image that can never start ends the wait at once: the
+			// rest of the timeout would change nothing.
+			if pod := hopeless(workloads(ctx, cs)); pod != nil {
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+				defer cancel()
+				return diagnose(dctx, cs, kubeconfig, fmt.Errorf("gave up after %s: pod %s/%s can never start with the image its workload names", time.Since(start).Round(time.Second), Namespace, pod.Name))
+			}
 		} else if ctx.Err() == nil {
 			// The API server may be restarting; keep the error for the report.
 			lastErr = err
@@ -235,30 +242,8 @@ func diagnose(ctx context.Context, cs kubernetes.Interface, kubeconfig string, c
 	kubectl := fmt.Sprintf("kubectl --kubeconfig %s -n %s", kubeconfig, Namespace)
 
 	var pods []corev1.Pod
-	for _, sel := range []func() (*metav1.LabelSelector, error){
-		func() (*metav1.LabelSelector, error) {
-			ds, err := cs.AppsV1().DaemonSets(Namespace).Get(ctx, AgentDaemonSet, metav1.GetOptions{})
-			if err != nil {
-				return nil, err
-			}
-			return ds.Spec.Selector, nil
-		},
-		func() (*metav1.LabelSelector, error) {
-			dep, err := cs.AppsV1().Deployments(Namespace).Get(ctx, OperatorDeployment, metav1.GetOptions{})
-			if err != nil {
-				return nil, err
-			}
-			return dep.Spec.Selector, nil
-		},
-	} {
-		ls, err := sel()
-		if err != nil || ls == nil {
-			continue
-		}
-		list, err := cs.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: metav1.FormatLabelSelector(ls)})
-		if err == nil {
-			pods = append(pods, list.Items...)
-		}
+	for _, w := range workloads(ctx, cs) {
+		pods = append(pods, w.pods...)
 	}
 	slices.SortFunc(pods, func(a, b corev1.Pod) int { return cmp.Compare(a.Name, b.Name) })
 
@@ -309,6 +294,74 @@ func diagnose(ctx context.Context, cs kubernetes.Interface, kubeconfig string, c
 	}
 	e.Next = fmt.Sprintf("nothing is failing yet: the cluster may only be slow; run secprov up again (it waits again), or look with %s get pods", kubectl)
 	return e
+}
+
+// workload is the agent DaemonSet or the operator Deployment: its pod
+// template and its pods.
+type workload struct {
+	template corev1.PodTemplateSpec
+	pods     []corev1.Pod
+}
+
+// workloads reads the agent and operator workloads that exist, with their
+// pods.
+func workloads(ctx context.Context, cs kubernetes.Interface) []workload {
+	var out []workload
+	add := func(ls *metav1.LabelSelector, tmpl corev1.PodTemplateSpec) {
+		if ls == nil {
+			return
+		}
+		list, err := cs.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: metav1.FormatLabelSelector(ls)})
+		if err == nil {
+			out = append(out, workload{template: tmpl, pods: list.Items})
+		}
+	}
+	if ds, err := cs.AppsV1().DaemonSets(Namespace).Get(ctx, AgentDaemonSet, metav1.GetOptions{}); err == nil {
+		add(ds.Spec.Selector, ds.Spec.Template)
+	}
+	if dep, err := cs.AppsV1().Deployments(Namespace).Get(ctx, OperatorDeployment, metav1.GetOptions{}); err == nil {
+		add(dep.Spec.Selector, dep.Spec.Template)
+	}
+	return out
+}
+
+// neverStarts are waiting reasons no amount of waiting cures: the image is
+// not on the node and the pull policy forbids pulling, or its name is
+// invalid.
+var neverStarts = map[string]bool{"ErrImageNeverPull": true, "InvalidImageName": true}
+
+// hopeless finds a pod whose container waits for a reason in neverStarts
+// with the image the workload's current template asks for (an old pod of a
+// rollout that replaces a broken image does not count), or returns nil.
+func hopeless(ws []workload) *corev1.Pod {
+	for _, w := range ws {
+		want := map[string]string{}
+		for _, c := range append(slices.Clone(w.template.Spec.InitContainers), w.template.Spec.Containers...) {
+			want[c.Name] = c.Image
+		}
+		for i := range w.pods {
+			p := &w.pods[i]
+			if p.DeletionTimestamp != nil {
+				continue
+			}
+			for _, s := range append(slices.Clone(p.Status.InitContainerStatuses), p.Status.ContainerStatuses...) {
+				if s.State.Waiting != nil && neverStarts[s.State.Waiting.Reason] && podImage(p, s.Name) == want[s.Name] {
+					return p
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// podImage is the image pod's spec names for container name.
+func podImage(p *corev1.Pod, name string) string {
+	for _, c := range append(slices.Clone(p.Spec.InitContainers), p.Spec.Containers...) {
+		if c.Name == name {
+			return c.Image
+		}
+	}
+	return ""
 }
 
 // podProblem is what is wrong with one pod.

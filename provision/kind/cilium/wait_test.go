@@ -183,3 +183,47 @@ func TestWaitReadyTimeout(t *testing.T) {
 		t.Errorf("no progress line:\n%s", out.String())
 	}
 }
+
+// An agent image the node does not have ends the wait at once, but only
+// when it is the image the DaemonSet asks for now: an old pod of a rollout
+// that replaces that image must not end the wait for the new one.
+func TestWaitReadyGivesUpOnImageThatNeverStarts(t *testing.T) {
+	const want, old = "secprov.local/cilium-agent:new", "secprov.local/cilium-agent:absent"
+	pod := func(image string) *corev1.Pod {
+		p := agentPod("cilium-fffff", "n1", corev1.PodStatus{
+			Phase: corev1.PodPending,
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "cilium-agent",
+				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull"}}}},
+		})
+		p.Spec.Containers = []corev1.Container{{Name: "cilium-agent", Image: image}}
+		return p
+	}
+	ds := agentDS(1, 0)
+	ds.Spec.Template.Spec.Containers = []corev1.Container{{Name: "cilium-agent", Image: want}}
+	for _, c := range []struct {
+		name     string
+		image    string
+		giveUpAt bool // before the deadline
+	}{
+		{"current image absent", want, true},
+		{"old pod of a rollout", old, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cs := fake.NewClientset(node("n1", false), ds, operatorDep(0), pod(c.image))
+			ctx, cancel := context.WithTimeout(t.Context(), 3*pollInterval)
+			defer cancel()
+			err := waitReady(ctx, cs, "/k", progress{&bytes.Buffer{}})
+			var nr *NotReadyError
+			if !errors.As(err, &nr) {
+				t.Fatalf("want a *NotReadyError, got %v", err)
+			}
+			early := !errors.Is(err, context.DeadlineExceeded)
+			if early != c.giveUpAt {
+				t.Errorf("gave up early = %v, want %v: %v", early, c.giveUpAt, err)
+			}
+			if c.giveUpAt && (nr.Reason != "ErrImageNeverPull" || !strings.Contains(err.Error(), "can never start")) {
+				t.Errorf("the error does not say why it gave up: %v", err)
+			}
+		})
+	}
+}

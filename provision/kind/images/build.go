@@ -321,8 +321,9 @@ func (b *builder) build(ctx context.Context, tools Tools) (Set, error) {
 	}, nil
 }
 
-// compileInputs readies the toolchain, asks kubeadm which images it wants
-// and runs the Go and C builds, one after another (they compete for CPU).
+// compileInputs builds Cilium, readies the toolchain, asks kubeadm which
+// images it wants and runs the remaining Go and C builds, one after another
+// (they compete for CPU).
 func (b *builder) compileInputs(ctx context.Context, tools Tools, in *inputsOf) error {
 	ensure := func(name, version string, dst **toolchain.Installed, sums *map[string]string) error {
 		return b.step(fmt.Sprintf("toolchain %s %s", name, version), func() (bool, error) {
@@ -345,24 +346,9 @@ func (b *builder) compileInputs(ctx context.Context, tools Tools, in *inputsOf) 
 			return ins.Source == toolchain.SourceCache || ins.Source == toolchain.SourcePath, nil
 		})
 	}
-	if err := ensure("kubernetes", KubernetesVersion, &in.kube, &in.kubeSums); err != nil {
-		return err
-	}
-	for _, bin := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubeadm", "kubectl"} {
-		if in.kube.Bin[bin] == "" {
-			return fmt.Errorf("the toolchain's kubernetes %s has no %s: run `secprov tools install kubernetes` with a secprov that builds the node binaries", KubernetesVersion, bin)
-		}
-	}
-	if err := ensure("etcd", EtcdVersion, &in.etcd, &in.etcdSums); err != nil {
-		return err
-	}
-	if err := b.step("kubeadm config images list", func() (bool, error) {
-		ki, err := listKubeadmImages(ctx, in.kube.Bin["kubeadm"], KubernetesVersion)
-		in.kubeadmImages = ki
-		return false, err
-	}); err != nil {
-		return err
-	}
+	// Cilium first: it needs nothing from the toolchain, so on a fresh
+	// machine it compiles while another secprov (make tools) is still
+	// building the toolchain that the steps below wait for.
 	if err := b.step("module sigs.k8s.io/kind "+KindVersion, func() (bool, error) {
 		var err error
 		in.kindDir, in.kindSum, err = b.moduleDir(ctx, "sigs.k8s.io/kind", KindVersion)
@@ -378,6 +364,24 @@ func (b *builder) compileInputs(ctx context.Context, tools Tools, in *inputsOf) 
 		out, cached, err := b.ensureGo(ctx, ciliumRecipe(CiliumVersion))
 		in.cilium = out
 		return cached, err
+	}); err != nil {
+		return err
+	}
+	if err := ensure("kubernetes", KubernetesVersion, &in.kube, &in.kubeSums); err != nil {
+		return err
+	}
+	for _, bin := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubeadm", "kubectl"} {
+		if in.kube.Bin[bin] == "" {
+			return fmt.Errorf("the toolchain's kubernetes %s has no %s: run `secprov tools install kubernetes` with a secprov that builds the node binaries", KubernetesVersion, bin)
+		}
+	}
+	if err := ensure("etcd", EtcdVersion, &in.etcd, &in.etcdSums); err != nil {
+		return err
+	}
+	if err := b.step("kubeadm config images list", func() (bool, error) {
+		ki, err := listKubeadmImages(ctx, in.kube.Bin["kubeadm"], KubernetesVersion)
+		in.kubeadmImages = ki
+		return false, err
 	}); err != nil {
 		return err
 	}
