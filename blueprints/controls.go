@@ -122,11 +122,37 @@ const (
 	IsolationProdLabels         ControlID = "SP-ISO-004"
 	IsolationForeignCredentials ControlID = "SP-ISO-005"
 
+	GuardrailImages      ControlID = "SP-ADM-001"
+	GuardrailPodSecurity ControlID = "SP-ADM-002"
+	GuardrailRBAC        ControlID = "SP-ADM-003"
+	GuardrailNetwork     ControlID = "SP-ADM-004"
+	GuardrailsEnforced   ControlID = "SP-ADM-005"
+
 	ExceptionsCurrent      ControlID = "SP-EXC-001"
 	ExceptionsExplained    ControlID = "SP-EXC-002"
 	ExceptionsKnownControl ControlID = "SP-EXC-003"
 	NoWeakeningChange      ControlID = "SP-CHG-001"
 )
+
+// Who the admission guardrails (SP-ADM-*) do not judge, and why: the API
+// server and the control-plane components acting for Kubernetes itself,
+// the controllers in kube-system (they create pods from templates that
+// were judged when a person created them), kubelets (mirror pods of
+// static pods) and secprov's own bootstrap identity (system:masters, held
+// only by the super-admin credential secprov and kubeadm keep on the
+// control plane). Blueprint admins are not exempt: they need an
+// exception, which turns the guardrail into a warning.
+var (
+	GuardrailExemptUsers        = []string{"system:apiserver", "system:kube-controller-manager", "system:kube-scheduler"}
+	GuardrailExemptUserPrefixes = []string{"system:serviceaccount:kube-system:", "system:node:"}
+	GuardrailExemptGroups       = []string{"system:masters"}
+)
+
+// GuardrailExemptions says the lists in one sentence.
+func GuardrailExemptions() string {
+	return fmt.Sprintf("Admission guardrails (SP-ADM-*) do not judge requests of the users %s, of users starting with %s, or of the groups %s (the bootstrap identity); blueprint admins are judged and need an exception, which turns a guardrail into a warning.",
+		strings.Join(GuardrailExemptUsers, ", "), strings.Join(GuardrailExemptUserPrefixes, " or "), strings.Join(GuardrailExemptGroups, ", "))
+}
 
 // Area is the middle part of the ID (API, ENC, …), which groups controls
 // in reports; a malformed ID is its own area.
@@ -374,6 +400,26 @@ var Controls = sortControls([]Control{
 	{ID: IsolationForeignCredentials, Title: "Another environment's credentials are rejected", Severity: SeverityCritical, Where: ByHardening | ByVerify,
 		Refs: nsa("Authentication and authorization"), Rationale: "Separate clusters are only separate if their CAs are.",
 		Remediation: "Give each cluster its own CA (secprov does); never copy PKI between clusters."},
+
+	// Admission guardrails: ValidatingAdmissionPolicies that keep a
+	// cluster as secure as it was created. verify proves each by
+	// behaviour (a dry-run of a forbidden change as an identity with just
+	// the rights to make it) and judges every live object it covers.
+	{ID: GuardrailImages, Title: "Images come only from allowed registries, pinned by digest where required", Severity: SeverityHigh, Where: all, Field: "spec.images",
+		Refs: nsa("Pod security"), Rationale: "Any image from any registry by mutable tag can be swapped under a running cluster or carry anything; provenance is a top supply-chain risk.",
+		Remediation: "List your registries in spec.images.allowedRegistries, keep requireDigest true for prod, and pin images @sha256:."},
+	{ID: GuardrailPodSecurity, Where: ByHardening | ByVerify, Title: "No namespace weakens Pod Security below the cluster default", Severity: SeverityHigh, Field: "spec.podSecurity",
+		Refs: append(cis("5.2.1"), nsa("Pod security")...), Rationale: "Anyone who may create or label namespaces can otherwise label one privileged and run privileged pods in it.",
+		Remediation: "Remove the weaker pod-security.kubernetes.io labels (or pin -version to latest); exempt a system namespace through spec.podSecurity.exemptNamespaces."},
+	{ID: GuardrailRBAC, Where: ByHardening | ByVerify, Title: "No new binding grants cluster-admin or escalation rights", Severity: SeverityCritical, Field: "spec.rbac",
+		Refs: append(cis("5.1.1", "5.1.8"), nsa("Authentication and authorization")...), Rationale: "A binding to cluster-admin, or a role with */* or escalate/bind/impersonate, turns one deployer credential into the whole cluster.",
+		Remediation: "Bind a narrow role instead; cluster administrators are named in spec.rbac.admins and bound by secprov."},
+	{ID: GuardrailNetwork, Where: ByHardening | ByVerify, Title: "No NetworkPolicy opens a namespace to everything", Severity: SeverityHigh, Field: "spec.network",
+		Refs: nsa("Network policies"), Rationale: "A tenant policy admitting every namespace, every pod of another namespace or 0.0.0.0/0 silently undoes default deny.",
+		Remediation: "Name the peer namespace and pods with label selectors and narrow CIDRs; cluster-wide flows belong in spec.network.allow."},
+	{ID: GuardrailsEnforced, Title: "Guardrails deny, not only warn", Severity: SeverityHigh, Where: ByReview, Field: "spec.guardrails.mode",
+		Refs: nsa("Pod security"), Rationale: "In warn mode every guardrail admits what it exists to stop.",
+		Remediation: "Set spec.guardrails.mode: deny and give the few objects that must differ a justified, expiring exception."},
 
 	// Exceptions and changes.
 	{ID: ExceptionsCurrent, Title: "Exceptions have not expired", Severity: SeverityHigh, Where: ByReview, Field: "spec.exceptions",

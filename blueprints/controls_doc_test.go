@@ -30,6 +30,7 @@ func controlsMarkdown() string {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", c.ID, c.Severity, c.Title,
 			mark(c, ByReview), mark(c, ByHardening), mark(c, ByVerify), field, strings.Join(refs, ", "))
 	}
+	b.WriteString("\n" + GuardrailExemptions() + "\n")
 	return b.String()
 }
 

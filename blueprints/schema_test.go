@@ -106,6 +106,8 @@ func schemaExtras() map[string]map[string]any {
 		"spec.podSecurity.warn":               {"enum": levels},
 		"spec.podSecurity.exemptNamespaces[]": label,
 		"spec.rbac.admins[]":                  {"pattern": subjectRef.String()},
+		"spec.images.allowedRegistries[]":     {"pattern": registryPattern.String(), "maxLength": 255},
+		"spec.guardrails.mode":                {"enum": []string{v1alpha1.GuardrailsDeny, v1alpha1.GuardrailsWarn}},
 		"spec.exceptions[].control":           {"pattern": controlID.String()},
 		"spec.exceptions[].expires":           {"pattern": `^[0-9]{4}-[0-9]{2}-[0-9]{2}$`, "format": "date"},
 	}
@@ -133,6 +135,7 @@ var schemaDefaults = map[string]any{
 	"spec.podSecurity.audit":            v1alpha1.PSSRestricted,
 	"spec.podSecurity.warn":             v1alpha1.PSSRestricted,
 	"spec.podSecurity.exemptNamespaces": []string{"kube-system"},
+	"spec.guardrails.mode":              v1alpha1.GuardrailsDeny,
 }
 
 // schemaRequired lists, per object path, the fields the loader rejects a

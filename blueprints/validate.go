@@ -27,7 +27,11 @@ var (
 	vaultMount   = regexp.MustCompile(`^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$`)
 	vaultKVPath  = regexp.MustCompile(`^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*(/\*|\*)?$`)
 	resourceName = regexp.MustCompile(`^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)(\.(\*|[a-z0-9]([-a-z0-9.]*[a-z0-9])?))?$`)
-	subjectRef   = regexp.MustCompile(`^(group|user):[^\s]+$|^serviceaccount:[a-z0-9]([-a-z0-9]*[a-z0-9])?:[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+	// registryPattern is an entry of spec.images.allowedRegistries: a
+	// registry host (with a dot, a port, or localhost, so it cannot be
+	// mistaken for a Docker Hub path) and optional lowercase path segments.
+	registryPattern = regexp.MustCompile(`^(?:localhost(?::[0-9]{1,5})?|[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)+(?::[0-9]{1,5})?|[a-z0-9](?:[-a-z0-9]*[a-z0-9])?:[0-9]{1,5})(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$`)
+	subjectRef      = regexp.MustCompile(`^(group|user):[^\s]+$|^serviceaccount:[a-z0-9]([-a-z0-9]*[a-z0-9])?:[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
 )
 
 type validator struct {
@@ -195,6 +199,9 @@ func validate(bp *Blueprint) ErrorList {
 			v.errorf(fmt.Sprintf("spec.rbac.admins[%d]", i), "%q must be group:NAME, user:NAME or serviceaccount:NAMESPACE:NAME", truncate(a))
 		}
 	}
+
+	validateImages(v, s)
+	v.oneOf("spec.guardrails.mode", s.Guardrails.Mode, v1alpha1.GuardrailsDeny, v1alpha1.GuardrailsWarn)
 
 	seenCtl := map[string]bool{}
 	for i, e := range s.Exceptions {
@@ -414,4 +421,37 @@ func isLoopbackHost(h string) bool {
 	}
 	a, err := netip.ParseAddr(h)
 	return err == nil && a.IsLoopback()
+}
+
+// IsRegistryPattern reports whether s is a valid entry of
+// spec.images.allowedRegistries.
+func IsRegistryPattern(s string) bool { return len(s) <= 255 && registryPattern.MatchString(s) }
+
+func validateImages(v *validator, s *v1alpha1.Spec) {
+	seen := map[string]bool{}
+	for i, r := range s.Images.AllowedRegistries {
+		p := fmt.Sprintf("spec.images.allowedRegistries[%d]", i)
+		switch {
+		case strings.Contains(r, "://"):
+			v.errorf(p, "%q has a scheme; write the registry host and path only, like registry.example.com/team", truncate(r))
+		case strings.ContainsAny(r, "*?"):
+			v.errorf(p, "%q has a wildcard; list the registry host with an optional path prefix instead (registry.example.com/team admits everything below it)", truncate(r))
+		case strings.Contains(r, "@") || strings.HasSuffix(r, "/"):
+			v.errorf(p, "%q is not a registry with a path prefix: no digest and no trailing '/', like registry.example.com/team", truncate(r))
+		case !IsRegistryPattern(r):
+			host, _, _ := strings.Cut(r, "/")
+			if !strings.ContainsAny(host, ".:") && host != "localhost" {
+				hub := "docker.io/" + r
+				if !strings.Contains(r, "/") {
+					hub = "docker.io/library/" + r
+				}
+				v.errorf(p, "%q does not start with a registry host; images without one come from Docker Hub, so write %s", truncate(r), truncate(hub))
+			} else {
+				v.errorf(p, "%q is not a registry host (lowercase, with a dot or a port) followed by optional lowercase path segments", truncate(r))
+			}
+		case seen[r]:
+			v.errorf(p, "registry %q is listed twice", r)
+		}
+		seen[r] = true
+	}
 }

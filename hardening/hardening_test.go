@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
@@ -106,6 +107,20 @@ func TestConfigsGolden(t *testing.T) {
 		fmt.Fprintf(&buf, "# controls: %s\n%s---\n", strings.Join(ids, ","), y)
 	}
 	golden.Check(t, "prod-objects.yaml", buf.Bytes())
+
+	gs, err := Guardrails(cp.Spec, GuardrailInputs{OwnImages: []string{"secprov.local/cilium:v1.20.2-abc"}, Now: time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf.Reset()
+	for _, o := range GuardrailObjects(gs) {
+		y, err := yaml.Marshal(o.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&buf, "# controls: %s\n%s---\n", o.Controls[0], y)
+	}
+	golden.Check(t, "prod-guardrails.yaml", buf.Bytes())
 }
 
 func TestEncryptionProviders(t *testing.T) {

@@ -132,6 +132,24 @@ func (c *changes) compare() {
 		}
 	}
 
+	// Guardrails.
+	if o.DigestRequired() && !n.DigestRequired() {
+		c.weakened(blueprints.GuardrailImages, "spec.images.requireDigest", "true", "false")
+	}
+	if len(o.Images.AllowedRegistries) > 0 {
+		if len(n.Images.AllowedRegistries) == 0 {
+			c.report(blueprints.GuardrailImages, "spec.images", "allowedRegistries removed: images from any registry are admitted")
+		}
+		for i, r := range n.Images.AllowedRegistries {
+			if !slices.Contains(o.Images.AllowedRegistries, r) {
+				c.report(blueprints.GuardrailImages, fmt.Sprintf("spec.images.allowedRegistries[%d]", i), "registry %q newly allowed", r)
+			}
+		}
+	}
+	if o.Guardrails.Mode != v1alpha1.GuardrailsWarn && n.Guardrails.Mode == v1alpha1.GuardrailsWarn {
+		c.weakened(blueprints.GuardrailsEnforced, "spec.guardrails.mode", o.Guardrails.Mode, n.Guardrails.Mode)
+	}
+
 	c.exceptions()
 }
 

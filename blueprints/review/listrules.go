@@ -32,8 +32,13 @@ func WriteRules(w io.Writer, f Format) error {
 	switch f {
 	case FormatJSON:
 		out := struct {
-			Rules []jsonRule `json:"rules"`
-		}{Rules: make([]jsonRule, len(rules))}
+			Rules               []jsonRule `json:"rules"`
+			GuardrailExemptions string     `json:"guardrailExemptions"`
+			ExemptUsers         []string   `json:"guardrailExemptUsers"`
+			ExemptUserPrefixes  []string   `json:"guardrailExemptUserPrefixes"`
+			ExemptGroups        []string   `json:"guardrailExemptGroups"`
+		}{Rules: make([]jsonRule, len(rules)), GuardrailExemptions: blueprints.GuardrailExemptions(),
+			ExemptUsers: blueprints.GuardrailExemptUsers, ExemptUserPrefixes: blueprints.GuardrailExemptUserPrefixes, ExemptGroups: blueprints.GuardrailExemptGroups}
 		for i, c := range rules {
 			out.Rules[i] = jsonRule{ID: c.ID, Title: c.Title, Severity: c.Severity, Refs: refStrings(c)}
 		}
@@ -51,7 +56,11 @@ func WriteRules(w io.Writer, f Format) error {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.ID, c.Severity, c.Title, refs)
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintln(w, "\n"+blueprints.GuardrailExemptions())
+		return err
 	case FormatMarkdown:
 		_, err := io.WriteString(w, RulesMarkdown())
 		return err

@@ -131,6 +131,8 @@ func ruleSet() []rule {
 		{id: blueprints.PodSecurityAuditWarn, one: rulePSSAuditWarn},
 		{id: blueprints.RBACAdminsNamed, one: ruleRBACAdmins},
 		{id: blueprints.VaultSecrets, one: ruleVault},
+		{id: blueprints.GuardrailImages, one: ruleImages},
+		{id: blueprints.GuardrailsEnforced, one: ruleGuardrailsMode},
 	}
 }
 

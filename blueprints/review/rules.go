@@ -252,10 +252,7 @@ func broadSubject(subject string) string {
 // environment.
 var prodLabelKeys = regexp.MustCompile(`^(env|environment|tier|stage)$`)
 
-func isProdEnv(s string) bool {
-	s = strings.ToLower(s)
-	return s == "prod" || s == "production"
-}
+func isProdEnv(s string) bool { return v1alpha1.IsProd(s) }
 
 func ruleProdLabels(_ *env, b *blueprints.Blueprint, out *emitter) {
 	if isProdEnv(b.Spec.Environment) {
@@ -304,4 +301,41 @@ func quoteList(xs []string) string {
 		q[i] = fmt.Sprintf("%q", x)
 	}
 	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// publicRegistries are registries anyone can push to: allowing one whole
+// (or one of its hosts without a path) admits every image in the world.
+var publicRegistries = []string{"docker.io", "index.docker.io", "registry-1.docker.io", "ghcr.io", "quay.io", "gcr.io", "public.ecr.aws", "registry.gitlab.com"}
+
+// ruleImages: prod pins images by digest and names its registries, each
+// narrower than a whole public registry.
+func ruleImages(_ *env, b *blueprints.Blueprint, out *emitter) {
+	img := b.Spec.Images
+	if !isProdEnv(b.Spec.Environment) {
+		return
+	}
+	if !b.Spec.DigestRequired() {
+		out.add(b, "spec.images.requireDigest", 0, "prod admits images by mutable tag (requireDigest: false): a pushed tag changes what runs")
+	}
+	if len(img.AllowedRegistries) == 0 {
+		out.add(b, "spec.images", blueprints.SeverityMedium, "prod admits images from any registry: list yours in spec.images.allowedRegistries")
+	}
+	for i, r := range img.AllowedRegistries {
+		host, _, _ := strings.Cut(r, "/")
+		if slices.Contains(publicRegistries, host) && !strings.Contains(strings.TrimPrefix(r, "docker.io/library"), "/") {
+			out.add(b, fmt.Sprintf("spec.images.allowedRegistries[%d]", i), 0, "allowed registry %q is a whole public registry: anyone can publish there; name your organisation's path (like %s/yourorg)", r, host)
+		}
+	}
+}
+
+// ruleGuardrailsMode: guardrails that only warn stop nothing.
+func ruleGuardrailsMode(_ *env, b *blueprints.Blueprint, out *emitter) {
+	if b.Spec.Guardrails.Mode != v1alpha1.GuardrailsWarn {
+		return
+	}
+	sev := blueprints.SeverityMedium
+	if isProdEnv(b.Spec.Environment) {
+		sev = blueprints.SeverityHigh
+	}
+	out.add(b, "spec.guardrails.mode", sev, "guardrails only warn (mode: warn): forbidden changes are admitted")
 }

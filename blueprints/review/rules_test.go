@@ -80,6 +80,19 @@ func ruleCases() []ruleCase {
 			want: []w{{"SP-ENC-003", P, "spec.encryptionAtRest.resources", high}}},
 		{rule: "SP-ENC-003", name: "all resources", edits: map[string][]edit{P: {{"resources: [secrets]", `resources: [configmaps, "*.*"]`}}}},
 
+		{rule: "SP-ADM-001", name: "prod by tag", edits: map[string][]edit{P: {{"requireDigest: true ", "requireDigest: false"}}}, msg: "by mutable tag",
+			want: []w{{"SP-ADM-001", P, "spec.images.requireDigest", high}}},
+		{rule: "SP-ADM-001", name: "prod from any registry", edits: map[string][]edit{P: {{"allowedRegistries: [registry.example.com/shop]", "allowedRegistries: []"}}},
+			msg: "from any registry", want: []w{{"SP-ADM-001", P, "spec.images", med}}},
+		{rule: "SP-ADM-001", name: "prod allows all of Docker Hub", edits: map[string][]edit{P: {{"[registry.example.com/shop]", "[registry.example.com/shop, docker.io, docker.io/library]"}}},
+			msg: `"docker.io" is a whole public registry`, want: []w{{"SP-ADM-001", P, "spec.images.allowedRegistries[1]", high}, {"SP-ADM-001", P, "spec.images.allowedRegistries[2]", high}}},
+		{rule: "SP-ADM-001", name: "prod allows an organisation on a public registry", edits: map[string][]edit{P: {{"[registry.example.com/shop]", "[ghcr.io/shop, docker.io/shopcorp]"}}}},
+		{rule: "SP-ADM-001", name: "test by tag", edits: map[string][]edit{T: {{"allowedRegistries: [registry.example.com/shop]", "allowedRegistries: []"}}}},
+		{rule: "SP-ADM-005", name: "warn in prod", edits: map[string][]edit{P: {{"mode: deny ", "mode: warn "}}}, msg: "only warn",
+			want: []w{{"SP-ADM-005", P, "spec.guardrails.mode", high}}},
+		{rule: "SP-ADM-005", name: "warn in test", edits: map[string][]edit{T: {{"mode: deny ", "mode: warn "}}},
+			want: []w{{"SP-ADM-005", T, "spec.guardrails.mode", med}}},
+		{rule: "SP-ADM-005", name: "deny", edits: map[string][]edit{T: {{"mode: deny ", "mode: deny "}}}},
 		{rule: "SP-VAULT-001", name: "disabled", edits: map[string][]edit{T: {{"vault:\n", "vault:\n    enabled: false\n"}}},
 			want: []w{{"SP-VAULT-001", T, "spec.vault.enabled", high}}},
 		{rule: "SP-VAULT-001", name: "explicitly enabled", edits: map[string][]edit{T: {{"vault:\n", "vault:\n    enabled: true\n"}}}},
@@ -160,7 +173,8 @@ func ruleCases() []ruleCase {
 			P: {{`address: ""`, `address: "https://vault.prod.example.com"`}},
 			T: {{"kvMount: kv-shop-test", "kvMount: kv-shop-prod"}, {`address: ""`, `address: "https://vault.test.example.com"`}}}},
 		{rule: "SP-ISO-002", name: "same environment may share", edits: map[string][]edit{
-			T: {{"environment: test ", "environment: prod "}, {"env: test", "env: prod"}, {"kvMount: kv-shop-test", "kvMount: kv-shop-prod"}}}},
+			T: {{"environment: test ", "environment: prod "}, {"env: test", "env: prod"}, {"kvMount: kv-shop-test", "kvMount: kv-shop-prod"},
+				{"requireDigest: false", "requireDigest: true "}}}},
 
 		{rule: "SP-ISO-003", name: "same pod CIDR", edits: map[string][]edit{T: {{"podCIDR: 10.65.0.0/16", "podCIDR: 10.64.0.0/16"}}}, msg: "podCIDR 10.64.0.0/16 overlaps podCIDR 10.64.0.0/16",
 			want: []w{{"SP-ISO-003", T, "spec.network.podCIDR", high}}},
@@ -202,6 +216,12 @@ func ruleCases() []ruleCase {
 			msg:  `SP-ENC-001: spec.encryptionAtRest.provider weakened from "vault-kms" to "none" (base main)`,
 			want: []w{{"SP-CHG-001", P, "spec.encryptionAtRest.provider", crit}, {"SP-ENC-001", P, "spec.encryptionAtRest.provider", crit}}},
 		{rule: "SP-CHG-001", name: "unchanged", base: true},
+		{rule: "SP-CHG-001", name: "guardrails weakened", base: true, edits: map[string][]edit{P: {{"requireDigest: true ", "requireDigest: false"},
+			{"[registry.example.com/shop]", "[registry.example.com/shop, ghcr.io/someone]"}, {"mode: deny ", "mode: warn "}}},
+			msg: `SP-ADM-001: registry "ghcr.io/someone" newly allowed (base main)`,
+			want: []w{{"SP-CHG-001", P, "spec.images.requireDigest", high}, {"SP-CHG-001", P, "spec.images.allowedRegistries[1]", high},
+				{"SP-CHG-001", P, "spec.guardrails.mode", high},
+				{"SP-ADM-001", P, "spec.images.requireDigest", high}, {"SP-ADM-005", P, "spec.guardrails.mode", high}}},
 	}
 }
 

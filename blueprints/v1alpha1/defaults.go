@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"fmt"
 	"hash/fnv"
+	"strings"
 )
 
 // KubernetesVersion is the pinned Kubernetes version secprov provisions.
@@ -67,6 +68,15 @@ func SetDefaults(b *Blueprint) {
 	if s.PodSecurity.ExemptNamespaces == nil {
 		s.PodSecurity.ExemptNamespaces = []string{"kube-system"}
 	}
+
+	setBool(&s.Images.RequireDigest, IsProd(s.Environment))
+	setString(&s.Guardrails.Mode, GuardrailsDeny)
+}
+
+// IsProd reports whether env names production (prod or production, in
+// any case), whose defaults are the strictest (images pinned by digest).
+func IsProd(env string) bool {
+	return strings.EqualFold(env, "prod") || strings.EqualFold(env, "production")
 }
 
 // DerivedCIDRs returns the default pod and service CIDRs for a cluster
@@ -88,6 +98,15 @@ func (v Vault) IsEnabled() bool { return v.Enabled == nil || *v.Enabled }
 
 // IsEnabled reports the effective audit.enabled.
 func (a Audit) IsEnabled() bool { return a.Enabled == nil || *a.Enabled }
+
+// DigestRequired reports whether images must be pinned by digest; unset
+// means the environment's default.
+func (s Spec) DigestRequired() bool {
+	if s.Images.RequireDigest != nil {
+		return *s.Images.RequireDigest
+	}
+	return IsProd(s.Environment)
+}
 
 // Int returns *p, or def when p is nil.
 func Int(p *int, def int) int {

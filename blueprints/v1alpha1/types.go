@@ -56,6 +56,13 @@ type Spec struct {
 	PodSecurity PodSecurity `yaml:"podSecurity" json:"podSecurity"`
 	// RBAC: who administers the cluster.
 	RBAC RBAC `yaml:"rbac" json:"rbac"`
+	// Images says where the cluster's container images may come from; an
+	// admission guardrail enforces it on every pod and pod template.
+	Images Images `yaml:"images" json:"images"`
+	// Guardrails are admission policies that keep the cluster as secure as
+	// it was created: image provenance, Pod Security labels, RBAC and
+	// network policy.
+	Guardrails Guardrails `yaml:"guardrails" json:"guardrails"`
 	// Exceptions weaken a control on purpose. Each names the review rule /
 	// control ID, why, and when the exception expires. Review reports them.
 	Exceptions []Exception `yaml:"exceptions,omitempty" json:"exceptions,omitempty"`
@@ -268,4 +275,36 @@ type Exception struct {
 	Justification string `yaml:"justification" json:"justification"`
 	// Expires is the date (YYYY-MM-DD) after which the exception is void.
 	Expires string `yaml:"expires" json:"expires"`
+}
+
+// Images constrains the container images of every Pod and pod template
+// (containers, initContainers, ephemeralContainers) through an admission
+// guardrail (SP-ADM-001). An image without a registry host (nginx,
+// library/nginx) is judged as the container runtime resolves it:
+// docker.io/library/nginx.
+type Images struct {
+	// AllowedRegistries lists where images may come from: a registry host
+	// (with an optional :port) and an optional path prefix.
+	// registry.example.com/team admits registry.example.com/team/app, not
+	// registry.example.com/other/app nor registry.example.com.evil.io/team.
+	// secprov adds the registries of the images it runs itself. Empty: any
+	// registry.
+	AllowedRegistries []string `yaml:"allowedRegistries,omitempty" json:"allowedRegistries,omitempty"`
+	// RequireDigest admits only images pinned by digest (@sha256:…).
+	// Default true for environment prod, false elsewhere.
+	RequireDigest *bool `yaml:"requireDigest,omitempty" json:"requireDigest,omitempty"`
+}
+
+// Guardrail modes.
+const (
+	GuardrailsDeny = "deny"
+	GuardrailsWarn = "warn"
+)
+
+// Guardrails configures the admission guardrails.
+type Guardrails struct {
+	// Mode is deny (default: a forbidden change is refused) or warn (it is
+	// admitted with a warning and an audit annotation). An exception for
+	// one guardrail's control turns that guardrail alone to warn.
+	Mode string `yaml:"mode" json:"mode"`
 }

@@ -16,6 +16,7 @@ func Checks() []Check {
 		auditChecks(),
 		podSecurityChecks(),
 		rbacChecks(),
+		guardrailChecks(),
 		networkChecks(),
 		nodeChecks(),
 		isolationChecks(),

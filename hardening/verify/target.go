@@ -36,6 +36,9 @@ type Info struct {
 	PrivateFiles []string
 	// PrivateDirs hold keys or state and must be 0700.
 	PrivateDirs []string
+	// OwnImages are the images secprov runs in the cluster itself; the
+	// image guardrail allows their registries.
+	OwnImages []string
 }
 
 // Control-plane component names, as Target.Component takes them (defined

@@ -29,6 +29,10 @@ package verify_test
 //	SP-ETCD-003    etcd --listen-client-urls=https://0.0.0.0:PORT
 //	SP-CERT-001    after up: the API server's kubelet client certificate replaced by an RSA-1024 one (hardened cluster)
 //	SP-FILE-001    after up: chmod 0644 pki/sa.key (hardened cluster)
+//	SP-ADM-001     after up: a Deployment from quay.io/evil created by the bootstrap identity (hardened cluster)
+//	SP-ADM-002     after up: a namespace labelled enforce=privileged by the bootstrap identity (hardened cluster)
+//	SP-ADM-003     after up: the secprov-rbac ValidatingAdmissionPolicyBinding deleted (hardened cluster)
+//	SP-ADM-004     after up: the secprov-network-policy binding set to [Warn, Audit] without an exception (hardened cluster)
 //	SP-ENC-001     blueprint encryptionAtRest.provider: none
 //	SP-ENC-002     blueprint encryptionAtRest.provider: aescbc
 //	SP-ENC-003     a secret written while encryption was off, then `up` again with secretbox (never rewritten)
@@ -43,7 +47,7 @@ package verify_test
 //	SP-RBAC-002    after up: automountServiceAccountToken: true on storefront's default SA (hardened cluster)
 //	SP-NET-002     after up: payments' default-deny NetworkPolicy deleted (hardened cluster)
 //	SP-NET-003     after up: payments' allow policy widened to every peer (hardened cluster)
-//	SP-NET-003     after up: an allow-all NetworkPolicy added in storefront (hardened cluster)
+//	SP-NET-003     after up: an allow-all NetworkPolicy added in storefront (hardened cluster; SP-ADM-004 fails too: the guardrail forbids it)
 //	SP-ISO-005     a test-environment cluster created with a copy of the prod cluster's CA
 //	SP-KMS-001     after up: the KMS plugin process stopped (hardened cluster; up restarts it)
 //	SP-KMS-002     after up: the transit key rotated in Vault, stored data not rewritten (then rotate-keys fixes it)
@@ -75,12 +79,15 @@ import (
 	"testing"
 	"time"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
@@ -273,6 +280,21 @@ func (h *harness) suite(tb testing.TB, ctx context.Context, name string) *verify
 	return verify.Run(ctx, t, verify.Checks(), verify.Options{})
 }
 
+// superAdmin is the cluster's bootstrap identity (system:masters), which
+// the admission guardrails exempt.
+func (h *harness) superAdmin(tb testing.TB, name string) kubernetes.Interface {
+	tb.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", h.layout(name).SuperAdminKubeconfig())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cs
+}
+
 func (h *harness) admin(tb testing.TB, name string) kubernetes.Interface {
 	tb.Helper()
 	t, _ := h.target(tb, name) // the clientset outlives the target; nothing to close for it
@@ -293,10 +315,16 @@ func (h *harness) layout(name string) paths.Layout {
 
 // expectOnly asserts that check id fails with evidence mentioning want,
 // and that every other check passes or skips with a reason.
-func expectOnly(tb testing.TB, rep *verify.Report, id, want string) {
+func expectOnly(tb testing.TB, rep *verify.Report, id, want string, also ...string) {
 	tb.Helper()
 	sawID := false
 	for _, r := range rep.Results {
+		if slices.Contains(also, string(r.ID)) {
+			if r.Status != verify.StatusFail {
+				tb.Errorf("%s on %s: %s (%s), want fail as well", r.ID, rep.Cluster, r.Status, r.Reason)
+			}
+			continue
+		}
 		if string(r.ID) == id {
 			sawID = true
 			expectEvidence(tb, rep.Cluster, r)
@@ -481,6 +509,10 @@ func hardenedRows(t *testing.T, h *harness, ctx context.Context) {
 		t.Logf("%s: %d passed, %d skipped in %v", name, rep.Summary.Passed, rep.Summary.Skipped, rep.Duration.Round(time.Millisecond))
 	}
 	cs := h.admin(t, prod)
+	// Changes the admission guardrails refuse are made as the exempt
+	// bootstrap identity (system:masters): what predates a guardrail or
+	// slipped past it must still fail its check.
+	super := h.superAdmin(t, prod)
 	b := h.pki(prod)
 	va, err := h.vault.Client(ctx)
 	must(t, err)
@@ -494,8 +526,8 @@ func hardenedRows(t *testing.T, h *harness, ctx context.Context) {
 			crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "contractors-admin"},
 				RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
 				Subjects: []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "contractors"}}}
-			must(t, ignore(cs.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{})))
-			return func() { must(t, cs.RbacV1().ClusterRoleBindings().Delete(ctx, crb.Name, metav1.DeleteOptions{})) }
+			must(t, ignore(super.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{})))
+			return func() { must(t, super.RbacV1().ClusterRoleBindings().Delete(ctx, crb.Name, metav1.DeleteOptions{})) }
 		}},
 		{"SP-RBAC-001", "a */* role in payments for a user", "RoleBinding/payments/intern-admin", func(t *testing.T) func() {
 			role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "everything", Namespace: "payments"},
@@ -503,8 +535,8 @@ func hardenedRows(t *testing.T, h *harness, ctx context.Context) {
 			rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "intern-admin", Namespace: "payments"},
 				RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
 				Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "intern"}}}
-			must(t, ignore(cs.RbacV1().Roles("payments").Create(ctx, role, metav1.CreateOptions{})))
-			must(t, ignore(cs.RbacV1().RoleBindings("payments").Create(ctx, rb, metav1.CreateOptions{})))
+			must(t, ignore(super.RbacV1().Roles("payments").Create(ctx, role, metav1.CreateOptions{})))
+			must(t, ignore(super.RbacV1().RoleBindings("payments").Create(ctx, rb, metav1.CreateOptions{})))
 			return func() {
 				must(t, cs.RbacV1().RoleBindings("payments").Delete(ctx, rb.Name, metav1.DeleteOptions{}))
 				must(t, cs.RbacV1().Roles("payments").Delete(ctx, role.Name, metav1.DeleteOptions{}))
@@ -533,21 +565,62 @@ func hardenedRows(t *testing.T, h *harness, ctx context.Context) {
 			must(t, err)
 			orig := np.Spec.Ingress[0].From
 			np.Spec.Ingress[0].From = nil
-			must(t, ignore(cs.NetworkingV1().NetworkPolicies("payments").Update(ctx, np, metav1.UpdateOptions{})))
+			must(t, ignore(super.NetworkingV1().NetworkPolicies("payments").Update(ctx, np, metav1.UpdateOptions{})))
 			return func() {
 				np, err := cs.NetworkingV1().NetworkPolicies("payments").Get(ctx, "secprov-allow-0-ingress", metav1.GetOptions{})
 				must(t, err)
 				np.Spec.Ingress[0].From = orig
-				must(t, ignore(cs.NetworkingV1().NetworkPolicies("payments").Update(ctx, np, metav1.UpdateOptions{})))
+				must(t, ignore(super.NetworkingV1().NetworkPolicies("payments").Update(ctx, np, metav1.UpdateOptions{})))
 			}
 		}},
 		{"SP-NET-003", "an allow-all policy added", "allows ingress from every peer", func(t *testing.T) func() {
 			np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "allow-all", Namespace: "storefront"},
 				Spec: networkingv1.NetworkPolicySpec{Ingress: []networkingv1.NetworkPolicyIngressRule{{}}}}
-			must(t, ignore(cs.NetworkingV1().NetworkPolicies("storefront").Create(ctx, np, metav1.CreateOptions{})))
+			must(t, ignore(super.NetworkingV1().NetworkPolicies("storefront").Create(ctx, np, metav1.CreateOptions{})))
 			return func() {
 				must(t, cs.NetworkingV1().NetworkPolicies("storefront").Delete(ctx, np.Name, metav1.DeleteOptions{}))
 			}
+		}},
+		{"SP-ADM-001", "a foreign-registry deployment created out of band", "Deployment/storefront/foreign", func(t *testing.T) func() {
+			no, yes := false, true
+			d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "foreign", Namespace: "storefront"}, Spec: appsv1.DeploymentSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "foreign"}},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "foreign"}}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "miner", Image: "quay.io/evil/miner@sha256:" + strings.Repeat("ab", 32), SecurityContext: &corev1.SecurityContext{
+						AllowPrivilegeEscalation: &no, RunAsNonRoot: &yes, Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}}}}}}}
+			must(t, ignore(super.AppsV1().Deployments("storefront").Create(ctx, d, metav1.CreateOptions{})))
+			return func() { must(t, super.AppsV1().Deployments("storefront").Delete(ctx, d.Name, metav1.DeleteOptions{})) }
+		}},
+		{"SP-ADM-002", "a namespace labelled privileged out of band", "namespace legacy-priv: label pod-security.kubernetes.io/enforce=privileged", func(t *testing.T) func() {
+			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "legacy-priv", Labels: map[string]string{"pod-security.kubernetes.io/enforce": "privileged"}}}
+			must(t, ignore(super.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})))
+			return func() {
+				// Unlabel first: a deleted namespace keeps its labels while it
+				// terminates.
+				must(t, ignore(super.CoreV1().Namespaces().Patch(ctx, ns.Name, types.MergePatchType,
+					[]byte(`{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":null}}}`), metav1.PatchOptions{})))
+				must(t, super.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{}))
+			}
+		}},
+		{"SP-ADM-003", "the RBAC guardrail's binding deleted", "binding secprov-rbac is missing", func(t *testing.T) func() {
+			vb := cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings()
+			b, err := vb.Get(ctx, hardening.RBACGuardrail, metav1.GetOptions{})
+			must(t, err)
+			must(t, vb.Delete(ctx, b.Name, metav1.DeleteOptions{}))
+			return func() {
+				restored := &admissionv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: b.Name, Labels: b.Labels, Annotations: b.Annotations}, Spec: b.Spec}
+				must(t, ignore(vb.Create(ctx, restored, metav1.CreateOptions{})))
+			}
+		}},
+		{"SP-ADM-004", "the network guardrail set to warn without an exception", "only warns", func(t *testing.T) func() {
+			patch := func(actions string) error {
+				_, err := cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Patch(ctx, hardening.NetworkGuardrail, types.MergePatchType,
+					[]byte(`{"spec":{"validationActions":`+actions+`}}`), metav1.PatchOptions{})
+				return err
+			}
+			must(t, patch(`["Warn","Audit"]`))
+			return func() { must(t, patch(`["Deny"]`)) }
 		}},
 		{"SP-FILE-001", "a key made world-readable", "sa.key is 0644", func(t *testing.T) func() {
 			must(t, os.Chmod(b.ServiceAccountKey, 0o644))
@@ -609,12 +682,16 @@ func hardenedRows(t *testing.T, h *harness, ctx context.Context) {
 				vault.NamespacePolicy(names, ns)+"\npath \"kv-shop-test/data/*\" {\n  capabilities = [\"read\"]\n}\n")
 		}},
 	}
+	// An allow-all NetworkPolicy undoes default deny (SP-NET-003) and is
+	// one the network guardrail forbids (SP-ADM-004): both controls are
+	// broken, so both checks fail.
+	alsoFails := map[string][]string{"an allow-all policy added": {"SP-ADM-004"}}
 	for _, rt := range runtime {
 		t.Run(rt.id+" "+rt.name, func(t *testing.T) {
 			revert := rt.weaken(t)
 			rep := h.suite(t, ctx, prod)
 			revert()
-			expectOnly(t, rep, rt.id, rt.want)
+			expectOnly(t, rep, rt.id, rt.want, alsoFails[rt.name]...)
 		})
 	}
 	// Reverted: the cluster is whole again.

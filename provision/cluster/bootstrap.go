@@ -42,6 +42,10 @@ var gvrs = map[string]schema.GroupVersionResource{
 	"networking.k8s.io/v1/NetworkPolicy":              {Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"},
 	"rbac.authorization.k8s.io/v1/ClusterRoleBinding": {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
 	"rbac.authorization.k8s.io/v1/ClusterRole":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
+	"admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy": {Group: "admissionregistration.k8s.io", Version: "v1",
+		Resource: "validatingadmissionpolicies"},
+	"admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding": {Group: "admissionregistration.k8s.io", Version: "v1",
+		Resource: "validatingadmissionpolicybindings"},
 }
 
 func objectRef(u *unstructured.Unstructured) string {
@@ -105,6 +109,37 @@ func apply(ctx context.Context, dc dynamic.Interface, objs []*unstructured.Unstr
 	return refs, nil
 }
 
+// preflight dry-runs the cluster-scoped admission objects (guardrail
+// policies and bindings) before anything is applied: the API server
+// compiles a policy's CEL when it validates it, so a policy it would refuse
+// is found while none of the set has changed. A set of guardrails applies
+// whole or not at all.
+func preflight(ctx context.Context, dc dynamic.Interface, objs []*unstructured.Unstructured) error {
+	var errs []error
+	for _, u := range objs {
+		if u.GetAPIVersion() != "admissionregistration.k8s.io/v1" {
+			continue
+		}
+		data, err := json.Marshal(u)
+		if err != nil {
+			return err
+		}
+		force := true
+		err = retry(ctx, func() error {
+			_, err := dc.Resource(gvrs[u.GetAPIVersion()+"/"+u.GetKind()]).Patch(ctx, u.GetName(), types.ApplyPatchType, data,
+				metav1.PatchOptions{FieldManager: FieldManager, Force: &force, DryRun: []string{metav1.DryRunAll}})
+			return err
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", objectRef(u), err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("the API server refuses part of the admission guardrails, so none was applied (this is a bug in secprov; please report it with this message): %w", errors.Join(errs...))
+	}
+	return nil
+}
+
 // prune deletes objects secprov applied before and no longer wants.
 // Namespaces are never deleted: they may hold workloads.
 func prune(ctx context.Context, dc dynamic.Interface, old, cur []*unstructured.Unstructured) error {
@@ -155,6 +190,9 @@ func runBootstrap(ctx context.Context, in, old bootstrapIn) (bootstrapOut, error
 	}
 	dc, err := bootstrapClient(in.Dir)
 	if err != nil {
+		return bootstrapOut{}, err
+	}
+	if err := preflight(ctx, dc, objs); err != nil {
 		return bootstrapOut{}, err
 	}
 	refs, err := apply(ctx, dc, objs)

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -42,6 +43,9 @@ type Declaration struct {
 	APIServerURL, Kubeconfig string
 	// KMSSocket is where the KMS plugin listens; empty without vault-kms.
 	KMSSocket string
+	// OwnImages are the images the provider runs in the cluster (the image
+	// guardrail allows their registries).
+	OwnImages []string
 	Steps     Steps
 }
 
@@ -107,6 +111,14 @@ func Program(d Declaration) (pulumi.RunFunc, error) {
 	if err != nil {
 		return nil, err
 	}
+	guards, err := hardening.Guardrails(spec, hardening.GuardrailInputs{OwnImages: d.OwnImages, Now: time.Now()})
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: guardrails: %w", name, err)
+	}
+	guardJSON, err := RenderObjects(hardening.GuardrailObjects(guards))
+	if err != nil {
+		return nil, err
+	}
 	var vc vaultres.Cluster
 	if s.Vault != nil {
 		vc = vaultres.Cluster{Access: *s.Vault, Names: vault.NamesFor(name, spec), Kubeconfig: d.Kubeconfig,
@@ -140,6 +152,11 @@ func Program(d Declaration) (pulumi.RunFunc, error) {
 		}
 		bootstrap, err := engine.Resource(ctx, BootstrapType, "bootstrap", bootstrapIn{Dir: s.Dir, Objects: objJSON}, engine.DependsOn(apiServer))
 		if err != nil {
+			return err
+		}
+		// The admission guardrails come last: they judge everyone but the
+		// bootstrap identity, and nothing secprov creates needs them absent.
+		if _, err := engine.Resource(ctx, BootstrapType, "guardrails", bootstrapIn{Dir: s.Dir, Objects: guardJSON}, engine.DependsOn(bootstrap)); err != nil {
 			return err
 		}
 		// Workload secrets: KV mount, Kubernetes auth against this API

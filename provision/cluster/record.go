@@ -48,9 +48,13 @@ type Record struct {
 	// component's; kind: the API server's host port).
 	Ports hardening.Ports `json:"ports"`
 	// Vault the cluster uses (nil: none). Paths only, never tokens.
-	Vault   *VaultRecord `json:"vault,omitempty"`
-	Created time.Time    `json:"created,omitzero"`
-	Updated time.Time    `json:"updated,omitzero"`
+	Vault *VaultRecord `json:"vault,omitempty"`
+	// OwnImages are the images secprov runs in the cluster itself (kind:
+	// Cilium, the control plane's); the image guardrail allows their
+	// registries.
+	OwnImages []string  `json:"ownImages,omitempty"`
+	Created   time.Time `json:"created,omitzero"`
+	Updated   time.Time `json:"updated,omitzero"`
 
 	// Dir is the cluster's directory; not stored (the record lives in it).
 	Dir string `json:"-"`

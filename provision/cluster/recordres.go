@@ -31,6 +31,8 @@ type RecordInputs struct {
 	Spec               string          `json:"spec"` // defaulted blueprint spec, JSON
 	EncryptionProvider string          `json:"encryptionProvider"`
 	Vault              *VaultRecord    `json:"vault,omitempty"`
+	// OwnImages are the images secprov runs in the cluster itself.
+	OwnImages []string `json:"ownImages,omitempty"`
 }
 
 type recordOut struct {
@@ -60,7 +62,7 @@ func writeRecordDir(in RecordInputs) (recordOut, error) {
 	}
 	r := &Record{Name: in.Name, Environment: in.Environment, Provider: in.Provider, Ports: in.Ports, Spec: json.RawMessage(in.Spec),
 		EncryptionProvider: in.EncryptionProvider, APIServerURL: APIServerURL(in.Ports.APIServer), Kubeconfig: l.AdminKubeconfig(),
-		Vault: in.Vault, Dir: l.Dir}
+		Vault: in.Vault, OwnImages: in.OwnImages, Dir: l.Dir}
 	if err := WriteRecord(r, time.Now()); err != nil {
 		return recordOut{}, err
 	}

@@ -136,12 +136,14 @@ func (p *Provider) Program(s *cluster.Spec) (pulumi.RunFunc, error) {
 	for i, f := range r.Files {
 		files[i] = fileIn{Path: f.Path, Data: string(f.Data)}
 	}
-	d := cluster.Declaration{Spec: s, APIServerURL: url, Kubeconfig: l.AdminKubeconfig()}
+	own := set.Own()
+	d := cluster.Declaration{Spec: s, APIServerURL: url, Kubeconfig: l.AdminKubeconfig(), OwnImages: own}
 	var record *engine.Res
 	d.Steps.Record = func(ctx *pulumi.Context) (*engine.Res, error) {
 		record, err = engine.Resource(ctx, cluster.RecordType, name, cluster.RecordInputs{
 			Name: name, Provider: v1alpha1.ProviderKind, Dir: s.Dir, Environment: spec.Environment,
 			Ports: recordPorts(port), Spec: string(specJSON), EncryptionProvider: spec.EncryptionAtRest.Provider, Vault: vrec,
+			OwnImages: own,
 		})
 		return record, err
 	}

@@ -70,6 +70,7 @@ func (t *Target) Info() verify.Info {
 		Topology:           topology,
 		Files:              files(l),
 		APIServerURL:       t.rec.APIServerURL,
+		OwnImages:          t.rec.OwnImages,
 		PrivateFiles: []string{l.AdminKubeconfig(), l.SuperAdminKubeconfig(), l.EncryptionKeys(), l.CAKey(),
 			// kubeadm's keys and kubeconfigs in the control-plane node
 			// that the components' flags do not name.

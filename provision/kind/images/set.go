@@ -92,3 +92,37 @@ func Upstream() Set {
 		CiliumOperator: Ref{Repository: "quay.io/cilium/operator-generic", Tag: CiliumVersion},
 	}
 }
+
+// kubeadmDefaultRepository is where kubeadm takes the control-plane, etcd,
+// CoreDNS and pause images from unless told otherwise.
+const kubeadmDefaultRepository = "registry.k8s.io"
+
+// Own lists the images the set runs as pods in a cluster (Cilium, the
+// control plane, etcd, CoreDNS, pause), repository:tag, for the image
+// guardrail to allow. The node image runs as a container, not a pod.
+func (s Set) Own() []string {
+	repo := s.KubeImageRepository
+	if repo == "" {
+		repo = kubeadmDefaultRepository
+	}
+	out := []string{s.CiliumAgent.String(), s.CiliumOperator.String()}
+	for _, c := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		out = append(out, repo+"/"+c+":"+KubernetesVersion)
+	}
+	for _, r := range []struct {
+		ref  Ref
+		dflt string
+	}{{s.Etcd, "etcd"}, {s.CoreDNS, "coredns/coredns"}, {s.Pause, "pause"}} {
+		if r.ref.Repository != "" {
+			out = append(out, r.ref.String())
+		} else {
+			out = append(out, kubeadmDefaultRepository+"/"+r.dflt)
+		}
+	}
+	if !s.Offline {
+		// The upstream node image deploys kind's local-path provisioner
+		// for its default StorageClass; the offline one does not.
+		out = append(out, "docker.io/kindest/local-path-provisioner", "docker.io/kindest/local-path-helper")
+	}
+	return out
+}

@@ -1,6 +1,10 @@
 package images
 
-import "testing"
+import (
+	"slices"
+	"strings"
+	"testing"
+)
 
 func TestSetKubeadmImages(t *testing.T) {
 	tests := []struct {
@@ -55,5 +59,22 @@ func TestUpstream(t *testing.T) {
 	}
 	if got := u.Node.String(); got != "kindest/node:v1.37.2" {
 		t.Errorf("node = %s", got)
+	}
+}
+
+func TestOwnImages(t *testing.T) {
+	up := Upstream().Own()
+	for _, want := range []string{"quay.io/cilium/cilium:" + CiliumVersion, "registry.k8s.io/kube-apiserver:" + KubernetesVersion,
+		"registry.k8s.io/coredns/coredns", "registry.k8s.io/pause", "docker.io/kindest/local-path-provisioner"} {
+		if !slices.Contains(up, want) {
+			t.Errorf("upstream Own() lacks %s: %v", want, up)
+		}
+	}
+	off := Set{Offline: true, CiliumAgent: Ref{"secprov.local/cilium", "x"}, CiliumOperator: Ref{"secprov.local/cilium-operator-generic", "x"},
+		KubeImageRepository: "secprov.local", Etcd: Ref{"secprov.local/etcd", "e"}, CoreDNS: Ref{"secprov.local/coredns", "c"}, Pause: Ref{"secprov.local/pause", "p"}}
+	for _, img := range off.Own() {
+		if !strings.HasPrefix(img, "secprov.local/") {
+			t.Errorf("offline Own() names %s, outside secprov.local", img)
+		}
 	}
 }
