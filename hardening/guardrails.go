@@ -201,6 +201,17 @@ func imagesPolicy(registries []string, digest bool) *admissionv1.ValidatingAdmis
 		`? c.image : 'docker.io/' + c.image})`
 	refs := `variables.hosted.map(c, {'field': c.field, 'image': c.image, 'ref': ` +
 		`c.ref.startsWith('docker.io/') && !c.ref.substring(10).contains('/') ? 'docker.io/library/' + c.ref.substring(10) : c.ref})`
+	// The same resolution over bare strings: what the validations read.
+	// Variables are evaluated lazily, so the maps above (field names for
+	// the messages) cost nothing on an admitted request.
+	lean := func(field string) string {
+		return fmt.Sprintf(`(has(s.%[1]s) ? s.%[1]s.map(c, c.image) : [])`, field)
+	}
+	images := `variables.podSpecs.size() == 0 ? [] : [variables.podSpecs[0]].map(s, ` +
+		lean("containers") + " + " + lean("initContainers") + " + " + lean("ephemeralContainers") + `)[0]`
+	hostedImages := `variables.images.map(i, i.indexOf('/') > 0 && (i.substring(0, i.indexOf('/')).contains('.') || ` +
+		`i.substring(0, i.indexOf('/')).contains(':') || i.substring(0, i.indexOf('/')) == 'localhost') ? i : 'docker.io/' + i)`
+	imageRefs := `variables.hostedImages.map(r, r.startsWith('docker.io/') && !r.substring(10).contains('/') ? 'docker.io/library/' + r.substring(10) : r)`
 	p := &admissionv1.ValidatingAdmissionPolicy{Spec: admissionv1.ValidatingAdmissionPolicySpec{
 		MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{
 			rule("", "pods", "pods/ephemeralcontainers", "podtemplates", "replicationcontrollers"),
@@ -213,21 +224,26 @@ func imagesPolicy(registries []string, digest bool) *admissionv1.ValidatingAdmis
 			{Name: "containers", Expression: containers},
 			{Name: "hosted", Expression: hosted},
 			{Name: "refs", Expression: refs},
+			{Name: "images", Expression: images},
+			{Name: "hostedImages", Expression: hostedImages},
+			{Name: "imageRefs", Expression: imageRefs},
 		},
 	}}
 	if len(registries) > 0 {
-		var admits []string
-		for _, r := range registries {
-			q := celString(r)
-			e := "c.ref.startsWith(" + celString(r+"/") + ")"
-			if strings.Contains(r, "/") {
-				e = "(c.ref == " + q + " || c.ref.startsWith(" + celString(r+"/") + ") || c.ref.startsWith(" + celString(r+":") + ") || c.ref.startsWith(" + celString(r+"@") + "))"
+		admitted := func(ref string) string {
+			var admits []string
+			for _, r := range registries {
+				e := ref + ".startsWith(" + celString(r+"/") + ")"
+				if strings.Contains(r, "/") {
+					e = "(" + ref + " == " + celString(r) + " || " + ref + ".startsWith(" + celString(r+"/") + ") || " + ref + ".startsWith(" + celString(r+":") + ") || " + ref + ".startsWith(" + celString(r+"@") + "))"
+				}
+				admits = append(admits, e)
 			}
-			admits = append(admits, e)
+			return strings.Join(admits, " || ")
 		}
-		admit := strings.Join(admits, " || ")
+		admit := admitted("c.ref")
 		p.Spec.Validations = append(p.Spec.Validations, admissionv1.Validation{
-			Expression: "variables.refs.all(c, " + admit + ")",
+			Expression: "variables.imageRefs.all(r, " + admitted("r") + ")",
 			Message:    fmt.Sprintf("%s: an image is not from an allowed registry (%s); %s", id, strings.Join(registries, ", "), howToExcept(id)),
 			MessageExpression: fmt.Sprintf(`'%s: ' + variables.refs.filter(c, !(%s)).map(c, c.field + ' image ' + c.image + (c.ref != c.image ? ' (' + c.ref + ')' : '')).join(', ') + ' is not from an allowed registry (%s); %s'`,
 				id, admit, strings.Join(registries, ", "), howToExcept(id)),
@@ -236,7 +252,7 @@ func imagesPolicy(registries []string, digest bool) *admissionv1.ValidatingAdmis
 	}
 	if digest {
 		p.Spec.Validations = append(p.Spec.Validations, admissionv1.Validation{
-			Expression: `variables.refs.all(c, c.ref.matches('@sha256:[0-9a-f]{64}$'))`,
+			Expression: `variables.imageRefs.all(r, r.matches('@sha256:[0-9a-f]{64}$'))`,
 			Message:    fmt.Sprintf("%s: an image is not pinned by digest (spec.images.requireDigest); pin it as IMAGE@sha256:DIGEST; %s", id, howToExcept(id)),
 			MessageExpression: fmt.Sprintf(`'%s: ' + variables.refs.filter(c, !c.ref.matches('@sha256:[0-9a-f]{64}$')).map(c, c.field + ' image ' + c.image).join(', ') + ' is not pinned by digest (spec.images.requireDigest); pin it as IMAGE@sha256:DIGEST; %s'`,
 				id, howToExcept(id)),

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +19,8 @@ import (
 	"secprov.dev/secprov/blueprints/v1alpha1"
 
 	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/hardening"
+	"secprov.dev/secprov/hardening/verify"
 	"secprov.dev/secprov/provision"
 	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/engine/enginetest"
@@ -269,4 +272,152 @@ func floorOnce(b *testing.B, bins local.Binaries, bp *blueprints.Blueprint) time
 		b.Fatal(err)
 	}
 	return d
+}
+
+// BenchmarkGuardrails measures what the admission guardrails cost and how
+// fast verify judges a big cluster. On one local prod cluster (image
+// allow-list and digests required): server-side dry-run Pod creates/s with
+// the guardrails bound, then with their bindings deleted (same cluster,
+// same run); then 200 namespaces with 2,000 PodTemplates, and the time of
+// the four guardrail checks over all of it.
+func BenchmarkGuardrails(b *testing.B) {
+	bins := localtest.Toolchain(b)
+	ctx := context.Background()
+	eng, stateDir := enginetest.NewEngine(b, nil)
+	p := provision.New(provision.Config{StateDir: stateDir, Engine: eng, Providers: providers.Registry(), Binaries: bins})
+	bp := noVault(examples(b, "prod.yaml"))[0]
+	b.Cleanup(func() { p.Down(context.Background(), []string{bp.Name()}, nil) })
+	for _, r := range p.Up(ctx, []*blueprints.Blueprint{bp}, nil) {
+		if r.Err != nil {
+			b.Fatal(r.Err)
+		}
+	}
+	t, err := provision.Target(providers.Registry(), stateDir, bp.Name())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer t.(interface{ Close() error }).Close()
+	cfg, err := t.RESTConfig()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.QPS, cfg.Burst = 10000, 10000
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	no, yes := false, true
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "bench-"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
+		Name: "app", Image: "registry.example.com/shop/app@sha256:" + strings.Repeat("ab", 32), SecurityContext: &corev1.SecurityContext{
+			AllowPrivilegeEscalation: &no, RunAsNonRoot: &yes, Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}}}}}
+	create := func() error {
+		_, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err
+	}
+	foreign := pod.DeepCopy()
+	foreign.Spec.Containers[0].Image = "nginx:latest"
+	enforced := func() bool {
+		_, err := cs.CoreV1().Pods("default").Create(ctx, foreign, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err != nil
+	}
+	waitFor := func(want bool) {
+		for deadline := time.Now().Add(30 * time.Second); enforced() != want; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatalf("guardrails enforced = %v after 30 s, want %v", !want, want)
+			}
+		}
+	}
+	rate := func(name string) {
+		for start := time.Now(); time.Since(start) < 3*time.Second; { // warm up
+			if err := create(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run(name, func(b *testing.B) {
+			b.SetParallelism(4)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := create(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pods/s")
+		})
+	}
+	vb := cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings()
+	unbind := func() {
+		bindings, err := vb.List(ctx, metav1.ListOptions{LabelSelector: hardening.ControlLabel})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, x := range bindings.Items {
+			if err := vb.Delete(ctx, x.Name, metav1.DeleteOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		waitFor(false)
+	}
+	rebind := func() { // up puts the bindings back
+		for _, r := range p.Up(ctx, []*blueprints.Blueprint{bp}, nil) {
+			if r.Err != nil {
+				b.Fatal(r.Err)
+			}
+		}
+		waitFor(true)
+	}
+	// ABBA, so neither side gains from the API server warming up, after
+	// the controllers have settled from creating the cluster (its first
+	// seconds are measurably slower).
+	settle := func() {
+		for start := time.Now(); time.Since(start) < 15*time.Second; {
+			if err := create(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	waitFor(true)
+	settle()
+	rate("with-guardrails")
+	unbind()
+	settle()
+	rate("without-guardrails")
+	rate("without-guardrails")
+	rebind()
+	settle()
+	rate("with-guardrails")
+
+	// 200 namespaces and 2,000 compliant PodTemplates (10 each), and the
+	// guardrail checks over all of it.
+	for i := range 200 {
+		ns := fmt.Sprintf("bench-%03d", i)
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		for j := range 10 {
+			if _, err := cs.CoreV1().PodTemplates(ns).Create(ctx, &corev1.PodTemplate{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("t%d", j)},
+				Template: corev1.PodTemplateSpec{Spec: pod.Spec}}, metav1.CreateOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	var checks []verify.Check
+	for _, c := range verify.Checks() {
+		if strings.HasPrefix(string(c.ID), "SP-ADM-") {
+			checks = append(checks, c)
+		}
+	}
+	b.Run("verify-200ns-2000templates", func(b *testing.B) {
+		for range b.N {
+			rep := verify.Run(ctx, t, checks, verify.Options{})
+			for _, r := range rep.Results {
+				if r.Status != verify.StatusPass {
+					b.Fatalf("%s: %s %s", r.ID, r.Status, r.Reason)
+				}
+			}
+		}
+		b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/verify")
+	})
 }
