@@ -14,6 +14,10 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -202,7 +206,7 @@ func newProbeIdentity(ctx context.Context, t Target, control blueprints.ControlI
 		return nil, err
 	}
 	label := strings.ToLower(string(control))
-	sweepProbes(ctx, cs, label)
+	sweepProbes(ctx, t, label)
 	name := canaryName(label)
 	user := "secprov:verify:" + name
 	meta := metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{ProbeLabel: label, hardening.ManagedByLabel: hardening.ManagedByValue}}
@@ -248,37 +252,30 @@ func newProbeIdentity(ctx context.Context, t Target, control blueprints.ControlI
 	return &probeIdentity{name: name, cs: pcs, warnings: w, cleanup: cleanup}, nil
 }
 
+// probeKinds are the kinds a probe identity is made of.
+var probeKinds = []schema.GroupVersionResource{
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
+}
+
 // sweepProbes deletes probe roles and bindings of control that an
-// interrupted run left behind.
-func sweepProbes(ctx context.Context, cs kubernetes.Interface, label string) {
-	sel := metav1.ListOptions{LabelSelector: ProbeLabel + "=" + label}
-	old := func(m metav1.ObjectMeta) bool { return time.Since(m.CreationTimestamp.Time) > probeLeftoverAge }
-	rb := cs.RbacV1()
-	if l, err := rb.ClusterRoleBindings().List(ctx, sel); err == nil {
-		for _, o := range l.Items {
-			if old(o.ObjectMeta) {
-				_ = rb.ClusterRoleBindings().Delete(ctx, o.Name, metav1.DeleteOptions{})
-			}
-		}
+// interrupted run left behind (a probe lives for seconds; younger ones may
+// belong to a run going on now).
+func sweepProbes(ctx context.Context, t Target, label string) {
+	dc, err := dynamicClient(t)
+	if err != nil {
+		return
 	}
-	if l, err := rb.ClusterRoles().List(ctx, sel); err == nil {
-		for _, o := range l.Items {
-			if old(o.ObjectMeta) {
-				_ = rb.ClusterRoles().Delete(ctx, o.Name, metav1.DeleteOptions{})
-			}
+	for _, gvr := range probeKinds {
+		l, err := dc.Resource(gvr).List(ctx, metav1.ListOptions{LabelSelector: ProbeLabel + "=" + label})
+		if err != nil {
+			continue
 		}
-	}
-	if l, err := rb.RoleBindings("").List(ctx, sel); err == nil {
 		for _, o := range l.Items {
-			if old(o.ObjectMeta) {
-				_ = rb.RoleBindings(o.Namespace).Delete(ctx, o.Name, metav1.DeleteOptions{})
-			}
-		}
-	}
-	if l, err := rb.Roles("").List(ctx, sel); err == nil {
-		for _, o := range l.Items {
-			if old(o.ObjectMeta) {
-				_ = rb.Roles(o.Namespace).Delete(ctx, o.Name, metav1.DeleteOptions{})
+			if time.Since(o.GetCreationTimestamp().Time) > probeLeftoverAge {
+				_ = dc.Resource(gvr).Namespace(o.GetNamespace()).Delete(ctx, o.GetName(), metav1.DeleteOptions{})
 			}
 		}
 	}
@@ -426,7 +423,7 @@ func checkImagesGuardrail(ctx context.Context, t Target) Outcome {
 	}
 	probeGuardrail(ctx, t, g, ns, []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"create"}}},
 		pod(bad), pod(good), "Pod "+ns+" with image "+bad, "Pod "+ns+" with image "+good, &r)
-	judgeLiveImages(ctx, cs, info, &r)
+	judgeLiveImages(ctx, t, info, &r)
 	return r.outcome("images come only from " + strings.Join(regs, ", ") + digestNote(info))
 }
 
@@ -437,94 +434,70 @@ func digestNote(info Info) string {
 	return "; a foreign image is refused"
 }
 
+// podSpecHolders are the kinds that carry a pod spec, and where.
+var podSpecHolders = []struct {
+	gvr  schema.GroupVersionResource
+	kind string
+	path []string
+}{
+	{schema.GroupVersionResource{Version: "v1", Resource: "pods"}, "Pod", []string{"spec"}},
+	{schema.GroupVersionResource{Version: "v1", Resource: "podtemplates"}, "PodTemplate", []string{"template", "spec"}},
+	{schema.GroupVersionResource{Version: "v1", Resource: "replicationcontrollers"}, "ReplicationController", []string{"spec", "template", "spec"}},
+	{schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, "Deployment", []string{"spec", "template", "spec"}},
+	{schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "replicasets"}, "ReplicaSet", []string{"spec", "template", "spec"}},
+	{schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "statefulsets"}, "StatefulSet", []string{"spec", "template", "spec"}},
+	{schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "daemonsets"}, "DaemonSet", []string{"spec", "template", "spec"}},
+	{schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}, "Job", []string{"spec", "template", "spec"}},
+	{schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "cronjobs"}, "CronJob", []string{"spec", "jobTemplate", "spec", "template", "spec"}},
+}
+
 // judgeLiveImages judges every pod and pod template of the cluster.
 // Pods a controller owns are judged through their owner's template;
 // mirror pods (owned by a Node) are judged themselves.
-func judgeLiveImages(ctx context.Context, cs kubernetes.Interface, info Info, r *findings) {
-	type obj struct {
-		ref    string
-		owners []metav1.OwnerReference
-		spec   *corev1.PodSpec
-		path   string
-	}
-	var objs []obj
-	list := func(what string, err error) bool {
-		if err != nil {
-			r.errorf("list %s: %v", what, err)
-			return false
-		}
-		return true
-	}
-	all := metav1.ListOptions{}
-	if l, err := cs.CoreV1().Pods("").List(ctx, all); list("pods", err) {
-		for i := range l.Items {
-			o := &l.Items[i]
-			objs = append(objs, obj{"Pod/" + o.Namespace + "/" + o.Name, o.OwnerReferences, &o.Spec, "spec"})
-		}
-	}
-	if l, err := cs.AppsV1().Deployments("").List(ctx, all); list("deployments", err) {
-		for i := range l.Items {
-			o := &l.Items[i]
-			objs = append(objs, obj{"Deployment/" + o.Namespace + "/" + o.Name, o.OwnerReferences, &o.Spec.Template.Spec, "spec.template.spec"})
-		}
-	}
-	if l, err := cs.AppsV1().ReplicaSets("").List(ctx, all); list("replicasets", err) {
-		for i := range l.Items {
-			o := &l.Items[i]
-			objs = append(objs, obj{"ReplicaSet/" + o.Namespace + "/" + o.Name, o.OwnerReferences, &o.Spec.Template.Spec, "spec.template.spec"})
-		}
-	}
-	if l, err := cs.AppsV1().StatefulSets("").List(ctx, all); list("statefulsets", err) {
-		for i := range l.Items {
-			o := &l.Items[i]
-			objs = append(objs, obj{"StatefulSet/" + o.Namespace + "/" + o.Name, o.OwnerReferences, &o.Spec.Template.Spec, "spec.template.spec"})
-		}
-	}
-	if l, err := cs.AppsV1().DaemonSets("").List(ctx, all); list("daemonsets", err) {
-		for i := range l.Items {
-			o := &l.Items[i]
-			objs = append(objs, obj{"DaemonSet/" + o.Namespace + "/" + o.Name, o.OwnerReferences, &o.Spec.Template.Spec, "spec.template.spec"})
-		}
-	}
-	if l, err := cs.BatchV1().Jobs("").List(ctx, all); list("jobs", err) {
-		for i := range l.Items {
-			o := &l.Items[i]
-			objs = append(objs, obj{"Job/" + o.Namespace + "/" + o.Name, o.OwnerReferences, &o.Spec.Template.Spec, "spec.template.spec"})
-		}
-	}
-	if l, err := cs.BatchV1().CronJobs("").List(ctx, all); list("cronjobs", err) {
-		for i := range l.Items {
-			o := &l.Items[i]
-			objs = append(objs, obj{"CronJob/" + o.Namespace + "/" + o.Name, o.OwnerReferences, &o.Spec.JobTemplate.Spec.Template.Spec, "spec.jobTemplate.spec.template.spec"})
-		}
-	}
-	if l, err := cs.CoreV1().ReplicationControllers("").List(ctx, all); list("replicationcontrollers", err) {
-		for i := range l.Items {
-			o := &l.Items[i]
-			if o.Spec.Template != nil {
-				objs = append(objs, obj{"ReplicationController/" + o.Namespace + "/" + o.Name, o.OwnerReferences, &o.Spec.Template.Spec, "spec.template.spec"})
-			}
-		}
-	}
-	if l, err := cs.CoreV1().PodTemplates("").List(ctx, all); list("podtemplates", err) {
-		for i := range l.Items {
-			o := &l.Items[i]
-			objs = append(objs, obj{"PodTemplate/" + o.Namespace + "/" + o.Name, o.OwnerReferences, &o.Template.Spec, "template.spec"})
-		}
+func judgeLiveImages(ctx context.Context, t Target, info Info, r *findings) {
+	dc, err := dynamicClient(t)
+	if err != nil {
+		r.errorf("%v", err)
+		return
 	}
 	judged := 0
-	for _, o := range objs {
-		if c := metav1.GetControllerOfNoCopy(&metav1.ObjectMeta{OwnerReferences: o.owners}); c != nil && c.Kind != "Node" {
-			continue // judged through its owner
+	for _, h := range podSpecHolders {
+		l, err := dc.Resource(h.gvr).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			r.errorf("list %s: %v", h.gvr.Resource, err)
+			continue
 		}
-		judged++
-		for _, c := range podContainers(o.spec, o.path) {
-			if why := hardening.JudgeImage(info.Spec, info.OwnImages, c.image); why != "" {
-				r.fail(Evidence{Object: o.ref, Field: c.field, Want: "an allowed image", Got: c.image}, o.ref+" "+c.field+": "+why)
+		for _, o := range l.Items {
+			if c := metav1.GetControllerOfNoCopy(&o); c != nil && c.Kind != "Node" {
+				continue // judged through its owner
+			}
+			raw, found, err := unstructured.NestedMap(o.Object, h.path...)
+			if err != nil || !found {
+				continue // a holder without a template (validation refuses those)
+			}
+			var spec corev1.PodSpec
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &spec); err != nil {
+				r.errorf("%s/%s/%s: %v", h.kind, o.GetNamespace(), o.GetName(), err)
+				continue
+			}
+			judged++
+			ref := h.kind + "/" + o.GetNamespace() + "/" + o.GetName()
+			for _, c := range podContainers(&spec, strings.Join(h.path, ".")) {
+				if why := hardening.JudgeImage(info.Spec, info.OwnImages, c.image); why != "" {
+					r.fail(Evidence{Object: ref, Field: c.field, Want: "an allowed image", Got: c.image}, ref+" "+c.field+": "+why)
+				}
 			}
 		}
 	}
 	r.ok(Evidence{Object: "every pod and pod template", Field: "images", Want: "allowed", Got: fmt.Sprintf("%d objects judged", judged)})
+}
+
+func dynamicClient(t Target) (dynamic.Interface, error) {
+	cfg, err := t.RESTConfig()
+	if err != nil {
+		return nil, fmt.Errorf("admin REST config: %w", err)
+	}
+	return dynamic.NewForConfig(cfg)
 }
 
 type containerImage struct{ field, image string }
