@@ -63,6 +63,30 @@ func guardrailFor(info Info, control blueprints.ControlID) (*hardening.Guardrail
 	return nil, nil
 }
 
+// startGuardrailCheck renders the cluster's guardrail of control, opens the
+// admin client and judges the live policy and binding. A non-nil Outcome
+// ends the check: a blueprint without an image rule has no image
+// guardrail to prove.
+func startGuardrailCheck(ctx context.Context, t Target, control blueprints.ControlID) (*hardening.Guardrail, kubernetes.Interface, *findings, *Outcome) {
+	end := func(o Outcome) (*hardening.Guardrail, kubernetes.Interface, *findings, *Outcome) {
+		return nil, nil, nil, &o
+	}
+	g, err := guardrailFor(t.Info(), control)
+	switch {
+	case err != nil:
+		return end(Errorf("render guardrails: %v", err))
+	case g == nil:
+		return end(Skip("the blueprint sets no image rule (spec.images: any registry, tags allowed), so there is no image guardrail to prove"))
+	}
+	cs, err := t.Client()
+	if err != nil {
+		return end(Errorf("admin client: %v", err))
+	}
+	r := &findings{}
+	judgeLive(ctx, cs, g, r)
+	return g, cs, r, nil
+}
+
 // judgeLive compares the live policy and binding with the rendered ones.
 // A missing or edited policy, a missing or narrowed binding, or one that
 // only warns without an exception, fails.
@@ -391,20 +415,11 @@ var canaryDigest = "@sha256:5ec9" + strings.Repeat("0", 60)
 // compliant one admitted, and no live pod or pod template breaks the
 // rules.
 func checkImagesGuardrail(ctx context.Context, t Target) Outcome {
-	var r findings
 	info := t.Info()
-	g, err := guardrailFor(info, blueprints.GuardrailImages)
-	if err != nil {
-		return Errorf("render guardrails: %v", err)
+	g, _, r, end := startGuardrailCheck(ctx, t, blueprints.GuardrailImages)
+	if end != nil {
+		return *end
 	}
-	if g == nil {
-		return Skip("the blueprint sets no image rule (spec.images: any registry, tags allowed), so there is no image guardrail to prove")
-	}
-	cs, err := t.Client()
-	if err != nil {
-		return Errorf("admin client: %v", err)
-	}
-	judgeLive(ctx, cs, g, &r)
 	ns := probeNamespace(info)
 	regs := hardening.AllowedRegistries(info.Spec, info.OwnImages)
 	good, bad := "registry.invalid/secprov/canary"+canaryDigest, "registry.invalid/secprov/canary:1"
@@ -422,8 +437,8 @@ func checkImagesGuardrail(ctx context.Context, t Target) Outcome {
 		}
 	}
 	probeGuardrail(ctx, t, g, ns, []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"create"}}},
-		pod(bad), pod(good), "Pod "+ns+" with image "+bad, "Pod "+ns+" with image "+good, &r)
-	judgeLiveImages(ctx, t, info, &r)
+		pod(bad), pod(good), "Pod "+ns+" with image "+bad, "Pod "+ns+" with image "+good, r)
+	judgeLiveImages(ctx, t, info, r)
 	return r.outcome("images come only from " + strings.Join(regs, ", ") + digestNote(info))
 }
 
@@ -521,17 +536,11 @@ func podContainers(s *corev1.PodSpec, path string) []containerImage {
 // a compliant one admitted, and no live namespace outside the exempt ones
 // is labelled weaker.
 func checkPodSecurityGuardrail(ctx context.Context, t Target) Outcome {
-	var r findings
 	info := t.Info()
-	g, err := guardrailFor(info, blueprints.GuardrailPodSecurity)
-	if err != nil || g == nil {
-		return Errorf("render guardrails: %v", err)
+	g, cs, r, end := startGuardrailCheck(ctx, t, blueprints.GuardrailPodSecurity)
+	if end != nil {
+		return *end
 	}
-	cs, err := t.Client()
-	if err != nil {
-		return Errorf("admin client: %v", err)
-	}
-	judgeLive(ctx, cs, g, &r)
 	ps := info.Spec.PodSecurity
 	weak := map[string]string{hardening.PodSecurityLabelKey + "enforce-version": "v1.0"}
 	what := "Namespace pinned to Pod Security v1.0"
@@ -547,7 +556,7 @@ func checkPodSecurityGuardrail(ctx context.Context, t Target) Outcome {
 	}
 	probeGuardrail(ctx, t, g, "", []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"create"}}},
 		ns(weak), ns(map[string]string{hardening.PodSecurityLabelKey + "enforce": ps.Enforce, hardening.PodSecurityLabelKey + "enforce-version": "latest"}),
-		what, "Namespace labelled enforce="+ps.Enforce, &r)
+		what, "Namespace labelled enforce="+ps.Enforce, r)
 	l, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		r.errorf("list namespaces: %v", err)
@@ -577,17 +586,11 @@ const kubeadmClusterInfo = "kube-public/kubeadm:bootstrap-signer-clusterinfo"
 // escalate, bind or impersonate, and no live binding binds everyone.
 // Bindings of admin roles are SP-RBAC-001's.
 func checkRBACGuardrail(ctx context.Context, t Target) Outcome {
-	var r findings
 	info := t.Info()
-	g, err := guardrailFor(info, blueprints.GuardrailRBAC)
-	if err != nil || g == nil {
-		return Errorf("render guardrails: %v", err)
+	g, cs, r, end := startGuardrailCheck(ctx, t, blueprints.GuardrailRBAC)
+	if end != nil {
+		return *end
 	}
-	cs, err := t.Client()
-	if err != nil {
-		return Errorf("admin client: %v", err)
-	}
-	judgeLive(ctx, cs, g, &r)
 	ns := probeNamespace(info)
 	// The probe binds its own role (RBAC lets a user bind a role whose
 	// rights it holds): to everyone is forbidden, to one user is not.
@@ -603,7 +606,7 @@ func checkRBACGuardrail(ctx context.Context, t Target) Outcome {
 	probeGuardrail(ctx, t, g, ns, rules,
 		binding(rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:authenticated"}),
 		binding(rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "secprov:verify:nobody"}),
-		"RoleBinding "+ns+" of a narrow role to Group system:authenticated", "RoleBinding "+ns+" of the same role to one user", &r)
+		"RoleBinding "+ns+" of a narrow role to Group system:authenticated", "RoleBinding "+ns+" of the same role to one user", r)
 
 	roles, err := cs.RbacV1().Roles("").List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -675,17 +678,11 @@ func checkRBACGuardrail(ctx context.Context, t Target) Outcome {
 // namespace is refused, a narrow one admitted, and no live NetworkPolicy
 // other than those secprov renders from spec.network breaks the rules.
 func checkNetworkGuardrail(ctx context.Context, t Target) Outcome {
-	var r findings
 	info := t.Info()
-	g, err := guardrailFor(info, blueprints.GuardrailNetwork)
-	if err != nil || g == nil {
-		return Errorf("render guardrails: %v", err)
+	g, cs, r, end := startGuardrailCheck(ctx, t, blueprints.GuardrailNetwork)
+	if end != nil {
+		return *end
 	}
-	cs, err := t.Client()
-	if err != nil {
-		return Errorf("admin client: %v", err)
-	}
-	judgeLive(ctx, cs, g, &r)
 	ns := probeNamespace(info)
 	np := func(peer networkingv1.NetworkPolicyPeer) probeFunc {
 		return func(c kubernetes.Interface, _ string) error {
@@ -698,7 +695,7 @@ func checkNetworkGuardrail(ctx context.Context, t Target) Outcome {
 		np(networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{}}),
 		np(networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}},
 			PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "secprov-canary"}}}),
-		"NetworkPolicy "+ns+" admitting every namespace", "NetworkPolicy "+ns+" admitting one labelled pod", &r)
+		"NetworkPolicy "+ns+" admitting every namespace", "NetworkPolicy "+ns+" admitting one labelled pod", r)
 
 	objs, err := hardening.Objects(info.Spec)
 	if err != nil {
