@@ -407,6 +407,16 @@ func restrictedPodSpec(image string) corev1.PodSpec {
 	}}}}
 }
 
+// compliantImage is a canary image the image guardrail admits: from the
+// first allowed registry (or an invalid one when any is allowed), pinned
+// by digest.
+func compliantImage(info Info) string {
+	if regs := hardening.AllowedRegistries(info.Spec, info.OwnImages); len(regs) > 0 {
+		return regs[0] + "/secprov-canary" + canaryDigest
+	}
+	return "registry.invalid/secprov/canary" + canaryDigest
+}
+
 // canaryDigest pins canary images; they are never pulled (dry runs).
 var canaryDigest = "@sha256:5ec9" + strings.Repeat("0", 60)
 
@@ -422,13 +432,9 @@ func checkImagesGuardrail(ctx context.Context, t Target) Outcome {
 	}
 	ns := probeNamespace(info)
 	regs := hardening.AllowedRegistries(info.Spec, info.OwnImages)
-	good, bad := "registry.invalid/secprov/canary"+canaryDigest, "registry.invalid/secprov/canary:1"
-	if len(regs) > 0 {
-		good = regs[0] + "/secprov-canary" + canaryDigest
+	good, bad := compliantImage(info), "registry.invalid/secprov/canary:1"
+	if len(regs) > 0 && info.Spec.DigestRequired() {
 		bad = "registry.invalid/secprov/canary" + canaryDigest
-		if !info.Spec.DigestRequired() {
-			bad = "registry.invalid/secprov/canary:1"
-		}
 	}
 	pod := func(image string) probeFunc {
 		return func(c kubernetes.Interface, _ string) error {

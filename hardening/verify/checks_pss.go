@@ -68,7 +68,7 @@ func checkPodSecurity(ctx context.Context, t Target) Outcome {
 			r.warn(Evidence{Object: "Namespace/" + ns, Field: "label " + key + "-version", Want: "latest", Got: v},
 				fmt.Sprintf("namespace %s pins Pod Security to %s: newer checks do not apply", ns, v))
 		}
-		pod := unrestrictedPod(ns)
+		pod := unrestrictedPod(ns, compliantImage(info))
 		_, err = cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		ev = Evidence{Object: "Pod " + ns + "/" + pod.Name + " (dry run)", Field: "runAsUser=0, allowPrivilegeEscalation=true", Want: "rejected by PodSecurity restricted"}
 		switch {
@@ -85,17 +85,18 @@ func checkPodSecurity(ctx context.Context, t Target) Outcome {
 	return r.outcome(fmt.Sprintf("restricted is enforced in %s; a root pod with privilege escalation is rejected", strings.Join(namespaces, ", ")))
 }
 
-// unrestrictedPod breaks the restricted profile several ways (root user,
+// unrestrictedPod breaks the restricted profile several ways (its image
+// passes the image guardrail, so only Pod Security can refuse it) (root user,
 // privilege escalation, no seccomp profile, capabilities not dropped) yet
 // is valid and allowed by baseline, so only a restricted enforcement
 // rejects it. It is not privileged: with --allow-privileged=false (no
 // nodes) validation would refuse that before PodSecurity is reached.
-func unrestrictedPod(ns string) *corev1.Pod {
+func unrestrictedPod(ns, image string) *corev1.Pod {
 	yes, root := true, int64(0)
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: canaryName("pod"), Namespace: ns},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{
-			Name: "canary", Image: "registry.invalid/secprov/canary:1", // never pulled: dry run
+			Name: "canary", Image: image, // never pulled: dry run
 			SecurityContext: &corev1.SecurityContext{RunAsUser: &root, AllowPrivilegeEscalation: &yes},
 		}}},
 	}
