@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/hardening/verify"
 	"secprov.dev/secprov/provision/cluster"
@@ -459,5 +460,43 @@ func TestGuardrails(t *testing.T) {
 			time.Sleep(500 * time.Millisecond)
 		}
 		expect(t, r, blueprints.GuardrailRBAC, "cluster-admin")
+	})
+
+	// The same forbidden changes under an exception for their control:
+	// admitted, each with its guardrail's warning.
+	t.Run("exceptions turn each guardrail into a warning", func(t *testing.T) {
+		for _, id := range []string{"SP-ADM-001", "SP-ADM-002", "SP-ADM-003"} {
+			c.Blueprint.Spec.Exceptions = append(c.Blueprint.Spec.Exceptions, v1alpha1.Exception{Control: id,
+				Justification: "migration window agreed with security, ticket SEC-7", Expires: "2099-01-01"})
+		}
+		up()
+		forbidden := map[blueprints.ControlID]func() error{
+			blueprints.GuardrailImages: pod("shop", restrictedPod("nginx"+digest)),
+			blueprints.GuardrailPodSecurity: func() error {
+				_, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "tenant",
+					Labels: map[string]string{"pod-security.kubernetes.io/enforce": "privileged"}}}, dry)
+				return err
+			},
+			blueprints.GuardrailRBAC: func() error {
+				_, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "b"},
+					RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"}}, dry)
+				return err
+			},
+		}
+		for id, change := range forbidden {
+			var r result
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+				if r = try(change); r.err == nil { // the updated binding is in effect
+					break
+				}
+			}
+			if r.err != nil {
+				t.Errorf("%s under an exception: still refused: %v", id, r.err)
+				continue
+			}
+			if !strings.Contains(strings.Join(r.warnings, "\n"), string(id)+":") {
+				t.Errorf("%s under an exception: admitted without the guardrail's warning: %q", id, r.warnings)
+			}
+		}
 	})
 }
