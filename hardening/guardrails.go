@@ -340,6 +340,7 @@ func rbacPolicy() *admissionv1.ValidatingAdmissionPolicy {
 	id := blueprints.GuardrailRBAC
 	isBinding := "object.kind in ['RoleBinding', 'ClusterRoleBinding']"
 	isRole := "object.kind in ['Role', 'ClusterRole']"
+	everyone := fmt.Sprintf("s.kind == 'Group' && s.name in %s || s.kind == 'User' && s.name == 'system:anonymous'", celList(EveryoneGroups))
 	return &admissionv1.ValidatingAdmissionPolicy{Spec: admissionv1.ValidatingAdmissionPolicySpec{
 		MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{
 			rule("rbac.authorization.k8s.io", "rolebindings", "clusterrolebindings", "roles", "clusterroles"),
@@ -353,10 +354,10 @@ func rbacPolicy() *admissionv1.ValidatingAdmissionPolicy {
 				Reason: ptr(metav1.StatusReasonForbidden),
 			},
 			{
-				Expression: fmt.Sprintf("!(%s) || !has(object.subjects) || !object.subjects.exists(s, s.kind == 'Group' && s.name in %s || s.kind == 'User' && s.name == 'system:anonymous')", isBinding, celList(EveryoneGroups)),
+				Expression: fmt.Sprintf("!(%s) || !has(object.subjects) || !object.subjects.exists(s, %s)", isBinding, everyone),
 				Message:    fmt.Sprintf("%s: a binding to everyone (%s or system:anonymous); %s", id, strings.Join(EveryoneGroups, ", "), howToExcept(id)),
-				MessageExpression: fmt.Sprintf(`'%s: ' + object.kind + ' ' + object.metadata.name + ' binds subjects ' + object.subjects.filter(s, s.kind == 'Group' && s.name in %s || s.kind == 'User' && s.name == 'system:anonymous').map(s, s.kind + ' ' + s.name).join(', ') + ', which stand for everyone; name the users, groups or service accounts; %s'`,
-					id, celList(EveryoneGroups), howToExcept(id)),
+				MessageExpression: fmt.Sprintf(`'%s: ' + object.kind + ' ' + object.metadata.name + ' binds subjects ' + object.subjects.filter(s, %s).map(s, s.kind + ' ' + s.name).join(', ') + ', which stand for everyone; name the users, groups or service accounts; %s'`,
+					id, everyone, howToExcept(id)),
 				Reason: ptr(metav1.StatusReasonForbidden),
 			},
 			{

@@ -276,11 +276,14 @@ func BenchmarkGuardrails(b *testing.B) {
 	p := provision.New(provision.Config{StateDir: stateDir, Engine: eng, Providers: providers.Registry(), Binaries: bins})
 	bp := noVault(examples(b, "prod.yaml"))[0]
 	b.Cleanup(func() { p.Down(context.Background(), []string{bp.Name()}, nil) })
-	for _, r := range p.Up(ctx, []*blueprints.Blueprint{bp}, nil) {
-		if r.Err != nil {
-			b.Fatal(r.Err)
+	up := func() {
+		for _, r := range p.Up(ctx, []*blueprints.Blueprint{bp}, nil) {
+			if r.Err != nil {
+				b.Fatal(r.Err)
+			}
 		}
 	}
+	up()
 	t, err := provision.Target(providers.Registry(), stateDir, bp.Name())
 	if err != nil {
 		b.Fatal(err)
@@ -339,11 +342,7 @@ func BenchmarkGuardrails(b *testing.B) {
 		waitFor(false)
 	}
 	rebind := func() { // up puts the bindings back
-		for _, r := range p.Up(ctx, []*blueprints.Blueprint{bp}, nil) {
-			if r.Err != nil {
-				b.Fatal(r.Err)
-			}
-		}
+		up()
 		waitFor(true)
 	}
 	// ABBA, so neither side gains from the API server warming up, after
