@@ -89,6 +89,7 @@ const (
 	CiliumCNI          ControlID = "SP-NET-001"
 	NetworkDefaultDeny ControlID = "SP-NET-002"
 	NetworkAllowNarrow ControlID = "SP-NET-003"
+	NetworkEnforced    ControlID = "SP-NET-004"
 
 	EncryptionAtRestOn       ControlID = "SP-ENC-001"
 	EncryptionProviderStrong ControlID = "SP-ENC-002"
@@ -121,6 +122,7 @@ const (
 	IsolationNetworks           ControlID = "SP-ISO-003"
 	IsolationProdLabels         ControlID = "SP-ISO-004"
 	IsolationForeignCredentials ControlID = "SP-ISO-005"
+	IsolationPodReach           ControlID = "SP-ISO-006"
 
 	GuardrailImages      ControlID = "SP-ADM-001"
 	GuardrailPodSecurity ControlID = "SP-ADM-002"
@@ -321,6 +323,9 @@ var Controls = sortControls([]Control{
 	{ID: NetworkAllowNarrow, Title: "Allow rules are narrow", Severity: SeverityMedium, Where: all, Field: "spec.network.allow",
 		Refs: nsa("Network policies"), Rationale: "A rule from every namespace, from 0.0.0.0/0, to every namespace or to every port undoes default deny.",
 		Remediation: "Name the source namespace (or a narrow CIDR), the destination namespace and the ports."},
+	{ID: NetworkEnforced, Title: "Network policy is enforced for live traffic", Severity: SeverityHigh, Where: ByVerify, Field: "spec.network",
+		Refs: append(cis("5.3.2"), nsa("Network policies")...), Rationale: "A policy object that the CNI does not enforce (no policy engine, a wrong selector, an allow wider than written) passes every object check and protects nothing.",
+		Remediation: "Run secprov up to restore Cilium and the policies; the flow named in the report shows what got through or what was dropped."},
 
 	// Encryption at rest.
 	{ID: EncryptionAtRestOn, Title: "Secrets are encrypted at rest", Severity: SeverityCritical, Where: all, Field: "spec.encryptionAtRest.provider",
@@ -400,6 +405,9 @@ var Controls = sortControls([]Control{
 	{ID: IsolationForeignCredentials, Title: "Another environment's credentials are rejected", Severity: SeverityCritical, Where: ByHardening | ByVerify,
 		Refs: nsa("Authentication and authorization"), Rationale: "Separate clusters are only separate if their CAs are.",
 		Remediation: "Give each cluster its own CA (secprov does); never copy PKI between clusters."},
+	{ID: IsolationPodReach, Title: "Pods cannot reach another environment's nodes", Severity: SeverityCritical, Where: ByVerify, Field: "spec.network",
+		Refs: nsa("Network separation and hardening"), Rationale: "Network policy only covers what a namespace's owner wrote; the networks between environments must keep out even a pod without any policy.",
+		Remediation: "Keep each cluster on a network of its own (secprov up does for kind); remove routes or firewall exceptions joining prod's and test's networks."},
 
 	// Admission guardrails: ValidatingAdmissionPolicies that keep a
 	// cluster as secure as it was created. verify proves each by

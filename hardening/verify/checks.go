@@ -18,6 +18,7 @@ func Checks() []Check {
 		rbacChecks(),
 		guardrailChecks(),
 		networkChecks(),
+		netProbeChecks(),
 		nodeChecks(),
 		isolationChecks(),
 		vaultChecks(),

@@ -154,6 +154,21 @@ func (f *fakeTarget) PeerNodes(context.Context) ([]Node, error) {
 	return f.peerNodes, nil
 }
 
+// ProbeImage: the fake has no nodes to run probe pods on.
+func (f *fakeTarget) ProbeImage(context.Context) (string, error) {
+	if err := f.use(NetworkProbes); err != nil {
+		return "", err
+	}
+	return "", fmt.Errorf("%w: the fake target runs no pods", ErrNoProbeImage)
+}
+
+func (f *fakeTarget) OutsideAddr(context.Context) (netip.Addr, error) {
+	if err := f.use(NetworkProbes); err != nil {
+		return netip.Addr{}, err
+	}
+	return netip.Addr{}, errors.New("the fake target has no outside address")
+}
+
 func (f *fakeTarget) Component(_ context.Context, name string) (*Component, error) {
 	if err := f.use(Processes); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"net/netip"
 	"time"
@@ -41,7 +42,20 @@ type NodeAccess interface {
 	// PeerNodes are the nodes of the other environments' clusters on this
 	// machine, which this cluster's nodes must not reach. Nodes.
 	PeerNodes(ctx context.Context) ([]Node, error)
+	// ProbeImage is an image present on every node that runs the network
+	// probe program (secprov-probe serve PORT… | run PLAN) as a non-root
+	// user, named so that the cluster's image guardrail admits it. An
+	// error wrapping ErrNoProbeImage when there is none. NetworkProbes.
+	ProbeImage(ctx context.Context) (string, error)
+	// OutsideAddr is an address of this machine that the cluster's pods
+	// reach as outside the cluster (no node's, no pod's), where verify
+	// listens to see whether egress leaves the cluster. NetworkProbes.
+	OutsideAddr(ctx context.Context) (netip.Addr, error)
 }
+
+// ErrNoProbeImage is wrapped by ProbeImage when the probe image was never
+// built: the network probes are skipped, saying how to build it.
+var ErrNoProbeImage = errors.New("no network probe image")
 
 // NoNodes implements NodeAccess for a target without nodes: every method
 // fails with a *CapabilityError naming the provider.
@@ -71,3 +85,11 @@ func (n NoNodes) NodeDial(context.Context, string, netip.AddrPort, time.Duration
 
 // PeerNodes implements NodeAccess.
 func (n NoNodes) PeerNodes(context.Context) ([]Node, error) { return nil, n.err(Nodes) }
+
+// ProbeImage implements NodeAccess.
+func (n NoNodes) ProbeImage(context.Context) (string, error) { return "", n.err(NetworkProbes) }
+
+// OutsideAddr implements NodeAccess.
+func (n NoNodes) OutsideAddr(context.Context) (netip.Addr, error) {
+	return netip.Addr{}, n.err(NetworkProbes)
+}

@@ -94,7 +94,10 @@ type Check struct {
 	// The runner skips the check when the target lacks one, so Run never
 	// has to find out by calling and failing.
 	Needs []Capability
-	Run   func(ctx context.Context, t Target) Outcome
+	// Timeout, when longer than the runner's, is this check's own (the
+	// network probes start pods).
+	Timeout time.Duration
+	Run     func(ctx context.Context, t Target) Outcome
 }
 
 // Result is one check's result on one cluster.
@@ -205,6 +208,7 @@ func runOne(ctx context.Context, t Target, have []Capability, c Check, timeout t
 		return res
 	}
 	start := time.Now()
+	timeout = max(timeout, c.Timeout)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	defer func() {

@@ -122,7 +122,11 @@ func (p *Provider) Program(s *cluster.Spec) (pulumi.RunFunc, error) {
 	if err != nil {
 		return nil, err
 	}
-	setJSON, err := json.Marshal(set)
+	// Cilium's resource takes the set without the probe image, which
+	// verify loads on its own: a new probe never reinstalls Cilium.
+	forCilium := set
+	forCilium.Probe = images.Ref{}
+	setJSON, err := json.Marshal(forCilium)
 	if err != nil {
 		return nil, err
 	}

@@ -36,8 +36,9 @@ type Target struct {
 	// The API through the admin kubeconfig.
 	*cluster.AdminAPI
 
-	mu    sync.Mutex
-	comps map[string]*verify.Component
+	mu         sync.Mutex
+	comps      map[string]*verify.Component
+	probeImage string // loaded into the nodes, by digest
 
 	sh shells // one shell per node for file reads and stats
 }
@@ -86,11 +87,10 @@ func (t *Target) Info() verify.Info {
 
 // Capabilities implements verify.Target: everything but connecting from
 // this host to the components' own ports (they listen on the node's
-// loopback, out of this host's reach) and probe traffic between pods
-// (not offered yet).
+// loopback, out of this host's reach).
 func (t *Target) Capabilities() []verify.Capability {
 	return slices.DeleteFunc(verify.AllCapabilities(), func(c verify.Capability) bool {
-		return c == verify.ComponentEndpoints || c == verify.NetworkProbes
+		return c == verify.ComponentEndpoints
 	})
 }
 

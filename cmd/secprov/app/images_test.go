@@ -71,6 +71,7 @@ func writeTestManifest(t *testing.T, cache string) *images.Manifest {
 		Etcd:                ref("secprov.local/etcd", "v3.7.3"),
 		CoreDNS:             ref("secprov.local/coredns", "v1.14.6"),
 		Pause:               ref("secprov.local/pause", "3.10.2"),
+		Probe:               ref("secprov.local/probe", "v1-0123456789ab"),
 	}
 	im := func(name string, r images.Ref, aliases ...images.Ref) images.Image {
 		return images.Image{Name: name, Ref: r, Aliases: aliases, ID: "sha256:1", Inputs: "0123456789abcdef0123", Size: 3 << 20,
@@ -83,6 +84,7 @@ func writeTestManifest(t *testing.T, cache string) *images.Manifest {
 			im("etcd", ref("secprov.local/etcd", "v3.7.3-0123456789ab"), set.Etcd),
 			im("coredns", ref("secprov.local/coredns", "v1.14.6-0123456789ab"), set.CoreDNS),
 			im("pause", ref("secprov.local/pause", "3.10.2-0123456789ab"), set.Pause),
+			im("probe", set.Probe),
 		},
 	}
 	m.Images[0].Preloaded = []string{"etcd", "pause"}
@@ -111,7 +113,7 @@ func TestImagesList(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
 		t.Fatalf("list -o json is not a manifest: %v\n%s", err, stdout)
 	}
-	if got.Set != m.Set || len(got.Images) != 6 {
+	if got.Set != m.Set || len(got.Images) != 7 {
 		t.Errorf("json list: %+v", got)
 	}
 

@@ -301,6 +301,10 @@ func (b *builder) build(ctx context.Context, tools Tools) (Set, error) {
 	if err != nil {
 		return Set{}, err
 	}
+	probe, err := b.probeImage(ctx)
+	if err != nil {
+		return Set{}, err
+	}
 	find := func(name string) Ref {
 		for _, p := range preload {
 			if p.name == name {
@@ -318,6 +322,7 @@ func (b *builder) build(ctx context.Context, tools Tools) (Set, error) {
 		Etcd:                find("etcd"),
 		CoreDNS:             find("coredns"),
 		Pause:               find("pause"),
+		Probe:               probe,
 	}, nil
 }
 

@@ -99,7 +99,7 @@ func (m *Manifest) Validate() error {
 		ref   Ref
 	}{
 		{"node", m.Set.Node}, {"ciliumAgent", m.Set.CiliumAgent}, {"ciliumOperator", m.Set.CiliumOperator},
-		{"etcd", m.Set.Etcd}, {"coreDNS", m.Set.CoreDNS}, {"pause", m.Set.Pause},
+		{"etcd", m.Set.Etcd}, {"coreDNS", m.Set.CoreDNS}, {"pause", m.Set.Pause}, {"probe", m.Set.Probe},
 	} {
 		if r.ref.Repository == "" {
 			errs = append(errs, fmt.Errorf("set.%s is empty", r.field))

@@ -17,6 +17,7 @@ func validManifest() *Manifest {
 	etcd := Ref{Repository: "secprov.local/etcd", Tag: "v3.7.3"}
 	dns := Ref{Repository: "secprov.local/coredns", Tag: "v1.14.6"}
 	pause := Ref{Repository: "secprov.local/pause", Tag: "3.10.2"}
+	probe := Ref{Repository: "secprov.local/probe", Tag: "v1-0123456789ab"}
 	img := func(name string, ref Ref, alias ...Ref) Image {
 		return Image{Name: name, Ref: ref, Aliases: alias, ID: "sha256:00", Inputs: "0123456789abcdef", Size: 1,
 			Components: []Component{{Name: name, Version: "1", Source: "test", SHA256: "ff"}}}
@@ -26,7 +27,7 @@ func validManifest() *Manifest {
 		Schema:  ManifestSchema,
 		BuiltAt: time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC),
 		Set: Set{Offline: true, Node: node, CiliumAgent: agent, CiliumOperator: op,
-			KubeImageRepository: Repository, Etcd: etcd, CoreDNS: dns, Pause: pause},
+			KubeImageRepository: Repository, Etcd: etcd, CoreDNS: dns, Pause: pause, Probe: probe},
 		Images: []Image{
 			img("pause", withTag(pause), pause),
 			img("node", node),
@@ -34,6 +35,7 @@ func validManifest() *Manifest {
 			img("cilium-operator", op),
 			img("etcd", withTag(etcd), etcd),
 			img("coredns", withTag(dns), dns),
+			img("probe", probe),
 		},
 	}
 }
@@ -53,7 +55,7 @@ func TestManifestValidate(t *testing.T) {
 		{"image twice", func(m *Manifest) { m.Images = append(m.Images, m.Images[1]) }, []string{`"node" listed twice`}},
 		{"no name, no digest, no ref", func(m *Manifest) {
 			m.Images = append(m.Images, Image{})
-		}, []string{"images[6]: no name", "images[6] (): no ref", "images[6] (): no input digest"}},
+		}, []string{"images[7]: no name", "images[7] (): no ref", "images[7] (): no input digest"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,7 +98,7 @@ func TestManifestRoundTrip(t *testing.T) {
 	for _, im := range got.Images {
 		names = append(names, im.Name)
 	}
-	want := []string{"cilium-agent", "cilium-operator", "coredns", "etcd", "node", "pause"}
+	want := []string{"cilium-agent", "cilium-operator", "coredns", "etcd", "node", "pause", "probe"}
 	if !reflect.DeepEqual(names, want) {
 		t.Errorf("image order %q, want %q", names, want)
 	}

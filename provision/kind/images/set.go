@@ -37,6 +37,10 @@ type Set struct {
 	CoreDNS             Ref    `json:"coreDNS,omitzero"`
 	// Pause is the sandbox image containerd in Node is configured with.
 	Pause Ref `json:"pause,omitzero"`
+	// Probe is the network probe image verify runs its test traffic with
+	// (only the offline set has one). It is not preloaded: verify loads
+	// it into the nodes when it first needs it.
+	Probe Ref `json:"probe,omitzero"`
 }
 
 // KubeadmEtcd returns the imageRepository and imageTag to put in kubeadm's
@@ -118,6 +122,9 @@ func (s Set) Own() []string {
 		} else {
 			out = append(out, kubeadmDefaultRepository+"/"+r.dflt)
 		}
+	}
+	if s.Probe.Repository != "" {
+		out = append(out, s.Probe.String())
 	}
 	if !s.Offline {
 		// The upstream node image deploys kind's local-path provisioner
