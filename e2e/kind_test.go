@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -263,6 +264,69 @@ func TestKindProdAndTest(t *testing.T) {
 				t.Errorf("Cilium is not healthy on %s after the repair:\n%s", test, r)
 			}
 		})
+		// Network policy weakened through the API, as a namespace owner
+		// could: the probes see the traffic, not only the objects.
+		t.Run("default deny removed from a namespace fails SP-NET-004 at the gate", func(t *testing.T) {
+			nps := cs.NetworkingV1().NetworkPolicies("default")
+			var saved []*networkingv1.NetworkPolicy
+			for _, name := range []string{"secprov-default-deny", "secprov-allow-dns"} {
+				np, err := nps.Get(ctx, name, metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				saved = append(saved, np)
+				if err := nps.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := h.execFor(5*time.Minute, "verify", "--cluster", prod, "--check", "SP-NET-004")
+			if r.code != 1 || !strings.Contains(r.stdout, "default deny is not enforced") {
+				t.Errorf("verify does not fail SP-NET-004 at the gate with default's policies deleted:\n%s", r)
+			}
+			for _, np := range saved {
+				np.ResourceVersion, np.UID = "", ""
+				if _, err := nps.Create(ctx, np, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+		t.Run("an allow rule widened to every port fails SP-NET-004 on the unlisted port", func(t *testing.T) {
+			type edit struct{ ns, name string }
+			var undo []*networkingv1.NetworkPolicy
+			for _, e := range []edit{{"payments", "secprov-allow-0-ingress"}, {"storefront", "secprov-allow-0-egress"}} {
+				np, err := cs.NetworkingV1().NetworkPolicies(e.ns).Get(ctx, e.name, metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				undo = append(undo, np.DeepCopy())
+				for i := range np.Spec.Ingress {
+					np.Spec.Ingress[i].Ports = nil
+				}
+				for i := range np.Spec.Egress {
+					np.Spec.Egress[i].Ports = nil
+				}
+				if _, err := cs.NetworkingV1().NetworkPolicies(e.ns).Update(ctx, np, metav1.UpdateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := h.execFor(5*time.Minute, "verify", "--cluster", prod, "--check", "SP-NET-004")
+			if r.code != 1 || !strings.Contains(r.stdout, "does not list") {
+				t.Errorf("verify does not fail SP-NET-004 on the unlisted port with allow rule 1 widened:\n%s", r)
+			}
+			for _, np := range undo {
+				cur, err := cs.NetworkingV1().NetworkPolicies(np.Namespace).Get(ctx, np.Name, metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				cur.Spec = np.Spec
+				if _, err := cs.NetworkingV1().NetworkPolicies(np.Namespace).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if r := h.execFor(5*time.Minute, "verify", "--cluster", prod, "--check", "SP-NET-004"); r.code != 0 {
+				t.Errorf("SP-NET-004 still fails with the policies restored:\n%s", r)
+			}
+		})
 		t.Run("a test node on prod's network fails SP-ISO-003", func(t *testing.T) {
 			testWorker := kind.WorkerNode(test, 1)
 			must(t, exec.Command("docker", "network", "connect", kind.NetworkName(prod), testWorker))
@@ -270,6 +334,11 @@ func TestKindProdAndTest(t *testing.T) {
 			r := h.execFor(5*time.Minute, "verify", "--cluster", prod, "--check", "SP-ISO-003")
 			if r.code != 1 || !strings.Contains(r.stdout, "SP-ISO-003") {
 				t.Errorf("verify does not fail SP-ISO-003 with a test node on prod's network:\n%s", r)
+			}
+			// A pod without policy reaches it too.
+			r = h.execFor(5*time.Minute, "verify", "--cluster", prod, "--check", "SP-ISO-006")
+			if r.code != 1 || !strings.Contains(r.stdout, "want dropped, observed open") {
+				t.Errorf("verify does not fail SP-ISO-006 with a test node on prod's network:\n%s", r)
 			}
 		})
 	})
