@@ -10,8 +10,10 @@ BENCHTIME ?= 1x
 
 .PHONY: build tools test test-kind test-short unit integration e2e fuzz vet bench demo clean docs
 
+# No -trimpath: the tests build secprov (and its dependencies) with the
+# default flags, and one set of flags means one compile of them all.
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/secprov
+	$(GO) build -o $(BIN) ./cmd/secprov
 
 # Pinned etcd, Kubernetes control plane, Pulumi engine and Vault: from PATH, the
 # cache, an official download, or built from the Go module proxy.
@@ -35,9 +37,11 @@ test-short:
 # kube-apiserver and the Pulumi engine, end-to-end tests and a short fuzz run.
 # With SECPROV_E2E_KIND=1 and a Docker engine (.ci/run starts one) the e2e
 # also builds (or reuses) the offline images and runs prod and test on kind.
+# Test binaries are linked without DWARF (-w): some forty large binaries,
+# and the linker's time is a good part of a cold run.
 test: build vet tools
-	$(GO) test -count=1 -timeout 40m ./...
-	$(GO) test -count=1 -timeout 80m -tags e2e ./e2e/...
+	$(GO) test -count=1 -ldflags=-w -timeout 40m ./...
+	$(GO) test -count=1 -ldflags=-w -timeout 80m -tags e2e ./e2e/...
 	$(MAKE) fuzz
 
 # The kind provider's and the Cilium installer's own integration tests (one

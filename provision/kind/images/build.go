@@ -566,7 +566,7 @@ func (b *builder) kubeImages(ctx context.Context, in *inputsOf) ([]preloaded, er
 			source: "toolchain (" + string(in.etcd.Source) + ")", entrypoint: "/usr/local/bin/etcd",
 			extra: map[string]string{"etcdctl": in.etcd.Bin["etcdctl"]}},
 		spec{name: "coredns", version: in.kubeadmImages.coreDNSTag, bin: in.coredns.bin("coredns"), sum: in.coredns.SHA256["coredns"],
-			source: "go module github.com/coredns/coredns", entrypoint: "/coredns"},
+			source: "go module github.com/coredns/coredns (plugins: " + strings.Join(coreDNSPlugins, ", ") + ")", entrypoint: "/coredns"},
 		spec{name: "pause", version: in.kubeadmImages.pauseTag, bin: in.pauseBin, sum: in.pauseSum,
 			entrypoint: "/pause", user: "65535:65535", comps: in.pauseComps},
 	)

@@ -87,11 +87,7 @@ func coreDNSRecipe(version string, goPause bool) goRecipe {
 		name: "coredns",
 		files: map[string]string{
 			"go.mod": "module secprov-images/coredns\n\n" + wrapperGo + "\n\nrequire github.com/coredns/coredns " + version + "\n",
-			// CoreDNS's own main: register every plugin of its default
-			// plugin.cfg, then run.
-			"cmd/coredns/main.go": "// Command coredns is CoreDNS built from its published module.\npackage main\n\n" +
-				"import (\n\t_ \"github.com/coredns/coredns/core/plugin\"\n\t\"github.com/coredns/coredns/coremain\"\n)\n\n" +
-				"func main() { coremain.Run() }\n",
+			"cmd/coredns/main.go": coreDNSMain(),
 		},
 		steps: [][]string{{"mod", "tidy"}},
 		env:   []string{"CGO_ENABLED=0"},
@@ -106,6 +102,25 @@ func coreDNSRecipe(version string, goPause bool) goRecipe {
 	r.steps = append(r.steps, build)
 	r.inputs.Add("module", "github.com/coredns/coredns@"+version)
 	return r
+}
+
+// coreDNSPlugins are the plugins the CoreDNS image registers: those of
+// kubeadm's (and kind's) Corefile, plus log and hosts. CoreDNS's default
+// build registers every plugin it has, which pulls in the AWS, Azure and
+// Google SDKs, etcd and tracing clients: a third of the build, for
+// plugins a kind cluster's Corefile never names.
+var coreDNSPlugins = []string{"cache", "errors", "forward", "health", "hosts", "kubernetes", "loadbalance", "log", "loop", "metrics", "ready", "reload"}
+
+// coreDNSMain registers coreDNSPlugins, in the order CoreDNS's directive
+// list gives them at run time, and runs CoreDNS.
+func coreDNSMain() string {
+	var b strings.Builder
+	b.WriteString("// Command coredns is CoreDNS built from its published module with the\n// plugins a kubeadm Corefile uses.\npackage main\n\nimport (\n")
+	for _, p := range coreDNSPlugins {
+		fmt.Fprintf(&b, "\t_ \"github.com/coredns/coredns/plugin/%s\"\n", p)
+	}
+	b.WriteString("\n\t\"github.com/coredns/coredns/coremain\"\n)\n\nfunc main() { coremain.Run() }\n")
+	return b.String()
 }
 
 // goPauseSource is a sandbox holder: sleep until told to stop, and reap

@@ -223,3 +223,19 @@ func TestLayerRefusesDoubleWrite(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// The CoreDNS build registers every plugin kubeadm's Corefile names
+// (prometheus is the metrics plugin's directive), and no cloud plugin.
+func TestCoreDNSMainHasKubeadmPlugins(t *testing.T) {
+	main := coreDNSMain()
+	for _, p := range []string{"errors", "health", "ready", "kubernetes", "metrics", "forward", "cache", "loop", "reload", "loadbalance"} {
+		if !strings.Contains(main, `"github.com/coredns/coredns/plugin/`+p+`"`) {
+			t.Errorf("CoreDNS main does not register %s:\n%s", p, main)
+		}
+	}
+	for _, p := range []string{"route53", "azure", "clouddns", "etcd", "trace", "core/plugin"} {
+		if strings.Contains(main, "/"+p+`"`) {
+			t.Errorf("CoreDNS main registers %s", p)
+		}
+	}
+}
