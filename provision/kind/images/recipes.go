@@ -86,7 +86,7 @@ func coreDNSRecipe(version string, goPause bool) goRecipe {
 	r := goRecipe{
 		name: "coredns",
 		files: map[string]string{
-			"go.mod": "module secprov-images/coredns\n\n" + wrapperGo + "\n\nrequire github.com/coredns/coredns " + version + "\n",
+			"go.mod":              "module secprov-images/coredns\n\n" + wrapperGo + "\n\nrequire github.com/coredns/coredns " + version + "\n",
 			"cmd/coredns/main.go": coreDNSMain(),
 		},
 		steps: [][]string{{"mod", "tidy"}},
