@@ -60,7 +60,9 @@ func loadByDigest(ctx context.Context, node string, ref images.Ref) (string, err
 	if err != nil {
 		return "", err
 	}
+	changed := false // pin only what this call imported or named
 	if digest == "" {
+		changed = true
 		save := exec.CommandContext(ctx, dockerCommand, "save", ref.String())
 		out, err := save.StdoutPipe()
 		if err != nil {
@@ -92,9 +94,13 @@ func loadByDigest(ctx context.Context, node string, ref images.Ref) (string, err
 		return "", err
 	}
 	if have == "" {
+		changed = true
 		if _, err := nodeExec(ctx, node, "ctr", "-n", "k8s.io", "images", "tag", ref.String(), byDigest); err != nil {
 			return "", err
 		}
+	}
+	if !changed {
+		return byDigest, nil // loaded and pinned by an earlier verify
 	}
 	for _, name := range []string{ref.String(), byDigest} {
 		if _, err := nodeExec(ctx, node, "ctr", "-n", "k8s.io", "images", "label", name, "io.cri-containerd.pinned=pinned"); err != nil {
