@@ -98,6 +98,7 @@ const (
 	VaultSecrets              ControlID = "SP-VAULT-001"
 	VaultRolesScoped          ControlID = "SP-VAULT-002"
 	VaultEnvironmentsIsolated ControlID = "SP-VAULT-003"
+	VaultWorkloadsLive        ControlID = "SP-VAULT-004"
 	KMSPluginHealthy          ControlID = "SP-KMS-001"
 	KMSCurrentKey             ControlID = "SP-KMS-002"
 	KMSTokenNarrow            ControlID = "SP-KMS-003"
@@ -348,6 +349,9 @@ var Controls = sortControls([]Control{
 	{ID: VaultEnvironmentsIsolated, Title: "Environments are isolated inside Vault", Severity: SeverityCritical, Where: ByHardening | ByVerify, Field: "spec.vault",
 		Refs: nsa("Secrets"), Rationale: "If a test workload or test's KMS token can use prod's key or read prod's KV mount, separate clusters protect nothing.",
 		Remediation: "Remove the grant on the other environment's mount or key from this cluster's Vault policies (secprov up rewrites them)."},
+	{ID: VaultWorkloadsLive, Title: "Pods of listed namespaces read their Vault paths; other pods cannot reach Vault", Severity: SeverityHigh, Where: ByVerify, Field: "spec.vault.namespaces",
+		Refs: nsa("Secrets"), Rationale: "Roles and policies that exist prove nothing if a workload cannot reach Vault, or if any pod can: the path from a pod through network policy to a login and a read is what workloads depend on.",
+		Remediation: "Run secprov up to restore the secprov-allow-vault policy, the secprov-vault ConfigMap and the Vault relay; check secprov status for the vault-relay process."},
 	{ID: KMSPluginHealthy, Title: "The KMS v2 plugin is healthy and serves the API server", Severity: SeverityCritical, Where: ByHardening | ByVerify, Field: "spec.encryptionAtRest.provider",
 		Refs: cis("1.2.27"), Rationale: "With the plugin down the API server cannot create new data keys; once its cached key expires, writes of secrets fail.",
 		Remediation: "Run secprov up to restart the plugin, and check that Vault is reachable (secprov vault status)."},

@@ -73,7 +73,7 @@ func TestExamplesLoad(t *testing.T) {
 }
 
 // TestKindExamplesLoad: the kind examples are two environments on kind,
-// one each, with the encryption kind offers.
+// one each: prod encrypts through Vault's KMS, test shows secretbox.
 func TestKindExamplesLoad(t *testing.T) {
 	bps, err := Load("examples/kind")
 	if err != nil {
@@ -81,8 +81,9 @@ func TestKindExamplesLoad(t *testing.T) {
 	}
 	envs := map[string]bool{}
 	for _, bp := range bps {
-		if bp.Spec.Provider.Type != v1alpha1.ProviderKind || bp.Spec.EncryptionAtRest.Provider != v1alpha1.EncryptionSecretbox {
-			t.Errorf("%s: provider %s, encryption %s; want kind and secretbox", bp.Name(), bp.Spec.Provider.Type, bp.Spec.EncryptionAtRest.Provider)
+		want := map[string]string{"prod": v1alpha1.EncryptionVaultKMS, "test": v1alpha1.EncryptionSecretbox}[bp.Spec.Environment]
+		if bp.Spec.Provider.Type != v1alpha1.ProviderKind || bp.Spec.EncryptionAtRest.Provider != want {
+			t.Errorf("%s: provider %s, encryption %s; want kind and %s", bp.Name(), bp.Spec.Provider.Type, bp.Spec.EncryptionAtRest.Provider, want)
 		}
 		envs[bp.Spec.Environment] = true
 	}

@@ -351,9 +351,6 @@ func validateKind(v *validator, bp *Blueprint) {
 	if n := bp.Metadata.Name; len(n) > KindMaxNameLength {
 		v.errorf("metadata.name", "cluster name %q is %d characters; kind clusters take at most %d (their nodes are hostnamed <name>-control-plane)", truncate(n), len(n), KindMaxNameLength)
 	}
-	if s.EncryptionAtRest.Provider == v1alpha1.EncryptionVaultKMS {
-		v.errorf("spec.encryptionAtRest.provider", "vault-kms is not available on kind yet: set encryptionAtRest.provider: secretbox (XSalsa20-Poly1305 with a per-cluster key kept 0600 in the cluster directory); a later secprov moves it to vault-kms in place")
-	}
 	if s.APIServer.Endpoint == v1alpha1.EndpointPublic && len(s.APIServer.AllowedCIDRs) > 0 {
 		v.errorf("spec.apiServer.allowedCIDRs", "kind cannot enforce allowedCIDRs on a public endpoint (Docker publishes the API server's port to every client of the host); use endpoint: private, or remove allowedCIDRs and keep the public endpoint's exception")
 	}

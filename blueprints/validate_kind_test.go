@@ -15,8 +15,7 @@ func TestKindRefusals(t *testing.T) {
 		want      []string // substrings of the error, one per expected error; none: loads
 	}{
 		{"secretbox loads", "metadata: {name: k}\nspec: {environment: test, provider: {type: kind}, encryptionAtRest: {provider: secretbox}}\n", nil},
-		{"vault-kms by default", "metadata: {name: k}\nspec: {environment: test, provider: {type: kind}}\n",
-			[]string{"spec.encryptionAtRest.provider: vault-kms is not available on kind yet: set encryptionAtRest.provider: secretbox"}},
+		{"vault-kms by default loads", "metadata: {name: k}\nspec: {environment: test, provider: {type: kind}}\n", nil},
 		{"vault-kms on local loads", "metadata: {name: k}\nspec: {environment: test}\n", nil},
 		{"public with CIDRs", "metadata: {name: k}\nspec: {environment: test, provider: {type: kind}, encryptionAtRest: {provider: secretbox}, apiServer: {endpoint: public, allowedCIDRs: [10.0.0.0/8]}}\n",
 			[]string{"spec.apiServer.allowedCIDRs: kind cannot enforce allowedCIDRs on a public endpoint"}},

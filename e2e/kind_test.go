@@ -18,8 +18,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"secprov.dev/secprov/hardening"
+	"secprov.dev/secprov/provision/cluster"
+	"secprov.dev/secprov/provision/hostproc"
 	"secprov.dev/secprov/provision/kind"
 	"secprov.dev/secprov/provision/paths"
+	"secprov.dev/secprov/provision/proc"
+	"secprov.dev/secprov/vault/kms"
 )
 
 // EnvKindE2E turns the kind e2e on: a Docker engine must run (.ci/dockerd
@@ -163,24 +168,50 @@ func TestKindProdAndTest(t *testing.T) {
 		})
 
 		t.Run("secret encrypted in the node's etcd", func(t *testing.T) {
-			_, err := cs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{
-				ObjectMeta: metav1.ObjectMeta{Name: "e2e-canary"}, StringData: map[string]string{"password": "e2e-kind-secret-value"}}, metav1.CreateOptions{})
-			if err != nil {
-				t.Fatal(err)
+			// prod encrypts through the KMS plugin and Vault Transit, test
+			// with secretbox: each raw value names its provider.
+			for name, prefix := range map[string]string{prod: "k8s:enc:kms:v2:" + cluster.KMSName(prod) + ":", test: "k8s:enc:secretbox:v1:"} {
+				ccs, _ := adminClient(t, paths.NewLayout(h.clusterDir(name)).AdminKubeconfig())
+				_, err := ccs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{
+					ObjectMeta: metav1.ObjectMeta{Name: "e2e-canary"}, StringData: map[string]string{"password": "e2e-kind-secret-value"}}, metav1.CreateOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				raw := kindEtcdGet(t, name, "/registry/secrets/default/e2e-canary")
+				if !bytes.HasPrefix(raw, []byte(prefix)) {
+					t.Errorf("%s: raw etcd value starts %q, want %s", name, raw[:min(len(raw), 40)], prefix)
+				}
+				if bytes.Contains(raw, []byte("e2e-kind-secret-value")) {
+					t.Errorf("%s: secret value in plaintext in etcd", name)
+				}
 			}
-			// etcdctl inside the etcd static pod's mount namespace, as
-			// verify does, printing the raw value.
-			node := kind.ControlPlaneNode(prod)
-			pid := strings.TrimSpace(string(must(t, exec.Command("docker", "exec", node, "pgrep", "-xo", "etcd"))))
-			raw := must(t, exec.Command("docker", "exec", node, "nsenter", "--target", pid, "--mount", "--",
-				"etcdctl", "--endpoints=https://127.0.0.1:2379", "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
-				"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt", "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
-				"get", "--print-value-only", "/registry/secrets/default/e2e-canary"))
-			if !bytes.HasPrefix(raw, []byte("k8s:enc:secretbox:v1:")) {
-				t.Errorf("raw etcd value starts %q, want k8s:enc:secretbox:v1:", raw[:min(len(raw), 32)])
+		})
+
+		// rotate-keys on kind: a new transit key version, the API server in
+		// the node switches to it through the plugin on this host, and the
+		// stored secret is rewritten under it and still reads back.
+		t.Run("rotate-keys re-encrypts prod's secrets", func(t *testing.T) {
+			var res struct {
+				ToKeyID   string `json:"toKeyID"`
+				Rewritten int    `json:"rewritten"`
+				Stale     int    `json:"stale"`
 			}
-			if bytes.Contains(raw, []byte("e2e-kind-secret-value")) {
-				t.Error("secret value in plaintext in etcd")
+			r := h.execFor(5*time.Minute, "rotate-keys", "--cluster", prod, "-o", "json")
+			if r.code != 0 {
+				t.Fatalf("rotate-keys:\n%s", r)
+			}
+			if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+				t.Fatalf("rotate-keys -o json: %v\n%s", err, r.stdout)
+			}
+			want := kms.KeyID("transit-"+prod, "kms-"+prod, 2)
+			if res.ToKeyID != want || res.Rewritten < 1 || res.Stale != 0 {
+				t.Errorf("rotate-keys: %s", r.stdout)
+			}
+			if st, err := kms.ParseStored(kindEtcdGet(t, prod, "/registry/secrets/default/e2e-canary")); err != nil || st.KeyID != want {
+				t.Errorf("after rotate-keys the canary is under %q (%v), want %s", st.KeyID, err, want)
+			}
+			if s, err := cs.CoreV1().Secrets("default").Get(ctx, "e2e-canary", metav1.GetOptions{}); err != nil || string(s.Data["password"]) != "e2e-kind-secret-value" {
+				t.Errorf("canary after rotation: %v %q", err, s.Data["password"])
 			}
 		})
 
@@ -219,7 +250,7 @@ func TestKindProdAndTest(t *testing.T) {
 	// The probe matrix as evidence (flow, role, want, observed), and the
 	// time of the probe suite alone.
 	ph.run("network probes (prod, -o json)", func() {
-		r := h.execFor(5*time.Minute, "verify", "--cluster", prod, "--check", "SP-NET-004|SP-ISO-006", "-o", "json")
+		r := h.execFor(5*time.Minute, "verify", "--cluster", prod, "--check", "SP-NET-004|SP-ISO-006|SP-VAULT-004", "-o", "json")
 		if r.code != 0 {
 			t.Errorf("network probes on %s:\n%s", prod, r)
 			return
@@ -262,11 +293,30 @@ func TestKindProdAndTest(t *testing.T) {
 			if r := h.execFor(time.Minute, "status"); r.code != 0 || !strings.Contains(r.stdout, "✗ "+stopped) {
 				t.Errorf("status does not show %s stopped:\n%s", stopped, r)
 			}
+			// prod's KMS plugin, a process of this host, killed: the API
+			// server cannot encrypt; verify and status say so.
+			pidFile := paths.NewLayout(prodDir).PidFile(hostproc.KMSPlugin)
+			if err := proc.Stop(ctx, pidFile, 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if r := h.execFor(5*time.Minute, "verify", "--cluster", prod, "--check", "SP-KMS-001"); r.code != 1 || !strings.Contains(r.stdout, "does not answer") {
+				t.Errorf("verify does not fail SP-KMS-001 with prod's KMS plugin stopped:\n%s", r)
+			}
+			if r := h.execFor(time.Minute, "status"); r.code != 0 || !strings.Contains(r.stdout, "✗ "+hostproc.KMSPlugin) {
+				t.Errorf("status does not show prod's KMS plugin stopped:\n%s", r)
+			}
+			// payments' way to Vault deleted: its pods cannot log in.
+			if err := cs.NetworkingV1().NetworkPolicies("payments").Delete(ctx, hardening.VaultAccessPolicy, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if r := h.execFor(5*time.Minute, "verify", "--cluster", prod, "--check", "SP-VAULT-004"); r.code != 1 || !strings.Contains(r.stdout, "cannot read") {
+				t.Errorf("verify does not fail SP-VAULT-004 with payments' Vault policy deleted:\n%s", r)
+			}
 			if r := h.execFor(10*time.Minute, "up", "-f", "blueprints/examples/kind", "--images", "offline", "--no-verify"); r.code != 0 {
 				t.Fatalf("repair up:\n%s", r)
 			}
-			if r := h.execFor(5*time.Minute, "verify", "--cluster", prod, "--check", "SP-NODE-004"); r.code != 0 {
-				t.Errorf("SP-NODE-004 still fails after up:\n%s", r)
+			if r := h.execFor(5*time.Minute, "verify", "--cluster", prod, "--check", "SP-NODE-004|SP-KMS-001|SP-VAULT-004"); r.code != 0 {
+				t.Errorf("SP-NODE-004, SP-KMS-001 or SP-VAULT-004 still fails after up:\n%s", r)
 			}
 			if st := dockerLines(t, "inspect", "--format", "{{.State.Status}}", stopped); len(st) != 1 || st[0] != "running" {
 				t.Errorf("%s is %v after up, want running", stopped, st)
@@ -374,6 +424,19 @@ func TestKindProdAndTest(t *testing.T) {
 			t.Errorf("state of %s left after down: %v", name, err)
 		}
 	}
+}
+
+// kindEtcdGet prints a raw etcd value of a kind cluster: etcdctl inside
+// the etcd static pod's mount namespace on the control-plane node, as
+// verify reads it.
+func kindEtcdGet(t *testing.T, cluster, key string) []byte {
+	t.Helper()
+	node := kind.ControlPlaneNode(cluster)
+	pid := strings.TrimSpace(string(must(t, exec.Command("docker", "exec", node, "pgrep", "-xo", "etcd"))))
+	return must(t, exec.Command("docker", "exec", node, "nsenter", "--target", pid, "--mount", "--",
+		"etcdctl", "--endpoints=https://127.0.0.1:2379", "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
+		"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt", "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
+		"get", "--print-value-only", key))
 }
 
 func must(t *testing.T, c *exec.Cmd) []byte {

@@ -19,6 +19,7 @@ func Checks() []Check {
 		guardrailChecks(),
 		networkChecks(),
 		netProbeChecks(),
+		vaultProbeChecks(),
 		nodeChecks(),
 		isolationChecks(),
 		vaultChecks(),

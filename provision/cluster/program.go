@@ -33,6 +33,17 @@ type Steps struct {
 	// ready to serve. config's "hash" output changes whenever a file the
 	// API server reads does, and must restart it.
 	ControlPlane func(ctx *pulumi.Context, config *engine.Res, after []*engine.Res) (*engine.Res, error)
+	// Workloads, if set, declares what the provider adds in the cluster
+	// once the bootstrap objects (namespaces, default deny) exist: on
+	// kind, the way the listed namespaces' pods reach Vault.
+	Workloads func(ctx *pulumi.Context, bootstrap *engine.Res) error
+}
+
+// DeclareObjects declares a set of in-cluster objects (RenderObjects'
+// JSON, possibly known only once other resources exist), applied
+// server-side as the bootstrap identity and removed with the resource.
+func DeclareObjects(ctx *pulumi.Context, name, dir string, objects pulumi.StringArrayInput, opts ...pulumi.ResourceOption) (*engine.Res, error) {
+	return engine.Resource(ctx, BootstrapType, name, map[string]any{"dir": dir, "objects": objects}, opts...)
 }
 
 // Declaration is one cluster's program: what the provider rendered and
@@ -158,6 +169,11 @@ func Program(d Declaration) (pulumi.RunFunc, error) {
 		// bootstrap identity, and nothing secprov creates needs them absent.
 		if _, err := engine.Resource(ctx, BootstrapType, "guardrails", bootstrapIn{Dir: s.Dir, Objects: guardJSON}, engine.DependsOn(bootstrap)); err != nil {
 			return err
+		}
+		if d.Steps.Workloads != nil {
+			if err := d.Steps.Workloads(ctx, bootstrap); err != nil {
+				return err
+			}
 		}
 		// Workload secrets: KV mount, Kubernetes auth against this API
 		// server (its token reviewer is among the bootstrap objects), and

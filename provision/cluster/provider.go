@@ -14,6 +14,7 @@ import (
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/hardening/verify"
 	"secprov.dev/secprov/provision/engine/provider"
+	"secprov.dev/secprov/provision/hostproc"
 	"secprov.dev/secprov/vault"
 )
 
@@ -129,7 +130,7 @@ func (r *Registry) All() []Provider {
 // uses (the cluster record, the API server's config files, the in-cluster
 // bootstrap) and each provider's own.
 func (r *Registry) ResourceTypes() []provider.ResourceType {
-	out := []provider.ResourceType{RecordResourceType(r.cleanup), ConfigResourceType(), BootstrapResourceType()}
+	out := []provider.ResourceType{RecordResourceType(r.cleanup), ConfigResourceType(), BootstrapResourceType(), hostproc.ResourceType()}
 	for _, p := range r.All() {
 		out = append(out, p.ResourceTypes()...)
 	}

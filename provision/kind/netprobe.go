@@ -132,15 +132,24 @@ func nodeImageDigest(ctx context.Context, node, name string) (string, error) {
 // Docker network, an address of this machine that the nodes route to
 // directly and that is no node's.
 func (t *Target) OutsideAddr(ctx context.Context) (netip.Addr, error) {
-	network := NetworkName(t.rec.Name)
-	out, err := docker(ctx, "network", "inspect", "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}", network)
+	gw, _, err := networkIPv4(ctx, NetworkName(t.rec.Name))
+	return gw, err
+}
+
+// networkIPv4 is a Docker network's IPv4 gateway (this machine's address
+// on it) and subnet.
+func networkIPv4(ctx context.Context, network string) (netip.Addr, netip.Prefix, error) {
+	out, err := docker(ctx, "network", "inspect", "--format", "{{range .IPAM.Config}}{{.Gateway}},{{.Subnet}} {{end}}", network)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("network %s: %w", network, err)
+		return netip.Addr{}, netip.Prefix{}, fmt.Errorf("network %s: %w", network, err)
 	}
 	for _, f := range strings.Fields(string(out)) {
-		if a, err := netip.ParseAddr(f); err == nil && a.Is4() {
-			return a, nil
+		gw, subnet, _ := strings.Cut(f, ",")
+		a, aerr := netip.ParseAddr(gw)
+		p, perr := netip.ParsePrefix(subnet)
+		if aerr == nil && perr == nil && a.Is4() && p.Contains(a) {
+			return a, p.Masked(), nil
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("network %s has no IPv4 gateway (%q)", network, strings.TrimSpace(string(out)))
+	return netip.Addr{}, netip.Prefix{}, fmt.Errorf("network %s has no IPv4 gateway and subnet (%q)", network, strings.TrimSpace(string(out)))
 }

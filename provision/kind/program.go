@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -12,10 +16,14 @@ import (
 
 	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
+	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/engine"
+	"secprov.dev/secprov/provision/hostproc"
 	"secprov.dev/secprov/provision/kind/images"
 	"secprov.dev/secprov/provision/proc"
+	"secprov.dev/secprov/provision/vaultserver"
+	"secprov.dev/secprov/vault"
 )
 
 // Pinned upstream images, the default set: kind's node image for the
@@ -95,9 +103,6 @@ func apiServerPort(dir string) (int, error) {
 func (p *Provider) Program(s *cluster.Spec) (pulumi.RunFunc, error) {
 	bp := s.Blueprint
 	name, spec := bp.Name(), bp.Spec
-	if cluster.UsesKMS(s) {
-		return nil, fmt.Errorf("cluster %s: vault-kms is not available on kind yet; use secretbox", name)
-	}
 	if err := endpointAllowed(bp, time.Now()); err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", name, err)
 	}
@@ -114,7 +119,12 @@ func (p *Provider) Program(s *cluster.Spec) (pulumi.RunFunc, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := Render(RenderInput{Name: name, Spec: spec, Dir: s.Dir, Images: set, APIServerPort: port, Host: facts, Tweak: s.Tweak})
+	l := newLayout(s.Dir)
+	var kmsSocket string
+	if cluster.UsesKMS(s) {
+		kmsSocket = l.KMSSocket()
+	}
+	r, err := Render(RenderInput{Name: name, Spec: spec, Dir: s.Dir, Images: set, APIServerPort: port, Host: facts, Tweak: s.Tweak, KMSSocket: kmsSocket})
 	if err != nil {
 		return nil, err
 	}
@@ -130,18 +140,17 @@ func (p *Provider) Program(s *cluster.Spec) (pulumi.RunFunc, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := newLayout(s.Dir)
 	url := cluster.APIServerURL(port)
 	var vrec *cluster.VaultRecord
 	if s.Vault != nil {
-		vrec = &cluster.VaultRecord{Admin: *s.Vault}
+		vrec = &cluster.VaultRecord{Admin: *s.Vault, KMSSocket: kmsSocket}
 	}
 	files := make([]fileIn, len(r.Files))
 	for i, f := range r.Files {
 		files[i] = fileIn{Path: f.Path, Data: string(f.Data)}
 	}
 	own := set.Own()
-	d := cluster.Declaration{Spec: s, APIServerURL: url, Kubeconfig: l.AdminKubeconfig(), OwnImages: own}
+	d := cluster.Declaration{Spec: s, APIServerURL: url, Kubeconfig: l.AdminKubeconfig(), OwnImages: own, KMSSocket: kmsSocket}
 	var record *engine.Res
 	d.Steps.Record = func(ctx *pulumi.Context) (*engine.Res, error) {
 		record, err = engine.Resource(ctx, cluster.RecordType, name, cluster.RecordInputs{
@@ -151,14 +160,24 @@ func (p *Provider) Program(s *cluster.Spec) (pulumi.RunFunc, error) {
 		})
 		return record, err
 	}
-	d.Steps.KMSPlugin = func(*pulumi.Context, *engine.Res) (*engine.Res, error) {
-		return nil, errors.New("vault-kms is not available on kind yet")
+	if s.Vault != nil {
+		// The plugin runs on this machine, as for local: beside Vault,
+		// with its token in the cluster directory, never inside a node.
+		d.Steps.KMSPlugin = hostproc.KMSPluginStep(s.Dir, s.Binaries[cluster.Self], name, spec, s.Vault)
 	}
+	var network, relay *engine.Res
 	d.Steps.ControlPlane = func(ctx *pulumi.Context, config *engine.Res, after []*engine.Res) (*engine.Res, error) {
-		network, err := engine.Resource(ctx, NetworkType, "network", networkIn{Name: NetworkName(name), Cluster: name, Environment: spec.Environment},
+		network, err = engine.Resource(ctx, NetworkType, "network", networkIn{Name: NetworkName(name), Cluster: name, Environment: spec.Environment},
 			engine.DependsOn(record))
 		if err != nil {
 			return nil, err
+		}
+		if relaysVault(s) {
+			relay, err = hostproc.VaultRelayStep(ctx, s.Dir, s.Binaries[cluster.Self], s.Vault,
+				network.String("gateway"), network.String("subnet"), engine.DependsOn(network))
+			if err != nil {
+				return nil, err
+			}
 		}
 		kc, err := engine.Resource(ctx, ClusterType, name, map[string]any{
 			"name": name, "dir": s.Dir, "network": NetworkName(name), "config": string(r.Config), "files": files,
@@ -176,5 +195,48 @@ func (p *Provider) Program(s *cluster.Spec) (pulumi.RunFunc, error) {
 		}
 		return kc, nil
 	}
+	if relaysVault(s) {
+		ca, err := os.ReadFile(s.Vault.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("cluster %s: the local Vault's CA certificate: %w", name, err)
+		}
+		port, err := vaultPort(s.Vault)
+		if err != nil {
+			return nil, fmt.Errorf("cluster %s: %w", name, err)
+		}
+		d.Steps.Workloads = func(ctx *pulumi.Context, bootstrap *engine.Res) error {
+			objs := network.String("gateway").ApplyT(func(gw string) ([]string, error) {
+				addr, err := netip.ParseAddr(gw)
+				if err != nil {
+					return nil, fmt.Errorf("network %s: gateway %q: %w", NetworkName(name), gw, err)
+				}
+				return cluster.RenderObjects(hardening.VaultAccessObjects(name, spec, hardening.VaultAccess{
+					Address: netip.AddrPortFrom(addr, port), ServerName: vaultserver.ServerName, CACert: string(ca)}))
+			}).(pulumi.StringArrayOutput)
+			_, err := cluster.DeclareObjects(ctx, "vault-access", s.Dir, objs, engine.DependsOn(bootstrap, relay))
+			return err
+		}
+	}
 	return cluster.Program(d)
+}
+
+// relaysVault says whether the cluster's pods reach the local Vault
+// through a relay: the blueprint lists namespaces for Vault secrets and
+// names no Vault of its own (secprov's local Vault listens on loopback).
+func relaysVault(s *cluster.Spec) bool {
+	v := s.Blueprint.Spec.Vault
+	return s.Vault != nil && v.IsEnabled() && v.Address == "" && len(v.Namespaces) > 0
+}
+
+// vaultPort is the local Vault's port, which the relay listens on too.
+func vaultPort(v *vault.Access) (uint16, error) {
+	u, err := url.Parse(v.Address)
+	if err != nil {
+		return 0, fmt.Errorf("the local Vault's address %q: %w", v.Address, err)
+	}
+	p, err := strconv.ParseUint(u.Port(), 10, 16)
+	if err != nil {
+		return 0, fmt.Errorf("the local Vault's address %q names no port", v.Address)
+	}
+	return uint16(p), nil
 }

@@ -15,7 +15,9 @@ import (
 	"secprov.dev/secprov/hardening/verify"
 	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/engine/provider"
+	"secprov.dev/secprov/provision/hostproc"
 	"secprov.dev/secprov/provision/kind/images"
+	"secprov.dev/secprov/provision/paths"
 )
 
 // Options configure the kind provider.
@@ -95,7 +97,14 @@ func (*Provider) Status(ctx context.Context, rec *cluster.Record) []cluster.Comp
 	} else if found && labels[labelCluster] == rec.Name {
 		net.State, net.Running = "present", true
 	}
-	return append(out, net)
+	out = append(out, net)
+	if rec.Vault != nil && rec.Vault.KMSSocket != "" {
+		// The KMS plugin runs on this machine: the API server cannot
+		// write or read encrypted data without it.
+		st, running, pid := hostproc.Status(newLayout(rec.Dir).Layout, hostproc.KMSPlugin)
+		out = append(out, cluster.Component{Name: hostproc.KMSPlugin, State: st, Running: running, Pid: pid})
+	}
+	return out
 }
 
 // Cleanup implements cluster.Provider: it removes the cluster's node
@@ -108,12 +117,16 @@ func (*Provider) Cleanup(ctx context.Context, dir string) error {
 	if rec, err := cluster.ReadRecord(dir); err == nil {
 		name = rec.Name
 	}
+	// The KMS plugin and the Vault relay are processes of this machine,
+	// engine or not.
+	kms := hostproc.Cleanup(ctx, paths.NewLayout(dir))
 	if _, err := checkEngine(ctx); err != nil {
 		// Without an engine there are no containers left to stop; the
 		// directory's own files still go.
-		return removeKindFiles(newLayout(dir))
+		return errors.Join(kms, removeKindFiles(newLayout(dir)))
 	}
 	return errors.Join(
+		kms,
 		deleteNodes(ctx, name, NetworkName(name)),
 		removeNetwork(ctx, NetworkName(name), name),
 		removeKindFiles(newLayout(dir)),
@@ -138,7 +151,10 @@ func (p *Provider) Notes(bp *blueprints.Blueprint) []string {
 	notes := []string{fmt.Sprintf("kind: nodes on their own Docker network %s; API server published on %s:<port> of this host",
 		NetworkName(bp.Name()), map[bool]string{true: "0.0.0.0", false: "127.0.0.1"}[bp.Spec.APIServer.Endpoint == v1alpha1.EndpointPublic])}
 	if bp.Spec.EncryptionAtRest.Provider == v1alpha1.EncryptionSecretbox {
-		notes = append(notes, "encryption at rest: secretbox with a per-cluster key kept 0600 in the cluster directory (KMS v2 through Vault comes to kind in a later release)")
+		notes = append(notes, "encryption at rest: secretbox with a per-cluster key kept 0600 in the cluster directory")
+	}
+	if bp.Spec.EncryptionAtRest.Provider == v1alpha1.EncryptionVaultKMS {
+		notes = append(notes, "encryption at rest: KMS v2 through Vault Transit; the KMS plugin runs on this machine and its socket is mounted into the control-plane node")
 	}
 	facts, _, err := hostFacts(ctx)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
@@ -40,6 +41,12 @@ type RenderInput struct {
 	// Tweak, if set, changes a component's flags after the kind
 	// adjustments (tests build weakened clusters with it).
 	Tweak func(component string, flags hardening.Flags) hardening.Flags
+	// KMSSocket is the KMS v2 plugin's socket on this machine when the
+	// cluster encrypts with vault-kms: the plugin runs here, next to
+	// Vault, and its socket's directory is mounted into the control-plane
+	// node and the API server's pod at the same path, so the
+	// EncryptionConfiguration names one path on both sides.
+	KMSSocket string
 }
 
 // File is a file the kind cluster needs on the host before create.
@@ -155,6 +162,15 @@ func kubeadmImage(r images.Ref, name string) (repo, tag string, err error) {
 	return r.Repository[:i], r.Tag, nil
 }
 
+// kmsDir is the directory of the KMS plugin's socket, or "" when the
+// cluster does not encrypt with vault-kms.
+func kmsDir(in RenderInput) string {
+	if in.Spec.EncryptionAtRest.Provider != v1alpha1.EncryptionVaultKMS || in.KMSSocket == "" {
+		return ""
+	}
+	return filepath.Dir(in.KMSSocket)
+}
+
 // clusterConfiguration is the kubeadm ClusterConfiguration patch: the
 // hardened flags of every component, the API server's node address and
 // mounts, and the image set's control-plane images.
@@ -168,6 +184,11 @@ func clusterConfiguration(in RenderInput, flags map[string]hardening.Flags) (map
 	}
 	if in.Spec.Audit.IsEnabled() {
 		volumes = append(volumes, map[string]any{"name": "secprov-audit", "hostPath": l.LogDir(), "mountPath": l.LogDir(), "readOnly": false, "pathType": "DirectoryOrCreate"})
+	}
+	if kms := kmsDir(in); kms != "" {
+		// The directory, not the socket: the plugin makes a new socket
+		// each time it starts.
+		volumes = append(volumes, map[string]any{"name": "secprov-kms", "hostPath": kms, "mountPath": kms, "readOnly": false, "pathType": "Directory"})
 	}
 	controllerManager := extraArgs(flags[hardening.ControllerManager])
 	// kind turns the controller manager's hostPath provisioner on for its
@@ -279,8 +300,8 @@ func Render(in RenderInput) (*Rendered, error) {
 	if in.Spec.Provider.Kind == nil || in.Spec.Provider.Kind.Workers == nil {
 		errs = append(errs, errors.New("spec.provider.kind.workers is not defaulted"))
 	}
-	if in.Spec.EncryptionAtRest.Provider == v1alpha1.EncryptionVaultKMS {
-		errs = append(errs, errors.New("vault-kms is not available on kind yet; use secretbox"))
+	if in.Spec.EncryptionAtRest.Provider == v1alpha1.EncryptionVaultKMS && in.KMSSocket == "" {
+		errs = append(errs, errors.New("vault-kms needs the KMS plugin's socket, and none is given"))
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("cluster %s: %w", in.Name, errors.Join(errs...))
@@ -341,6 +362,9 @@ func Render(in RenderInput) (*Rendered, error) {
 			{HostPath: l.LogDir(), ContainerPath: l.LogDir()},
 			{HostPath: l.PatchesDir(), ContainerPath: l.PatchesDir(), Readonly: true},
 		},
+	}
+	if kms := kmsDir(in); kms != "" {
+		cp.ExtraMounts = append(cp.ExtraMounts, v1alpha4.Mount{HostPath: kms, ContainerPath: kms})
 	}
 	cfg := &v1alpha4.Cluster{
 		TypeMeta: v1alpha4.TypeMeta{Kind: "Cluster", APIVersion: kindAPIVersion},

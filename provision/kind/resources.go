@@ -46,6 +46,23 @@ type networkIn struct {
 
 type networkOut struct {
 	Name string `json:"name"`
+	// Gateway is this machine's address on the network (where the
+	// cluster's nodes and pods reach it) and Subnet the network's IPv4
+	// range.
+	Gateway string `json:"gateway"`
+	Subnet  string `json:"subnet"`
+}
+
+// networkState ensures the network and reads its addresses.
+func networkState(ctx context.Context, in networkIn) (networkOut, error) {
+	if err := ensureNetwork(ctx, in); err != nil {
+		return networkOut{}, err
+	}
+	gw, subnet, err := networkIPv4(ctx, in.Name)
+	if err != nil {
+		return networkOut{}, err
+	}
+	return networkOut{Name: in.Name, Gateway: gw.String(), Subnet: subnet.String()}, nil
 }
 
 func ensureNetwork(ctx context.Context, in networkIn) error {
@@ -84,17 +101,25 @@ func networkResourceType() provider.TypedResourceType[networkIn, networkOut] {
 	return provider.TypedResourceType[networkIn, networkOut]{
 		Token: NetworkType,
 		Create: func(ctx context.Context, req provider.TypedRequest[networkIn, networkOut]) (string, networkOut, error) {
-			if err := ensureNetwork(ctx, req.Inputs); err != nil {
+			out, err := networkState(ctx, req.Inputs)
+			if err != nil {
 				return "", networkOut{}, err
 			}
-			return req.Inputs.Name, networkOut{Name: req.Inputs.Name}, nil
+			return req.Inputs.Name, out, nil
 		},
 		Read: func(ctx context.Context, req provider.TypedRequest[networkIn, networkOut]) (networkIn, networkOut, bool, error) {
 			labels, found, err := networkLabels(ctx, req.Inputs.Name)
 			if err != nil {
 				return req.Inputs, req.State, true, nil // cannot tell: keep it
 			}
-			return req.Inputs, req.State, found && labels[labelCluster] == req.Inputs.Cluster, nil
+			found = found && labels[labelCluster] == req.Inputs.Cluster
+			st := req.State
+			if found {
+				if gw, subnet, err := networkIPv4(ctx, req.Inputs.Name); err == nil {
+					st.Gateway, st.Subnet = gw.String(), subnet.String()
+				}
+			}
+			return req.Inputs, st, found, nil
 		},
 		// A network removed out of band shows, and up makes it again.
 		Diff: func(ctx context.Context, req provider.TypedRequest[networkIn, networkOut], d provider.Diff) (provider.Diff, error) {
@@ -107,7 +132,7 @@ func networkResourceType() provider.TypedResourceType[networkIn, networkOut] {
 			return d, nil
 		},
 		Update: func(ctx context.Context, req provider.TypedRequest[networkIn, networkOut]) (networkOut, error) {
-			return networkOut{Name: req.Inputs.Name}, ensureNetwork(ctx, req.Inputs)
+			return networkState(ctx, req.Inputs)
 		},
 		Delete: func(ctx context.Context, req provider.TypedRequest[networkIn, networkOut]) error {
 			return removeNetwork(ctx, req.Inputs.Name, req.Inputs.Cluster)

@@ -7,6 +7,7 @@ package local
 
 import (
 	"secprov.dev/secprov/hardening"
+	"secprov.dev/secprov/provision/hostproc"
 	"secprov.dev/secprov/provision/local/pki"
 	"secprov.dev/secprov/provision/paths"
 )
@@ -21,13 +22,10 @@ const (
 
 // KMSPlugin is the KMS v2 plugin process (secprov kms-plugin) of a
 // cluster that encrypts with vault-kms; it starts before the API server.
-const KMSPlugin = "kms-plugin"
+const KMSPlugin = hostproc.KMSPlugin
 
 // Components lists the control-plane processes in start order.
 var Components = hardening.Components()
-
-// processes are every process a cluster may run, in start order.
-var processes = []string{KMSPlugin, Etcd, APIServer, ControllerManager, Scheduler}
 
 // files are the control plane's files in layout l with PKI bundle b,
 // without touching disk.

@@ -13,6 +13,7 @@ import (
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/engine"
+	"secprov.dev/secprov/provision/hostproc"
 	"secprov.dev/secprov/provision/local/pki"
 	"secprov.dev/secprov/provision/paths"
 	"secprov.dev/secprov/provision/proc"
@@ -52,19 +53,6 @@ type Cluster struct {
 	// Vault is how the cluster reaches its Vault; nil when the blueprint
 	// uses none (no vault-kms, vault.enabled false).
 	Vault *vault.Access
-}
-
-// kmsPluginArgs runs `secprov kms-plugin` for the cluster's transit key
-// with its own narrow token.
-func (c *Cluster) kmsPluginArgs() []string {
-	l := paths.NewLayout(c.Dir)
-	n := vault.NamesFor(c.Blueprint.Metadata.Name, c.Blueprint.Spec)
-	args := []string{"kms-plugin", "--socket", l.KMSSocket(), "--vault-addr", c.Vault.Address,
-		"--token-file", l.KMSToken(), "--transit-mount", n.TransitMount, "--transit-key", n.TransitKey}
-	if c.Vault.CAFile != "" {
-		args = append(args, "--vault-cacert", c.Vault.CAFile)
-	}
-	return args
 }
 
 // ControlPlane renders the hardened control plane of c with the given
@@ -121,7 +109,7 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 	files := cp.Files
 	url := apiServerURL(ports.APIServer)
 	bundle := pki.Paths(l.PKIDir())
-	ready := map[string]readiness{
+	ready := map[string]hostproc.Readiness{
 		Etcd: {URL: fmt.Sprintf("https://%s:%d/health", host, ports.EtcdClient), CAFile: files.EtcdCACert,
 			CertFile: files.EtcdSelfClientCert, KeyFile: files.EtcdSelfClientKey},
 		APIServer:         {URL: url + "/readyz", CAFile: files.CACert, CertFile: bundle.SuperAdminCert, KeyFile: bundle.SuperAdminKey},
@@ -149,12 +137,8 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 		})
 		return dirRes, err
 	}
-	d.Steps.KMSPlugin = func(ctx *pulumi.Context, token *engine.Res) (*engine.Res, error) {
-		// A new token restarts the plugin so it reads it at once.
-		return engine.Resource(ctx, ProcessType, KMSPlugin, map[string]any{
-			"dir": c.Dir, "component": KMSPlugin, "binary": c.Binaries.KMSPlugin, "args": c.kmsPluginArgs(),
-			"restart": token.String("accessor"), "ready": readiness{Socket: l.KMSSocket()},
-		}, engine.DependsOn(token))
+	if c.Vault != nil {
+		d.Steps.KMSPlugin = hostproc.KMSPluginStep(c.Dir, c.Binaries.KMSPlugin, name, spec, c.Vault)
 	}
 	d.Steps.ControlPlane = func(ctx *pulumi.Context, config *engine.Res, kms []*engine.Res) (*engine.Res, error) {
 		certs, err := engine.Resource(ctx, PKIType, "pki", pkiIn{

@@ -2,10 +2,6 @@ package local
 
 import (
 	"context"
-	"errors"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -14,8 +10,8 @@ import (
 	"secprov.dev/secprov/hardening/verify"
 	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/engine/provider"
+	"secprov.dev/secprov/provision/hostproc"
 	"secprov.dev/secprov/provision/paths"
-	"secprov.dev/secprov/provision/proc"
 )
 
 // Provider is the local provider behind the cluster.Provider interface.
@@ -59,27 +55,19 @@ func (*Provider) Status(_ context.Context, rec *cluster.Record) []cluster.Compon
 	}
 	var out []cluster.Component
 	for _, c := range comps {
-		st, _ := proc.Status(l.PidFile(c))
-		comp := cluster.Component{Name: c, State: st.String(), Running: st == proc.StateRunning}
-		if rec, err := proc.ReadPidFile(l.PidFile(c)); err == nil && comp.Running {
-			comp.Pid = rec.Pid
-		}
-		out = append(out, comp)
+		st, running, pid := hostproc.Status(l, c)
+		out = append(out, cluster.Component{Name: c, State: st, Running: running, Pid: pid})
 	}
 	return out
 }
 
-// Cleanup implements cluster.Provider: it stops every process the cluster
-// directory names and removes the KMS socket directory kept outside it.
-func (*Provider) Cleanup(ctx context.Context, dir string) error {
-	l := paths.NewLayout(dir)
-	err := StopAll(ctx, l)
-	if sock := filepath.Dir(l.KMSSocket()); !strings.HasPrefix(sock, l.Dir+string(filepath.Separator)) {
-		if rerr := os.RemoveAll(sock); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
-	}
-	return err
+// Cleanup implements cluster.Provider.
+func (*Provider) Cleanup(ctx context.Context, dir string) error { return Cleanup(ctx, dir) }
+
+// Cleanup stops every process the cluster directory names and removes the
+// KMS socket directory kept outside it.
+func Cleanup(ctx context.Context, dir string) error {
+	return hostproc.Cleanup(ctx, paths.NewLayout(dir))
 }
 
 // Notes implements cluster.Provider: local realises every field as

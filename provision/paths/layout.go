@@ -45,8 +45,10 @@ func (l Layout) Kubeconfig(component string) string {
 // must fit in 108 bytes; a cluster directory that deep (long test temp
 // dirs) gets a private directory under the system temp dir instead, named
 // by a hash of the cluster directory so every run finds the same one.
+// The socket's directory holds nothing else: the kind provider mounts it
+// into the control-plane node.
 func (l Layout) KMSSocket() string {
-	p := l.path("run", "kms.sock")
+	p := l.path("run", "kms", "kms.sock")
 	if len(p) < 100 {
 		return p
 	}

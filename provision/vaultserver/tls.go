@@ -27,11 +27,17 @@ const (
 	backdate = time.Hour
 )
 
+// ServerName is the host name the server certificate is valid for
+// ("localhost" is what people type). A client that reaches Vault through
+// a relay (kind pods at their network's gateway) checks the certificate
+// against it.
+const ServerName = "localhost"
+
 // serverNames are the names the server certificate is valid for: the
-// listener is on 127.0.0.1, and "localhost" is what people type.
+// listener is on 127.0.0.1.
 var (
 	serverIPs   = []net.IP{net.IPv4(127, 0, 0, 1)}
-	serverHosts = []string{"localhost"}
+	serverHosts = []string{ServerName}
 )
 
 // tlsChange says what ensureTLS had to do.

@@ -136,6 +136,7 @@ converges when it is run again.`,
 		newDownCommand(s, flags),
 		newVaultCommand(s, flags),
 		newKMSPluginCommand(s, flags),
+		newVaultRelayCommand(s, flags),
 		newRotateKeysCommand(s),
 	)
 	strictCompletion(cmd)

@@ -8,22 +8,36 @@
 //	secprov-probe run PLAN        run the flows of PLAN (JSON) at once and
 //	                              print one JSON result per line
 //
-// A flow is a TCP connect or a DNS lookup. Its verdict is what was
+// A flow is a TCP connect, a DNS lookup, or a Vault login and read (a
+// workload's own path to its secrets: the service-account token file it
+// names, and Vault's address, CA and role from the environment secprov's
+// ConfigMap gives the pod). Its verdict is what was
 // observed, never what was expected: "open" (the handshake completed),
 // "refused" (a reset: something answered for the address), "timeout"
 // (nothing answered: what a policy drop looks like), "unreachable" (an
-// ICMP error or no route), "resolved" or "dns-failed", or "error".
+// ICMP error or no route), "resolved" or "dns-failed", "read" (logged in
+// and read the secret), "not-found" (logged in, allowed to read, nothing
+// stored), "login-denied" or "read-denied" (Vault answered
+// and refused), or "error". A Vault flow reports the secret's keys and a
+// digest of its data, never a value.
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +62,10 @@ type Flow struct {
 	Kind string `json:"kind"`
 	Addr string `json:"addr,omitempty"`
 	Name string `json:"name,omitempty"`
+	// TokenFile and Path, for kind "vault": the service-account token to
+	// log in with and the secret to read, relative to the KV mount.
+	TokenFile string `json:"tokenFile,omitempty"`
+	Path      string `json:"path,omitempty"`
 	// Attempts is how often to try before reporting a failure (default
 	// 1). A success ends the attempts.
 	Attempts int `json:"attempts,omitempty"`
@@ -173,7 +191,8 @@ func try(f Flow, timeout time.Duration) Result {
 	for i := 1; i <= attempts; i++ {
 		r = once(f, timeout)
 		r.Attempts = i
-		if r.Verdict == "open" || r.Verdict == "resolved" || r.Verdict == "error" {
+		if r.Verdict == "open" || r.Verdict == "resolved" || r.Verdict == "read" || r.Verdict == "not-found" || r.Verdict == "error" ||
+			r.Verdict == "login-denied" || r.Verdict == "read-denied" {
 			break
 		}
 		if i < attempts {
@@ -212,9 +231,102 @@ func once(f Flow, timeout time.Duration) Result {
 			return Result{Verdict: "dns-failed", Detail: err.Error()}
 		}
 		return Result{Verdict: "resolved", Detail: strings.Join(addrs, ",")}
+	case "vault":
+		return vaultRead(ctx, f)
 	default:
 		return Result{Verdict: "error", Detail: fmt.Sprintf("unknown flow kind %q", f.Kind)}
 	}
+}
+
+// vaultRead logs in to Vault's Kubernetes auth with the token in
+// f.TokenFile and reads f.Path from the KV v2 mount, as a workload would,
+// with what the environment says (VAULT_ADDR, VAULT_CACERT,
+// VAULT_TLS_SERVER_NAME, VAULT_AUTH_PATH, VAULT_ROLE, VAULT_KV_MOUNT).
+func vaultRead(ctx context.Context, f Flow) Result {
+	env := func(k string) string { return os.Getenv(k) }
+	addr := strings.TrimRight(env("VAULT_ADDR"), "/")
+	if addr == "" || env("VAULT_AUTH_PATH") == "" || env("VAULT_KV_MOUNT") == "" {
+		return Result{Verdict: "error", Detail: "VAULT_ADDR, VAULT_AUTH_PATH or VAULT_KV_MOUNT is not set: the pod has no Vault configuration"}
+	}
+	jwt, err := os.ReadFile(f.TokenFile)
+	if err != nil {
+		return Result{Verdict: "error", Detail: "service-account token: " + err.Error()}
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: env("VAULT_TLS_SERVER_NAME")}
+	if ca := env("VAULT_CACERT"); ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return Result{Verdict: "error", Detail: "Vault CA: " + err.Error()}
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return Result{Verdict: "error", Detail: "Vault CA: no certificate in " + ca}
+		}
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+	call := func(method, path, token string, body any) (int, map[string]any, error) {
+		var rd io.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, addr+"/v1/"+path, rd)
+		if err != nil {
+			return 0, nil, err
+		}
+		if token != "" {
+			req.Header.Set("X-Vault-Token", token)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out)
+		return resp.StatusCode, out, nil
+	}
+	code, login, err := call(http.MethodPost, env("VAULT_AUTH_PATH")+"/login", "", map[string]string{"role": env("VAULT_ROLE"), "jwt": strings.TrimSpace(string(jwt))})
+	if err != nil {
+		v := dialVerdict(err)
+		if v == "error" {
+			var ue *url.Error
+			if errors.As(err, &ue) && (errors.Is(ue.Err, context.DeadlineExceeded) || ue.Timeout()) {
+				v = "timeout"
+			}
+		}
+		return Result{Verdict: v, Detail: "login: " + err.Error()}
+	}
+	if code != http.StatusOK {
+		return Result{Verdict: "login-denied", Detail: fmt.Sprintf("login as role %q: HTTP %d %v", env("VAULT_ROLE"), code, login["errors"])}
+	}
+	auth, _ := login["auth"].(map[string]any)
+	token, _ := auth["client_token"].(string)
+	if token == "" {
+		return Result{Verdict: "error", Detail: "login: no client token in the answer"}
+	}
+	path := env("VAULT_KV_MOUNT") + "/data/" + strings.TrimLeft(f.Path, "/")
+	code, sec, err := call(http.MethodGet, path, token, nil)
+	if err != nil {
+		return Result{Verdict: dialVerdict(err), Detail: "read: " + err.Error()}
+	}
+	if code == http.StatusNotFound {
+		// Vault answers 404 only to a token allowed to read the path.
+		return Result{Verdict: "not-found", Detail: fmt.Sprintf("logged in as role %q; read %s: allowed, nothing stored there (HTTP 404)", env("VAULT_ROLE"), path)}
+	}
+	if code != http.StatusOK {
+		return Result{Verdict: "read-denied", Detail: fmt.Sprintf("logged in as role %q; read %s: HTTP %d", env("VAULT_ROLE"), path, code)}
+	}
+	data, _ := sec["data"].(map[string]any)
+	inner, _ := data["data"].(map[string]any)
+	keys := make([]string, 0, len(inner))
+	for k := range inner {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b, _ := json.Marshal(inner)
+	sum := sha256.Sum256(b)
+	return Result{Verdict: "read", Detail: fmt.Sprintf("logged in as role %q; read %s: keys %v, data sha256 %x", env("VAULT_ROLE"), path, keys, sum[:8])}
 }
 
 // dialVerdict classifies a failed connect.
