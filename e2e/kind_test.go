@@ -7,8 +7,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -215,6 +217,31 @@ func TestKindProdAndTest(t *testing.T) {
 			}
 		})
 
+		// The Vault relay on prod's gateway answers prod's nodes (Vault's
+		// TLS listener says so to a plain HTTP request) and closes on test's.
+		t.Run("only prod's nodes get through prod's Vault relay", func(t *testing.T) {
+			cm, err := cs.CoreV1().ConfigMaps("payments").Get(ctx, hardening.VaultConfigMap, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := strings.TrimPrefix(cm.Data["VAULT_ADDR"], "https://")
+			host, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				t.Fatalf("VAULT_ADDR %q: %v", cm.Data["VAULT_ADDR"], err)
+			}
+			ask := func(node string) string {
+				out, _ := exec.Command("docker", "exec", node, "timeout", "5", "bash", "-c",
+					"exec 3<>/dev/tcp/"+host+"/"+port+"; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3").CombinedOutput()
+				return string(out)
+			}
+			if got := ask(kind.WorkerNode(prod, 1)); !strings.Contains(got, "HTTP/1.0 400") {
+				t.Errorf("prod's worker through %s: %q, want Vault's TLS listener refusing plain HTTP", addr, got)
+			}
+			if got := ask(kind.WorkerNode(test, 1)); strings.Contains(got, "HTTP") {
+				t.Errorf("test's worker reached Vault through prod's relay at %s: %q", addr, got)
+			}
+		})
+
 		t.Run("prod nodes cannot reach test nodes", func(t *testing.T) {
 			testNodes := dockerLines(t, "ps", "--filter", "label=io.x-k8s.kind.cluster="+test, "--format", "{{.Names}}")
 			for _, from := range dockerLines(t, "ps", "--filter", "label=io.x-k8s.kind.cluster="+prod, "--format", "{{.Names}}") {
@@ -273,6 +300,51 @@ func TestKindProdAndTest(t *testing.T) {
 					t.Errorf("second up of %s: %d %s", c.Name, n, op)
 				}
 			}
+		}
+	})
+
+	// A blueprint change to an allow rule: up applies it to the policies in
+	// place (the cluster, its nodes and Cilium stay) and the probes see the
+	// new port open at once.
+	ph.run("allow rule changed: applied in place, probed", func() {
+		dir := t.TempDir()
+		for _, f := range []string{"prod.yaml", "test.yaml"} {
+			b, err := os.ReadFile(repoPath("blueprints", "examples", "kind", f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f == "prod.yaml" {
+				const from = "to: {namespace: payments, ports: [8443]}"
+				if !bytes.Contains(b, []byte(from)) {
+					t.Fatalf("prod.yaml has no %q to change", from)
+				}
+				b = bytes.Replace(b, []byte(from), []byte("to: {namespace: payments, ports: [8443, 9443]}"), 1)
+			}
+			if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := h.execFor(10*time.Minute, "up", "-f", dir, "--images", "offline", "--no-verify", "-o", "json")
+		if r.code != 0 {
+			t.Fatalf("up with the allow rule changed:\n%s", r)
+		}
+		var changed upJSON
+		if err := json.Unmarshal([]byte(r.stdout), &changed); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range changed.Clusters {
+			for op, n := range c.Changes {
+				if n > 0 && (strings.Contains(op, "replace") || strings.Contains(op, "delete") || (c.Name == test && op != "same")) {
+					t.Errorf("up with prod's allow rule changed: %s: %d %s", c.Name, n, op)
+				}
+			}
+			if c.Name == prod && c.Changes["update"] == 0 {
+				t.Errorf("up with prod's allow rule changed updated nothing in prod: %v", c.Changes)
+			}
+		}
+		r = h.execFor(5*time.Minute, "verify", "--cluster", prod, "--check", "SP-NET-004", "-o", "json")
+		if r.code != 0 || !strings.Contains(r.stdout, "payments:9443") {
+			t.Errorf("the probes do not show payments:9443 open after up:\n%s", r)
 		}
 	})
 

@@ -415,3 +415,58 @@ func throughput(b *testing.B, name, unit string, create func() error) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), unit)
 	})
 }
+
+// BenchmarkAllowRules100 is spec.network.allow at scale on one local
+// cluster (prod example, no Vault): each iteration applies 100 allow rules
+// (200 NetworkPolicies, an ingress and an egress each) with up, then plans
+// a change to one of them, then times a no-op up of the same cluster as the
+// baseline of the same run, and finally removes the rules (untimed).
+func BenchmarkAllowRules100(b *testing.B) {
+	bins := localtest.Toolchain(b)
+	ctx := context.Background()
+	eng, stateDir := enginetest.NewEngine(b, nil)
+	p := provision.New(provision.Config{StateDir: stateDir, Engine: eng, Providers: providers.Registry(), Binaries: bins})
+	base := noVault(examples(b, "prod.yaml"))[0]
+	b.Cleanup(func() { p.Down(context.Background(), []string{base.Name()}, nil) })
+	with := func(rules []v1alpha1.AllowRule) *blueprints.Blueprint {
+		c := *base
+		c.Spec.Network.Allow = rules
+		return &c
+	}
+	rules := func(changed int) []v1alpha1.AllowRule {
+		out := make([]v1alpha1.AllowRule, 100)
+		for i := range out {
+			port := 20000 + i
+			if i == changed {
+				port = 30000
+			}
+			out[i] = v1alpha1.AllowRule{From: v1alpha1.Peer{Namespace: "storefront"},
+				To: v1alpha1.Destination{Namespace: "payments", Ports: []int{port}, Protocol: "TCP"}}
+		}
+		return out
+	}
+	run := func(f func(context.Context, []*blueprints.Blueprint, func(provision.ClusterEvent)) []provision.ClusterResult, bp *blueprints.Blueprint) time.Duration {
+		start := time.Now()
+		for _, r := range f(ctx, []*blueprints.Blueprint{bp}, nil) {
+			if r.Err != nil {
+				b.Fatal(r.Err)
+			}
+		}
+		return time.Since(start)
+	}
+	none := with(nil)
+	run(p.Up, none)
+	var apply, plan, noop time.Duration
+	n := 0
+	for b.Loop() {
+		apply += run(p.Up, with(rules(-1)))
+		plan += run(p.Plan, with(rules(50)))
+		noop += run(p.Up, with(rules(-1)))
+		run(p.Up, none)
+		n++
+	}
+	b.ReportMetric(apply.Seconds()/float64(n), "apply100-s/op")
+	b.ReportMetric(plan.Seconds()/float64(n), "plan1-s/op")
+	b.ReportMetric(noop.Seconds()/float64(n), "noop-s/op")
+	b.ReportMetric(apply.Seconds()/noop.Seconds(), "apply100/noop")
+}

@@ -32,7 +32,7 @@ import (
 // no data in KV and proves the policy rather than the absence of data.
 func vaultChecks() []Check {
 	return []Check{
-		{ID: blueprints.KMSPluginHealthy, Run: checkKMSHealthy, Needs: needs(API, VaultAccess, ComponentEndpoints)},
+		{ID: blueprints.KMSPluginHealthy, Run: checkKMSHealthy, Needs: needs(API, VaultAccess)},
 		{ID: blueprints.KMSCurrentKey, Run: checkKMSCurrentKey, Needs: needs(API, Processes, RawEtcd, VaultAccess)},
 		{ID: blueprints.KMSTokenNarrow, Run: checkKMSTokenNarrow, Needs: needs(VaultAccess)},
 		{ID: blueprints.VaultSecrets, Run: checkVaultLogin, Needs: needs(API, VaultAccess)},

@@ -30,6 +30,11 @@ type Options struct {
 	Listen string
 	// Allow are the source networks accepted; a connection from any other
 	// address is closed at once, before a byte is read or forwarded.
+	// Connections from this machine's own addresses are accepted too:
+	// whatever runs here reaches Vault's loopback listener anyway (and the
+	// kernel drops packets from outside that claim a local source). The
+	// host's own readiness probe is one: its source address is the
+	// machine's primary one, not the gateway it dials.
 	Allow []netip.Prefix
 	// To is Vault's loopback address (host:port).
 	To string
@@ -51,6 +56,28 @@ func Allowed(remote net.Addr, allow []netip.Prefix) bool {
 	a := ap.Addr().Unmap()
 	for _, p := range allow {
 		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// local reports whether remote is an address of this machine.
+func local(remote net.Addr) bool {
+	ap, err := netip.ParseAddrPort(remote.String())
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	if a.IsLoopback() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, ia := range addrs {
+		if p, err := netip.ParsePrefix(ia.String()); err == nil && p.Addr().Unmap() == a {
 			return true
 		}
 	}
@@ -95,7 +122,7 @@ func Serve(ctx context.Context, o Options) error {
 			wg.Wait()
 			return fmt.Errorf("relay: accept: %w", err)
 		}
-		if !Allowed(c.RemoteAddr(), o.Allow) {
+		if !Allowed(c.RemoteAddr(), o.Allow) && !local(c.RemoteAddr()) {
 			log.Warn("refused a connection from outside the cluster's network", "from", c.RemoteAddr().String())
 			c.Close()
 			continue

@@ -89,13 +89,33 @@ func TestRelayPassesAllowedSources(t *testing.T) {
 	}
 }
 
-// TestRelayRefusesOtherSources: a source outside every allowed network is
-// closed before anything is forwarded.
-func TestRelayRefusesOtherSources(t *testing.T) {
+// TestRelayAcceptsThisMachine: this machine's own addresses pass without
+// being listed (its processes reach Vault's loopback listener anyway).
+func TestRelayAcceptsThisMachine(t *testing.T) {
 	addr := start(t, "172.18.0.0/16")
 	got, err := roundTrip(addr, "sys/health")
-	if err == nil || got != "" {
-		t.Fatalf("from 127.0.0.1 with only 172.18.0.0/16 allowed: got %q, %v; want the connection closed", got, err)
+	if err != nil || got != "vault:sys/health\n" {
+		t.Fatalf("from 127.0.0.1 with only 172.18.0.0/16 allowed: got %q, %v; want it relayed", got, err)
+	}
+}
+
+// TestLocalAndAllowed: which sources pass. A source outside every allowed
+// network that is not this machine's is closed before anything is
+// forwarded (the kind e2e shows it with a pod of another cluster).
+func TestLocalAndAllowed(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:1":   true,
+		"[::1]:1":       true,
+		"192.0.2.250:1": false, // TEST-NET-1: not an address of this machine
+		"203.0.113.9:1": false,
+	} {
+		a, err := net.ResolveTCPAddr("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := local(a); got != want {
+			t.Errorf("local(%s) = %v, want %v", addr, got, want)
+		}
 	}
 }
 
