@@ -505,10 +505,12 @@ func kindEtcdGet(t *testing.T, cluster, key string) []byte {
 	t.Helper()
 	node := kind.ControlPlaneNode(cluster)
 	pid := strings.TrimSpace(string(must(t, exec.Command("docker", "exec", node, "pgrep", "-xo", "etcd"))))
-	return must(t, exec.Command("docker", "exec", node, "nsenter", "--target", pid, "--mount", "--",
+	out := must(t, exec.Command("docker", "exec", node, "nsenter", "--target", pid, "--mount", "--",
 		"etcdctl", "--endpoints=https://127.0.0.1:2379", "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
 		"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt", "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
 		"get", "--print-value-only", key))
+	// etcdctl ends the value with a newline of its own.
+	return bytes.TrimSuffix(out, []byte("\n"))
 }
 
 func must(t *testing.T, c *exec.Cmd) []byte {
