@@ -351,6 +351,9 @@ func validateKind(v *validator, bp *Blueprint) {
 	if n := bp.Metadata.Name; len(n) > KindMaxNameLength {
 		v.errorf("metadata.name", "cluster name %q is %d characters; kind clusters take at most %d (their nodes are hostnamed <name>-control-plane)", truncate(n), len(n), KindMaxNameLength)
 	}
+	if s.Vault.Address != "" && s.Vault.IsEnabled() && len(s.Vault.Namespaces) > 0 {
+		v.errorf("spec.vault.address", "on kind, the pods of spec.vault.namespaces reach only secprov's local Vault (through a relay on the cluster's network, with an egress policy to it); default deny would drop their traffic to %s: leave spec.vault.address empty, or list no namespaces until allow rules can name an outside address", truncate(s.Vault.Address))
+	}
 	if s.APIServer.Endpoint == v1alpha1.EndpointPublic && len(s.APIServer.AllowedCIDRs) > 0 {
 		v.errorf("spec.apiServer.allowedCIDRs", "kind cannot enforce allowedCIDRs on a public endpoint (Docker publishes the API server's port to every client of the host); use endpoint: private, or remove allowedCIDRs and keep the public endpoint's exception")
 	}

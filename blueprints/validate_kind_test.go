@@ -16,6 +16,9 @@ func TestKindRefusals(t *testing.T) {
 	}{
 		{"secretbox loads", "metadata: {name: k}\nspec: {environment: test, provider: {type: kind}, encryptionAtRest: {provider: secretbox}}\n", nil},
 		{"vault-kms by default loads", "metadata: {name: k}\nspec: {environment: test, provider: {type: kind}}\n", nil},
+		{"external Vault for workloads", "metadata: {name: k}\nspec: {environment: test, provider: {type: kind}, vault: {address: \"https://vault.example.com:8200\", namespaces: [{namespace: payments, paths: [\"payments/*\"]}]}, namespaces: [{name: payments}]}\n",
+			[]string{"spec.vault.address: on kind, the pods of spec.vault.namespaces reach only secprov's local Vault"}},
+		{"external Vault for the KMS key only loads", "metadata: {name: k}\nspec: {environment: test, provider: {type: kind}, vault: {address: \"https://vault.example.com:8200\"}}\n", nil},
 		{"vault-kms on local loads", "metadata: {name: k}\nspec: {environment: test}\n", nil},
 		{"public with CIDRs", "metadata: {name: k}\nspec: {environment: test, provider: {type: kind}, encryptionAtRest: {provider: secretbox}, apiServer: {endpoint: public, allowedCIDRs: [10.0.0.0/8]}}\n",
 			[]string{"spec.apiServer.allowedCIDRs: kind cannot enforce allowedCIDRs on a public endpoint"}},
