@@ -121,8 +121,9 @@ func KMSPluginStep(dir, binary, cluster string, spec v1alpha1.Spec, v *vault.Acc
 // VaultRelayStep declares the `secprov vault-relay` process of a kind
 // cluster whose pods use the local Vault: it listens on the cluster
 // network's gateway (the address the cluster's pods reach this machine
-// at) on Vault's own port, accepts only the cluster's subnet, and passes
-// TLS through to Vault's loopback listener. It is ready once Vault's
+// at) on Vault's own port, accepts only the cluster's subnet (and this
+// machine's own addresses), and passes TLS through to Vault's loopback
+// listener. It is ready once Vault's
 // health endpoint answers through it with Vault's own certificate, checked
 // against the name that certificate carries (the gateway is not in it).
 func VaultRelayStep(ctx *pulumi.Context, dir, binary string, v *vault.Access, gateway, subnet pulumi.StringOutput, opts ...pulumi.ResourceOption) (*engine.Res, error) {

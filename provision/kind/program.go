@@ -224,8 +224,12 @@ func (p *Provider) Program(s *cluster.Spec) (pulumi.RunFunc, error) {
 // through a relay: the blueprint lists namespaces for Vault secrets and
 // names no Vault of its own (secprov's local Vault listens on loopback).
 func relaysVault(s *cluster.Spec) bool {
-	v := s.Blueprint.Spec.Vault
-	return s.Vault != nil && v.IsEnabled() && v.Address == "" && len(v.Namespaces) > 0
+	return s.Vault != nil && relaysVaultSpec(s.Blueprint.Spec)
+}
+
+func relaysVaultSpec(spec v1alpha1.Spec) bool {
+	v := spec.Vault
+	return v.IsEnabled() && v.Address == "" && len(v.Namespaces) > 0
 }
 
 // vaultPort is the local Vault's port, which the relay listens on too.

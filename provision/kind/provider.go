@@ -104,6 +104,11 @@ func (*Provider) Status(ctx context.Context, rec *cluster.Record) []cluster.Comp
 		st, running, pid := hostproc.Status(newLayout(rec.Dir).Layout, hostproc.KMSPlugin)
 		out = append(out, cluster.Component{Name: hostproc.KMSPlugin, State: st, Running: running, Pid: pid})
 	}
+	if spec, err := rec.DecodeSpec(); err == nil && rec.Vault != nil && relaysVaultSpec(spec) {
+		// The pods of the listed namespaces reach Vault only through it.
+		st, running, pid := hostproc.Status(newLayout(rec.Dir).Layout, hostproc.VaultRelay)
+		out = append(out, cluster.Component{Name: hostproc.VaultRelay, State: st, Running: running, Pid: pid})
+	}
 	return out
 }
 
