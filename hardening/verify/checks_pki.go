@@ -27,9 +27,7 @@ import (
 func pkiChecks() []Check {
 	return []Check{
 		{ID: blueprints.CertificatesValid, Run: checkCertificates, Needs: needs(Processes, Files)},
-		// One stat per file and directory: on kind each is a docker exec
-		// into the node, seconds apiece while probe pods start beside it.
-		{ID: blueprints.FilesPrivate, Run: checkFileModes, Needs: needs(Processes, Files), Timeout: 2 * time.Minute},
+		{ID: blueprints.FilesPrivate, Run: checkFileModes, Needs: needs(Processes, Files)},
 	}
 }
 

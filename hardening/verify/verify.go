@@ -70,6 +70,12 @@ type Outcome struct {
 	Evidence []Evidence
 }
 
+// DefaultCheckTimeout bounds one check. It is a guard against a hung
+// check, not a performance target: on kind every file, process and etcd
+// read is a docker exec into a node, which takes seconds apiece on a busy
+// machine while the probe pods start beside it.
+const DefaultCheckTimeout = 2 * time.Minute
+
 // Pass, Fail, Warn, Skip and Errorf build outcomes.
 func Pass(reason string, ev ...Evidence) Outcome { return Outcome{StatusPass, reason, ev} }
 func Fail(reason string, ev ...Evidence) Outcome { return Outcome{StatusFail, reason, ev} }
@@ -139,7 +145,7 @@ type Options struct {
 	Filter *regexp.Regexp
 	// Concurrency of non-exclusive checks; 0 means 8.
 	Concurrency int
-	// Timeout per check; 0 means 30s.
+	// Timeout per check; 0 means DefaultCheckTimeout.
 	Timeout time.Duration
 	// Now judges blueprint exceptions; nil means time.Now.
 	Now func() time.Time
@@ -169,7 +175,7 @@ func Run(ctx context.Context, t Target, checks []Check, opts Options) *Report {
 	}
 	timeout := opts.Timeout
 	if timeout <= 0 {
-		timeout = 30 * time.Second
+		timeout = DefaultCheckTimeout
 	}
 	sem := make(chan struct{}, conc)
 	var wg sync.WaitGroup
