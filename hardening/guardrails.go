@@ -3,6 +3,7 @@ package hardening
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -381,21 +382,25 @@ func rbacPolicy() *admissionv1.ValidatingAdmissionPolicy {
 // networkPolicyGuardrail (SP-ADM-004): no NetworkPolicy rule that admits
 // every source or destination, every namespace, every pod of a namespace
 // picked without a pod selector, or a CIDR as wide as the internet
-// (IPv4 shorter than /8, IPv6 shorter than /32, as review judges).
+// (IPv4 shorter than /8, IPv6 shorter than /32, as review judges). The
+// same holds for Cilium's own policies (ciliumPolicyValidations): on a
+// cluster without Cilium those rules match nothing.
 func networkPolicyGuardrail() *admissionv1.ValidatingAdmissionPolicy {
 	id := blueprints.GuardrailNetwork
 	empty := func(sel string) string {
 		return fmt.Sprintf("((!has(%[1]s.matchLabels) || %[1]s.matchLabels.size() == 0) && (!has(%[1]s.matchExpressions) || %[1]s.matchExpressions.size() == 0))", sel)
 	}
-	huge := "(isCIDR(p.ipBlock.cidr) && cidr(p.ipBlock.cidr).prefixLength() < (cidr(p.ipBlock.cidr).ip().family() == 4 ? 8 : 32))"
-	broad := "(has(p.ipBlock) && " + huge + ") || " +
+	broad := "(has(p.ipBlock) && " + celHugeCIDR("p.ipBlock.cidr") + ") || " +
 		"(has(p.namespaceSelector) && " + empty("p.namespaceSelector") + ") || " +
 		"(has(p.namespaceSelector) && (!has(p.podSelector) || " + empty("p.podSelector") + "))"
+	// Each expression judges NetworkPolicies only: a Cilium policy has
+	// rules of another shape.
+	onlyNP := func(expr string) string { return "request.resource.group != 'networking.k8s.io' || (" + expr + ")" }
 	peers := func(dir, field string) string {
-		return fmt.Sprintf("!has(object.spec.%[1]s) || object.spec.%[1]s.all(r, !has(r.%[2]s) || r.%[2]s.all(p, !(%[3]s)))", dir, field, broad)
+		return onlyNP(fmt.Sprintf("!has(object.spec.%[1]s) || object.spec.%[1]s.all(r, !has(r.%[2]s) || r.%[2]s.all(p, !(%[3]s)))", dir, field, broad))
 	}
 	named := func(dir, field string) string {
-		return fmt.Sprintf("!has(object.spec.%[1]s) || object.spec.%[1]s.all(r, has(r.%[2]s) && r.%[2]s.size() > 0)", dir, field)
+		return onlyNP(fmt.Sprintf("!has(object.spec.%[1]s) || object.spec.%[1]s.all(r, has(r.%[2]s) && r.%[2]s.size() > 0)", dir, field))
 	}
 	msg := func(what string) string {
 		return fmt.Sprintf(`'%s: NetworkPolicy ' + object.metadata.namespace + '/' + object.metadata.name + ' %s; name the peer namespace and pods with label selectors, or a narrow CIDR (flows the whole cluster needs belong in the blueprint\'s spec.network.allow); %s'`, id, what, howToExcept(id))
@@ -407,14 +412,99 @@ func networkPolicyGuardrail() *admissionv1.ValidatingAdmissionPolicy {
 	return &admissionv1.ValidatingAdmissionPolicy{Spec: admissionv1.ValidatingAdmissionPolicySpec{
 		MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{
 			rule("networking.k8s.io", "networkpolicies"),
+			rule("cilium.io", "ciliumnetworkpolicies", "ciliumclusterwidenetworkpolicies"),
 		}},
-		Validations: []admissionv1.Validation{
+		Variables: []admissionv1.Variable{{Name: "ciliumRules", Expression: "request.resource.group != 'cilium.io' ? [] : " +
+			"(has(object.spec) ? [object.spec] : []) + (has(object.specs) ? object.specs : [])"}},
+		Validations: append([]admissionv1.Validation{
 			v(named("ingress", "from"), "has an ingress rule without from, which admits every source"),
 			v(named("egress", "to"), "has an egress rule without to, which admits every destination"),
 			v(peers("ingress", "from"), "admits every namespace, every pod of a namespace without a pod selector, or a CIDR as wide as the internet"),
 			v(peers("egress", "to"), "sends to every namespace, every pod of a namespace without a pod selector, or a CIDR as wide as the internet"),
-		},
+		}, ciliumPolicyValidations(id)...),
 	}}
+}
+
+// celHugeCIDR is a CEL test of the CIDR string x: wider than /8 (IPv4) or
+// /32 (IPv6). Anything that is not a CIDR is not judged here.
+func celHugeCIDR(x string) string {
+	return fmt.Sprintf("(isCIDR(%[1]s) && cidr(%[1]s).prefixLength() < (cidr(%[1]s).ip().family() == 4 ? 8 : 32))", x)
+}
+
+// Cilium policy semantics the guardrail relies on (pkg/policy/api of
+// Cilium): a rule with ports but no peer field admits every peer on
+// those ports; an empty rule admits nothing; in a CiliumNetworkPolicy an
+// endpoint selector without a namespace label stays in the policy's
+// namespace, in a clusterwide one it spans every namespace.
+var (
+	ciliumIngressPeers = []string{"fromEndpoints", "fromCIDR", "fromCIDRSet", "fromEntities", "fromGroups", "fromNodes"}
+	ciliumEgressPeers  = []string{"toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toServices", "toGroups", "toNodes", "toFQDNs"}
+	// CiliumBroadEntities are the entities that stand for every namespace
+	// or the whole internet.
+	CiliumBroadEntities = []string{"all", "world", "world-ipv4", "world-ipv6", "cluster"}
+)
+
+// Label keys of Cilium endpoint selectors: the pod's namespace name, and
+// any key naming the namespace (its name or one of its labels).
+const (
+	ciliumNamespaceNameKey = `^((k8s|any):)?io[.]kubernetes[.]pod[.]namespace$`
+	ciliumNamespaceKey     = `^((k8s|any):)?io[.](kubernetes[.]pod[.]namespace|cilium[.]k8s[.]namespace[.]labels[.].+)$`
+	ciliumWorldKey         = `^reserved:(all|world|world-ipv4|world-ipv6)$`
+)
+
+var (
+	ciliumNamespaceNameRE = regexp.MustCompile(ciliumNamespaceNameKey)
+	ciliumNamespaceKeyRE  = regexp.MustCompile(ciliumNamespaceKey)
+	ciliumWorldKeyRE      = regexp.MustCompile(ciliumWorldKey)
+)
+
+// ciliumPolicyValidations judge CiliumNetworkPolicy and
+// CiliumClusterwideNetworkPolicy rules as networkPolicyGuardrail judges
+// NetworkPolicies. JudgeCiliumPolicy is the same in Go; the local
+// guardrail test holds the two together against a real API server.
+func ciliumPolicyValidations(id blueprints.ControlID) []admissionv1.Validation {
+	keys := "((has(s.matchLabels) ? s.matchLabels.map(k, k) : []) + (has(s.matchExpressions) ? s.matchExpressions.map(e, e.key) : []))"
+	broadSel := "(has(s.matchExpressions) && s.matchExpressions.exists(e, e.key.matches(" + celString(ciliumNamespaceNameKey) + ") && e.operator in ['Exists', 'NotIn', 'DoesNotExist'])) || " +
+		"(" + keys + ".size() > 0 && " + keys + ".all(k, k.matches(" + celString(ciliumNamespaceKey) + "))) || " +
+		keys + ".exists(k, k.matches(" + celString(ciliumWorldKey) + ")) || " +
+		"(request.resource.resource == 'ciliumclusterwidenetworkpolicies' && !" + keys + ".exists(k, k.matches(" + celString(ciliumNamespaceKey) + ")))"
+	perRule := func(dir, ruleExpr string) string {
+		return fmt.Sprintf("variables.ciliumRules.all(c, !has(c.%[1]s) || c.%[1]s.all(r, %[2]s))", dir, ruleExpr)
+	}
+	noPeer := func(fields []string) string {
+		var parts []string
+		for _, f := range fields {
+			parts = append(parts, "!has(r."+f+")")
+		}
+		return strings.Join(parts, " && ")
+	}
+	ports := "((has(r.toPorts) && r.toPorts.size() > 0) || (has(r.icmps) && r.icmps.size() > 0))"
+	entities := func(f string) string {
+		return fmt.Sprintf("(!has(r.%[1]s) || r.%[1]s.all(e, !(e in %[2]s)))", f, celList(CiliumBroadEntities))
+	}
+	cidrs := func(list, set string) string {
+		return fmt.Sprintf("(!has(r.%[1]s) || r.%[1]s.all(x, !%[3]s)) && (!has(r.%[2]s) || r.%[2]s.all(x, !has(x.cidr) || !%[4]s))",
+			list, set, celHugeCIDR("x"), celHugeCIDR("x.cidr"))
+	}
+	selectors := func(f string) string {
+		return fmt.Sprintf("(!has(r.%[1]s) || r.%[1]s.all(s, !(%[2]s)))", f, broadSel)
+	}
+	msg := func(what string) string {
+		return fmt.Sprintf(`'%s: ' + object.kind + ' ' + (has(object.metadata.namespace) ? object.metadata.namespace + '/' : '') + object.metadata.name + ' %s; name the peer namespace and pods with endpoint selectors, or a narrow CIDR (flows the whole cluster needs belong in the blueprint\'s spec.network.allow); %s'`, id, what, howToExcept(id))
+	}
+	v := func(expr, what string) admissionv1.Validation {
+		return admissionv1.Validation{Expression: expr, Message: fmt.Sprintf("%s: a Cilium network policy %s; %s", id, what, howToExcept(id)),
+			MessageExpression: msg(what), Reason: ptr(metav1.StatusReasonForbidden)}
+	}
+	return []admissionv1.Validation{
+		v(perRule("ingress", "!("+noPeer(ciliumIngressPeers)+" && "+ports+")"), "has an ingress rule with ports and no peer, which admits every source"),
+		v(perRule("egress", "!("+noPeer(ciliumEgressPeers)+" && "+ports+")"), "has an egress rule with ports and no peer, which admits every destination"),
+		v(perRule("ingress", entities("fromEntities")+" && "+cidrs("fromCIDR", "fromCIDRSet")+" && "+selectors("fromEndpoints")),
+			"admits every namespace, the world, every pod of a namespace without a pod label, or a CIDR as wide as the internet"),
+		v(perRule("egress", entities("toEntities")+" && "+cidrs("toCIDR", "toCIDRSet")+" && "+selectors("toEndpoints")+
+			" && (!has(r.toFQDNs) || r.toFQDNs.all(f, !has(f.matchPattern) || f.matchPattern != '*'))"),
+			"sends to every namespace, the world, every name, every pod of a namespace without a pod label, or a CIDR as wide as the internet"),
+	}
 }
 
 // celString quotes s as a CEL string literal. The guardrails quote only
@@ -634,4 +724,108 @@ func hugeCIDR(s string) bool {
 		return p.Bits() < 8
 	}
 	return p.Bits() < 32
+}
+
+// JudgeCiliumPolicy says why a CiliumNetworkPolicy (or, clusterwide, a
+// CiliumClusterwideNetworkPolicy) breaks the network guardrail. obj is the
+// object as JSON decodes it (unstructured).
+func JudgeCiliumPolicy(obj map[string]any, clusterwide bool) []string {
+	type named struct {
+		where string
+		rule  map[string]any
+	}
+	var rules []named
+	if spec, ok := obj["spec"].(map[string]any); ok {
+		rules = append(rules, named{"spec", spec})
+	}
+	for i, x := range anyList(obj["specs"]) {
+		if m, ok := x.(map[string]any); ok {
+			rules = append(rules, named{fmt.Sprintf("specs[%d]", i), m})
+		}
+	}
+	var out []string
+	for _, nr := range rules {
+		rule, where := nr.rule, nr.where
+		for _, d := range []struct {
+			dir, entities, cidr, cidrSet, endpoints string
+			peers                                   []string
+		}{
+			{"ingress", "fromEntities", "fromCIDR", "fromCIDRSet", "fromEndpoints", ciliumIngressPeers},
+			{"egress", "toEntities", "toCIDR", "toCIDRSet", "toEndpoints", ciliumEgressPeers},
+		} {
+			rs, _ := rule[d.dir].([]any)
+			for j, y := range rs {
+				r, _ := y.(map[string]any)
+				at := fmt.Sprintf("%s.%s[%d]", where, d.dir, j)
+				hasPeer := slices.ContainsFunc(d.peers, func(f string) bool { _, ok := r[f]; return ok })
+				if !hasPeer && (len(anyList(r["toPorts"])) > 0 || len(anyList(r["icmps"])) > 0) {
+					out = append(out, at+" has ports and no peer: every peer")
+				}
+				for _, e := range anyList(r[d.entities]) {
+					if s, _ := e.(string); slices.Contains(CiliumBroadEntities, s) {
+						out = append(out, fmt.Sprintf("%s.%s %s is every namespace or the world", at, d.entities, s))
+					}
+				}
+				for _, c := range anyList(r[d.cidr]) {
+					if s, _ := c.(string); hugeCIDR(s) {
+						out = append(out, fmt.Sprintf("%s.%s %s is as wide as the internet", at, d.cidr, s))
+					}
+				}
+				for _, c := range anyList(r[d.cidrSet]) {
+					if m, _ := c.(map[string]any); m != nil {
+						if s, _ := m["cidr"].(string); hugeCIDR(s) {
+							out = append(out, fmt.Sprintf("%s.%s %s is as wide as the internet", at, d.cidrSet, s))
+						}
+					}
+				}
+				for k, sel := range anyList(r[d.endpoints]) {
+					m, _ := sel.(map[string]any)
+					if why := broadCiliumSelector(m, clusterwide); why != "" {
+						out = append(out, fmt.Sprintf("%s.%s[%d] %s", at, d.endpoints, k, why))
+					}
+				}
+				if d.dir == "egress" {
+					for _, f := range anyList(r["toFQDNs"]) {
+						if m, _ := f.(map[string]any); m != nil && m["matchPattern"] == "*" {
+							out = append(out, at+".toFQDNs matchPattern * is every name")
+						}
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// broadCiliumSelector says why an endpoint selector spans namespaces or
+// the world ("" when it does not).
+func broadCiliumSelector(sel map[string]any, clusterwide bool) string {
+	var keys []string
+	if ml, ok := sel["matchLabels"].(map[string]any); ok {
+		for k := range ml {
+			keys = append(keys, k)
+		}
+	}
+	for _, x := range anyList(sel["matchExpressions"]) {
+		e, _ := x.(map[string]any)
+		k, _ := e["key"].(string)
+		keys = append(keys, k)
+		if op, _ := e["operator"].(string); ciliumNamespaceNameRE.MatchString(k) && (op == "Exists" || op == "NotIn" || op == "DoesNotExist") {
+			return "selects every namespace (" + k + " " + op + ")"
+		}
+	}
+	switch {
+	case slices.ContainsFunc(keys, ciliumWorldKeyRE.MatchString):
+		return "selects the world"
+	case len(keys) > 0 && !slices.ContainsFunc(keys, func(k string) bool { return !ciliumNamespaceKeyRE.MatchString(k) }):
+		return "selects every pod of a namespace without a pod label"
+	case clusterwide && !slices.ContainsFunc(keys, ciliumNamespaceKeyRE.MatchString):
+		return "selects pods of every namespace (a clusterwide policy's selector without a namespace label)"
+	}
+	return ""
+}
+
+func anyList(x any) []any {
+	l, _ := x.([]any)
+	return l
 }

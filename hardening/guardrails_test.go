@@ -1,10 +1,13 @@
 package hardening
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"sigs.k8s.io/yaml"
 
 	"secprov.dev/secprov/blueprints/v1alpha1"
 )
@@ -211,4 +214,32 @@ func TestCELStringRefusesControlCharacters(t *testing.T) {
 		}
 	}()
 	celString("a\nb")
+}
+
+// ciliumPolicyCase is one case of testdata/cilium-policies.yaml.
+type ciliumPolicyCase struct {
+	Name        string         `json:"name"`
+	Clusterwide bool           `json:"clusterwide"`
+	Want        string         `json:"want"`
+	Object      map[string]any `json:"object"`
+}
+
+func TestJudgeCiliumPolicy(t *testing.T) {
+	b, err := os.ReadFile("testdata/cilium-policies.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []ciliumPolicyCase
+	if err := yaml.Unmarshal(b, &cases); err != nil {
+		t.Fatal(err)
+	}
+	if len(cases) < 10 {
+		t.Fatalf("%d cases", len(cases))
+	}
+	for _, c := range cases {
+		got := strings.Join(JudgeCiliumPolicy(c.Object, c.Clusterwide), "; ")
+		if (c.Want == "") != (got == "") || !strings.Contains(got, c.Want) {
+			t.Errorf("%s: %q, want %q", c.Name, got, c.Want)
+		}
+	}
 }

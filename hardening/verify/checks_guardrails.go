@@ -213,6 +213,7 @@ func (w *warningsOf) take() []string {
 type probeIdentity struct {
 	name     string // of its role and binding
 	cs       kubernetes.Interface
+	dyn      dynamic.Interface
 	warnings *warningsOf
 	cleanup  func()
 }
@@ -273,7 +274,16 @@ func newProbeIdentity(ctx context.Context, t Target, control blueprints.ControlI
 		cleanup()
 		return nil, err
 	}
-	return &probeIdentity{name: name, cs: pcs, warnings: w, cleanup: cleanup}, nil
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	return &probeIdentity{name: name, cs: pcs, dyn: dyn, warnings: w, cleanup: cleanup}, nil
+}
+
+func (id *probeIdentity) client() guardrailClient {
+	return guardrailClient{cs: id.cs, dyn: id.dyn, role: id.name}
 }
 
 // probeKinds are the kinds a probe identity is made of.
@@ -312,9 +322,16 @@ var dryRun = metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
 // effect in the API server's informers.
 const guardrailProbeTimeout = 15 * time.Second
 
-// probeFunc sends one change as the probe identity; role is the name of
-// the identity's own role.
-type probeFunc func(cs kubernetes.Interface, role string) error
+// guardrailClient is the probe identity's side of a change: its typed and
+// dynamic clients, and the name of its own role.
+type guardrailClient struct {
+	cs   kubernetes.Interface
+	dyn  dynamic.Interface
+	role string
+}
+
+// probeFunc sends one change as the probe identity.
+type probeFunc func(p guardrailClient) error
 
 // probeGuardrail sends the forbidden and the compliant change as the
 // probe identity. The forbidden one must be refused by the guardrail
@@ -336,7 +353,7 @@ func probeGuardrail(ctx context.Context, t Target, g *hardening.Guardrail, ns st
 	deadline := time.Now().Add(guardrailProbeTimeout)
 	for {
 		id.warnings.take()
-		err = forbidden(id.cs, id.name)
+		err = forbidden(id.client())
 		warned := slices.ContainsFunc(id.warnings.take(), func(w string) bool { return strings.Contains(w, tag) })
 		switch {
 		case err != nil && strings.Contains(err.Error(), tag):
@@ -366,7 +383,7 @@ func probeGuardrail(ctx context.Context, t Target, g *hardening.Guardrail, ns st
 	ev = Evidence{Object: ok, Field: "server-side dry-run create as the same user", Want: "admitted"}
 	deadline = time.Now().Add(guardrailProbeTimeout)
 	for {
-		err = compliant(id.cs, id.name)
+		err = compliant(id.client())
 		switch {
 		case err == nil:
 			ev.Got = "admitted"
@@ -437,7 +454,8 @@ func checkImagesGuardrail(ctx context.Context, t Target) Outcome {
 		bad = "registry.invalid/secprov/canary" + canaryDigest
 	}
 	pod := func(image string) probeFunc {
-		return func(c kubernetes.Interface, _ string) error {
+		return func(p guardrailClient) error {
+			c := p.cs
 			_, err := c.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: canaryName("pod")}, Spec: restrictedPodSpec(image)}, dryRun)
 			return err
 		}
@@ -555,7 +573,8 @@ func checkPodSecurityGuardrail(ctx context.Context, t Target) Outcome {
 		what = "Namespace labelled enforce=privileged, pinned to v1.0"
 	}
 	ns := func(labels map[string]string) probeFunc {
-		return func(c kubernetes.Interface, _ string) error {
+		return func(p guardrailClient) error {
+			c := p.cs
 			_, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: canaryName("ns"), Labels: labels}}, dryRun)
 			return err
 		}
@@ -601,7 +620,8 @@ func checkRBACGuardrail(ctx context.Context, t Target) Outcome {
 	// The probe binds its own role (RBAC lets a user bind a role whose
 	// rights it holds): to everyone is forbidden, to one user is not.
 	binding := func(subject rbacv1.Subject) probeFunc {
-		return func(c kubernetes.Interface, role string) error {
+		return func(p guardrailClient) error {
+			c, role := p.cs, p.role
 			_, err := c.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: canaryName("rb")},
 				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role}, Subjects: []rbacv1.Subject{subject}}, dryRun)
 			return err
@@ -691,7 +711,8 @@ func checkNetworkGuardrail(ctx context.Context, t Target) Outcome {
 	}
 	ns := probeNamespace(info)
 	np := func(peer networkingv1.NetworkPolicyPeer) probeFunc {
-		return func(c kubernetes.Interface, _ string) error {
+		return func(p guardrailClient) error {
+			c := p.cs
 			_, err := c.NetworkingV1().NetworkPolicies(ns).Create(ctx, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: canaryName("np")},
 				Spec: networkingv1.NetworkPolicySpec{Ingress: []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{peer}}}}}, dryRun)
 			return err
@@ -702,6 +723,10 @@ func checkNetworkGuardrail(ctx context.Context, t Target) Outcome {
 		np(networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}},
 			PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "secprov-canary"}}}),
 		"NetworkPolicy "+ns+" admitting every namespace", "NetworkPolicy "+ns+" admitting one labelled pod", r)
+
+	if ciliumPoliciesServed(cs) {
+		judgeCiliumPolicies(ctx, t, g, ns, r)
+	}
 
 	objs, err := hardening.Objects(info.Spec)
 	if err != nil {
@@ -736,6 +761,75 @@ func checkNetworkGuardrail(ctx context.Context, t Target) Outcome {
 	}
 	r.ok(Evidence{Object: "every NetworkPolicy not rendered by secprov", Field: "peers", Want: "narrow", Got: fmt.Sprintf("%d judged", judged)})
 	return r.outcome("no NetworkPolicy opening a namespace to everything can be created, and none exists")
+}
+
+// Cilium's policy kinds, judged by the same guardrail where Cilium runs.
+var (
+	ciliumPolicyGVR            = schema.GroupVersionResource{Group: "cilium.io", Version: "v2", Resource: "ciliumnetworkpolicies"}
+	ciliumClusterwidePolicyGVR = schema.GroupVersionResource{Group: "cilium.io", Version: "v2", Resource: "ciliumclusterwidenetworkpolicies"}
+)
+
+// ciliumPoliciesServed says whether the cluster serves Cilium's policy
+// kinds (Cilium is its CNI).
+func ciliumPoliciesServed(cs kubernetes.Interface) bool {
+	l, err := cs.Discovery().ServerResourcesForGroupVersion("cilium.io/v2")
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(l.APIResources, func(r metav1.APIResource) bool { return r.Name == ciliumPolicyGVR.Resource })
+}
+
+// judgeCiliumPolicies is SP-ADM-004 for Cilium's own kinds: a
+// CiliumNetworkPolicy sending to the world is refused, one naming a
+// labelled pod admitted, and every live Cilium policy complies.
+func judgeCiliumPolicies(ctx context.Context, t Target, g *hardening.Guardrail, ns string, r *findings) {
+	cnp := func(spec map[string]any) probeFunc {
+		return func(p guardrailClient) error {
+			obj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+				"metadata": map[string]any{"name": canaryName("cnp")}, "spec": spec}}
+			_, err := p.dyn.Resource(ciliumPolicyGVR).Namespace(ns).Create(ctx, obj, dryRun)
+			return err
+		}
+	}
+	canary := map[string]any{"matchLabels": map[string]any{"app": "secprov-canary"}}
+	probeGuardrail(ctx, t, g, ns, []rbacv1.PolicyRule{{APIGroups: []string{"cilium.io"}, Resources: []string{ciliumPolicyGVR.Resource}, Verbs: []string{"create"}}},
+		cnp(map[string]any{"endpointSelector": map[string]any{}, "egress": []any{map[string]any{"toEntities": []any{"world"}}}}),
+		cnp(map[string]any{"endpointSelector": canary, "egress": []any{map[string]any{"toEndpoints": []any{canary}}}}),
+		"CiliumNetworkPolicy "+ns+" sending to the world", "CiliumNetworkPolicy "+ns+" sending to one labelled pod", r)
+
+	dc, err := dynamicClient(t)
+	if err != nil {
+		r.errorf("dynamic client: %v", err)
+		return
+	}
+	judged := 0
+	for _, k := range []struct {
+		gvr         schema.GroupVersionResource
+		kind        string
+		clusterwide bool
+	}{{ciliumPolicyGVR, "CiliumNetworkPolicy", false}, {ciliumClusterwidePolicyGVR, "CiliumClusterwideNetworkPolicy", true}} {
+		l, err := dc.Resource(k.gvr).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			r.errorf("list %s: %v", k.gvr.Resource, err)
+			continue
+		}
+		for _, o := range l.Items {
+			judged++
+			ref := k.kind + "/" + o.GetName()
+			if !k.clusterwide {
+				ref = k.kind + "/" + o.GetNamespace() + "/" + o.GetName()
+			}
+			for _, why := range hardening.JudgeCiliumPolicy(o.Object, k.clusterwide) {
+				ev := Evidence{Object: ref, Field: "spec", Want: "named, narrow peers", Got: why}
+				if g.Warn {
+					r.warn(ev, ref+" "+why+" ("+g.WarnBecause+")")
+				} else {
+					r.fail(ev, ref+" "+why)
+				}
+			}
+		}
+	}
+	r.ok(Evidence{Object: "every Cilium network policy", Field: "peers", Want: "narrow", Got: fmt.Sprintf("%d judged", judged)})
 }
 
 func peersOf(ps []networkingv1.NetworkPolicyPeer) []hardening.Peer {

@@ -17,9 +17,13 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
 
 	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
@@ -347,6 +351,54 @@ func TestGuardrails(t *testing.T) {
 		}
 	})
 
+	// Cilium's policy kinds registered on this API server (a minimal
+	// schema of the test's own, as on a cluster before Cilium's operator
+	// installs the real one): every case of hardening's table gets the
+	// same verdict from the guardrail's CEL as from the Go judge. Under
+	// the blueprint's exception a verdict is a warning, not a refusal.
+	t.Run("SP-ADM-004 Cilium policies: CEL and Go judge alike", func(t *testing.T) {
+		superCfg, err := clientcmd.BuildConfigFromFlags("", layout.SuperAdminKubeconfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		installCiliumPolicyKinds(t, ctx, dynamic.NewForConfigOrDie(superCfg))
+		adminCfg, err := clientcmd.BuildConfigFromFlags("", layout.AdminKubeconfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		adminCfg.WarningHandler = &warn
+		dyn := dynamic.NewForConfigOrDie(adminCfg)
+		raw, err := os.ReadFile(filepath.Join("..", "..", "hardening", "testdata", "cilium-policies.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cases []struct {
+			Name        string         `json:"name"`
+			Clusterwide bool           `json:"clusterwide"`
+			Want        string         `json:"want"`
+			Object      map[string]any `json:"object"`
+		}
+		if err := yaml.Unmarshal(raw, &cases); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cases {
+			obj := &unstructured.Unstructured{Object: c.Object}
+			var ri dynamic.ResourceInterface = dyn.Resource(ciliumGVR("ciliumclusterwidenetworkpolicies"))
+			if !c.Clusterwide {
+				ri = dyn.Resource(ciliumGVR("ciliumnetworkpolicies")).Namespace("shop")
+			}
+			r := try(func() error { _, err := ri.Create(ctx, obj, dry); return err })
+			goWhy := hardening.JudgeCiliumPolicy(c.Object, c.Clusterwide)
+			celWarned := strings.Contains(strings.Join(r.warnings, "\n"), "SP-ADM-004: "+obj.GetKind()+" ")
+			switch {
+			case r.err != nil:
+				t.Errorf("%s: refused under the exception: %v", c.Name, r.err)
+			case celWarned != (len(goWhy) > 0):
+				t.Errorf("%s: the API server warns = %v (%q), the Go judge says %q", c.Name, celWarned, r.warnings, goWhy)
+			}
+		}
+	})
+
 	t.Run("the bootstrap identity is exempt", func(t *testing.T) {
 		super := clientFor(t, layout.SuperAdminKubeconfig(), rest.NoWarnings{})
 		_, err := super.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "b"},
@@ -499,4 +551,58 @@ func TestGuardrails(t *testing.T) {
 			}
 		}
 	})
+}
+
+func ciliumGVR(resource string) schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: "cilium.io", Version: "v2", Resource: resource}
+}
+
+// installCiliumPolicyKinds registers CiliumNetworkPolicy and
+// CiliumClusterwideNetworkPolicy with a schema that keeps every field,
+// and waits until both are served. They stay for the rest of the test
+// (verify judges them), and go with the cluster.
+func installCiliumPolicyKinds(t *testing.T, ctx context.Context, dyn dynamic.Interface) {
+	t.Helper()
+	crds := dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
+	free := map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+	for _, k := range []struct{ kind, plural, scope string }{
+		{"CiliumNetworkPolicy", "ciliumnetworkpolicies", "Namespaced"},
+		{"CiliumClusterwideNetworkPolicy", "ciliumclusterwidenetworkpolicies", "Cluster"},
+	} {
+		crd := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+			"metadata": map[string]any{"name": k.plural + ".cilium.io"},
+			"spec": map[string]any{
+				"group": "cilium.io", "scope": k.scope,
+				"names": map[string]any{"kind": k.kind, "plural": k.plural, "listKind": k.kind + "List", "singular": strings.ToLower(k.kind)},
+				"versions": []any{map[string]any{"name": "v2", "served": true, "storage": true, "schema": map[string]any{
+					"openAPIV3Schema": map[string]any{"type": "object", "properties": map[string]any{
+						"spec": free, "specs": map[string]any{"type": "array", "items": free},
+					}},
+				}}},
+			},
+		}}
+		if _, err := crds.Create(ctx, crd, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("register %s: %v", k.kind, err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			got, err := crds.Get(ctx, crd.GetName(), metav1.GetOptions{})
+			established := false
+			if err == nil {
+				conds, _, _ := unstructured.NestedSlice(got.Object, "status", "conditions")
+				for _, c := range conds {
+					m, _ := c.(map[string]any)
+					established = established || (m["type"] == "Established" && m["status"] == "True")
+				}
+			}
+			if established {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not established after 30 s: %v", k.kind, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
 }
