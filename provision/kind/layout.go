@@ -74,6 +74,11 @@ func newLayout(dir string) layout { return layout{paths.NewLayout(dir)} }
 // KindDir holds what the kind provider writes for kubeadm before create.
 func (l layout) KindDir() string { return filepath.Join(l.Dir, "kind") }
 
+// HostFactsFile records the host facts the cluster was created with
+// (HostFacts): later ups render the same node configuration from them,
+// so the host changing under a cluster does not replace it.
+func (l layout) HostFactsFile() string { return filepath.Join(l.KindDir(), "host-facts.json") }
+
 // PatchesDir is kubeadm's patches directory (mounted read-only into the
 // control-plane node at the same path).
 func (l layout) PatchesDir() string { return filepath.Join(l.KindDir(), "kubeadm-patches") }

@@ -111,6 +111,7 @@ func (p *Provider) Program(s *cluster.Spec) (pulumi.RunFunc, error) {
 	if err != nil {
 		return nil, err
 	}
+	facts = pinnedHostFacts(s.Dir, facts)
 	set, err := p.images(ctx, bp)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", name, err)
@@ -182,6 +183,7 @@ func (p *Provider) Program(s *cluster.Spec) (pulumi.RunFunc, error) {
 		kc, err := engine.Resource(ctx, ClusterType, name, map[string]any{
 			"name": name, "dir": s.Dir, "network": NetworkName(name), "config": string(r.Config), "files": files,
 			"nodes": r.Nodes, "apiServerURL": url, "restart": config.String("hash"),
+			"hostFacts": map[string]any{"cgroupV1": facts.CgroupV1, "kernelDefaults": facts.KernelDefaults},
 		}, engine.DependsOn(append([]*engine.Res{network, config}, after...)...))
 		if err != nil {
 			return nil, err

@@ -172,7 +172,7 @@ func (p *Provider) Notes(bp *blueprints.Blueprint) []string {
 		why := "the Docker engine is not on this machine, so its kernel settings are unknown"
 		if localEngine() {
 			why = "this host's kernel settings differ from what the kubelet needs: " + strings.Join(kernelDefaultsMissing(), ", ") +
-				"; the nodes share them, and each kubelet sets them host-wide as in any kind cluster. Set them with sysctl and run up again to turn protection on"
+				"; the nodes share them, and each kubelet sets them host-wide as in any kind cluster. A cluster keeps the setting it was created with: set them with sysctl before up creates it (or secprov down, then up) to turn protection on"
 		}
 		notes = append(notes, "kubelet protectKernelDefaults (CIS 4.2.6) is off: "+why)
 	}

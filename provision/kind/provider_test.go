@@ -2,6 +2,7 @@ package kind
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -73,5 +74,26 @@ func TestParseStat(t *testing.T) {
 	fi, err = parseStat("/etc/kubernetes/admin.conf", "81a4 5650 1700000000")
 	if err != nil || fi.IsDir() || fi.Mode().Perm() != 0o644 || fi.Size() != 5650 {
 		t.Errorf("file: %v %v", fi, err)
+	}
+}
+
+// The host facts a cluster was created with are kept: the kubelets change
+// the host's kernel settings after the first up, and rendering from the
+// host again would replace the cluster.
+func TestPinnedHostFacts(t *testing.T) {
+	dir := t.TempDir()
+	now := HostFacts{KernelDefaults: true}
+	if got := pinnedHostFacts(dir, now); got != now {
+		t.Errorf("no record: %+v, want now %+v", got, now)
+	}
+	in := clusterIn{Name: "c", Dir: dir, HostFacts: HostFacts{CgroupV1: true}}
+	if _, err := prepare(in); err != nil {
+		t.Fatal(err)
+	}
+	if got := pinnedHostFacts(dir, now); got != in.HostFacts {
+		t.Errorf("recorded %+v, got %+v", in.HostFacts, got)
+	}
+	if fi, err := os.Stat(newLayout(dir).HostFactsFile()); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("host facts file: %v %v", fi, err)
 	}
 }

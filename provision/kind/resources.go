@@ -2,6 +2,7 @@ package kind
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"secprov.dev/secprov/internal/atomicfile"
 	"secprov.dev/secprov/provision/engine/provider"
 	"secprov.dev/secprov/provision/paths"
 )
@@ -162,6 +164,9 @@ type clusterIn struct {
 	// Restart changes when a file the API server reads at start changes
 	// (the config resource's hash): the API server restarts.
 	Restart string `json:"restart"`
+	// HostFacts are those Config was rendered with; kept in the cluster
+	// directory for the next up (pinnedHostFacts).
+	HostFacts HostFacts `json:"hostFacts"`
 }
 
 type clusterOut struct {
@@ -192,7 +197,32 @@ func prepare(in clusterIn) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	facts, err := json.Marshal(in.HostFacts)
+	if err != nil {
+		return "", err
+	}
+	if err := atomicfile.Write(l.HostFactsFile(), facts, 0o600); err != nil {
+		return "", err
+	}
 	return caFingerprint(ca), writeFiles(in.files())
+}
+
+// pinnedHostFacts are the host facts the cluster in dir was created with,
+// or now when it has none recorded. The kubelets of a kind cluster set
+// the kernel settings protectKernelDefaults needs host-wide, so the host
+// changes under the first cluster; rendering from now would replace the
+// cluster on the next up. Protection follows the host only when the
+// cluster is created again.
+func pinnedHostFacts(dir string, now HostFacts) HostFacts {
+	data, err := os.ReadFile(newLayout(dir).HostFactsFile())
+	if err != nil {
+		return now
+	}
+	var f HostFacts
+	if err := json.Unmarshal(data, &f); err != nil {
+		return now
+	}
+	return f
 }
 
 // complete reports whether the existing nodes are a whole cluster that a
