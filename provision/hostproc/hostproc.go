@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -204,6 +205,7 @@ func startProcess(ctx context.Context, in processIn) (processOut, error) {
 			return processOut{}, err
 		}
 	}
+	waitPortFree(ctx, in.Ready.URL, portFreeWait)
 	p, err := proc.Start(proc.Spec{
 		Name: in.Component, Path: in.Binary, Args: in.Args, Dir: l.Dir,
 		Env:     []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + l.Dir},
@@ -223,6 +225,34 @@ func startProcess(ctx context.Context, in processIn) (processOut, error) {
 		return out, fmt.Errorf("%s did not become ready (log: %s): %w", in.Component, p.LogFile, err)
 	}
 	return out, nil
+}
+
+// portFreeWait bounds how long a restart waits for the component's port.
+const portFreeWait = 10 * time.Second
+
+// waitPortFree waits until the loopback port of a readiness URL can be
+// bound, or wait has passed: the process just stopped may still hold it
+// for a moment, as may another cluster's free-port probe (proc.FreePorts
+// binds candidates briefly). Starting into a held port fails with
+// "address already in use" (measured once in CI on a restarted API
+// server); after wait the start goes ahead and says so if it fails.
+func waitPortFree(ctx context.Context, rawURL string, wait time.Duration) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Port() == "" || !strings.HasPrefix(u.Hostname(), "127.") {
+		return
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		l, err := net.Listen("tcp", u.Host)
+		if err == nil {
+			_ = l.Close()
+			return
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) || ctx.Err() != nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func readyProbe(r Readiness) (proc.Probe, error) {
