@@ -750,17 +750,23 @@ func checkNetworkGuardrail(ctx context.Context, t Target) Outcome {
 		}
 		judged++
 		ref := "NetworkPolicy/" + p.Namespace + "/" + p.Name
-		for _, why := range hardening.JudgeNetworkPolicy(ingressRules(p.Spec.Ingress), egressRules(p.Spec.Egress)) {
-			ev := Evidence{Object: ref, Field: "spec", Want: "named, narrow peers", Got: why}
-			if g.Warn {
-				r.warn(ev, ref+" "+why+" ("+g.WarnBecause+")")
-			} else {
-				r.fail(ev, ref+" "+why)
-			}
-		}
+		reportBroadPolicy(r, g, ref, hardening.JudgeNetworkPolicy(ingressRules(p.Spec.Ingress), egressRules(p.Spec.Egress)))
 	}
 	r.ok(Evidence{Object: "every NetworkPolicy not rendered by secprov", Field: "peers", Want: "narrow", Got: fmt.Sprintf("%d judged", judged)})
 	return r.outcome("no NetworkPolicy opening a namespace to everything can be created, and none exists")
+}
+
+// reportBroadPolicy fails (or, under the guardrail's exception, warns
+// about) each reason a live network policy breaks the guardrail.
+func reportBroadPolicy(r *findings, g *hardening.Guardrail, ref string, whys []string) {
+	for _, why := range whys {
+		ev := Evidence{Object: ref, Field: "spec", Want: "named, narrow peers", Got: why}
+		if g.Warn {
+			r.warn(ev, ref+" "+why+" ("+g.WarnBecause+")")
+		} else {
+			r.fail(ev, ref+" "+why)
+		}
+	}
 }
 
 // Cilium's policy kinds, judged by the same guardrail where Cilium runs.
@@ -819,14 +825,7 @@ func judgeCiliumPolicies(ctx context.Context, t Target, g *hardening.Guardrail, 
 			if !k.clusterwide {
 				ref = k.kind + "/" + o.GetNamespace() + "/" + o.GetName()
 			}
-			for _, why := range hardening.JudgeCiliumPolicy(o.Object, k.clusterwide) {
-				ev := Evidence{Object: ref, Field: "spec", Want: "named, narrow peers", Got: why}
-				if g.Warn {
-					r.warn(ev, ref+" "+why+" ("+g.WarnBecause+")")
-				} else {
-					r.fail(ev, ref+" "+why)
-				}
-			}
+			reportBroadPolicy(r, g, ref, hardening.JudgeCiliumPolicy(o.Object, k.clusterwide))
 		}
 	}
 	r.ok(Evidence{Object: "every Cilium network policy", Field: "peers", Want: "narrow", Got: fmt.Sprintf("%d judged", judged)})
