@@ -90,6 +90,7 @@ const (
 	NetworkDefaultDeny ControlID = "SP-NET-002"
 	NetworkAllowNarrow ControlID = "SP-NET-003"
 	NetworkEnforced    ControlID = "SP-NET-004"
+	NetworkEncrypted   ControlID = "SP-NET-005"
 
 	EncryptionAtRestOn       ControlID = "SP-ENC-001"
 	EncryptionProviderStrong ControlID = "SP-ENC-002"
@@ -327,6 +328,9 @@ var Controls = sortControls([]Control{
 	{ID: NetworkEnforced, Title: "Network policy is enforced for live traffic", Severity: SeverityHigh, Where: ByVerify, Field: "spec.network",
 		Refs: append(cis("5.3.2"), nsa("Network policies")...), Rationale: "A policy object that the CNI does not enforce (no policy engine, a wrong selector, an allow wider than written) passes every object check and protects nothing.",
 		Remediation: "Run secprov up to restore Cilium and the policies; the flow named in the report shows what got through or what was dropped."},
+	{ID: NetworkEncrypted, Title: "Pod traffic between nodes is encrypted", Severity: SeverityMedium, Where: all, Field: "spec.network.transparentEncryption",
+		Refs: nsa("Network separation and hardening"), Rationale: "Pod traffic between nodes crosses the node network in VXLAN, readable and forgeable by anything on that network, unless Cilium encrypts it.",
+		Remediation: "Run the nodes on a kernel with WireGuard and leave spec.network.transparentEncryption unset (or set wireguard); where the nodes share one host and its kernel has none, add an exception saying so."},
 
 	// Encryption at rest.
 	{ID: EncryptionAtRestOn, Title: "Secrets are encrypted at rest", Severity: SeverityCritical, Where: all, Field: "spec.encryptionAtRest.provider",

@@ -87,6 +87,7 @@ func schemaExtras() map[string]map[string]any {
 		"spec.kubernetes.version":             {"enum": SupportedKubernetesVersions},
 		"spec.apiServer.endpoint":             {"enum": []string{v1alpha1.EndpointPrivate, v1alpha1.EndpointPublic}},
 		"spec.network.cni":                    {"enum": []string{v1alpha1.CNICilium, v1alpha1.CNINone}},
+		"spec.network.transparentEncryption":  {"enum": []string{v1alpha1.TransparentEncryptionWireGuard, v1alpha1.TransparentEncryptionIPsec, v1alpha1.TransparentEncryptionNone}},
 		"spec.network.allow[].from.namespace": {"pattern": orStar(dnsLabel.String()), "maxLength": 63},
 		"spec.network.allow[].to.namespace":   {"pattern": orStar(dnsLabel.String()), "maxLength": 63},
 		"spec.network.allow[].to.protocol":    {"enum": []string{"TCP", "UDP", "SCTP"}},

@@ -156,6 +156,9 @@ func validate(bp *Blueprint) ErrorList {
 	if s.Provider.Type == v1alpha1.ProviderKind {
 		validateKind(v, bp)
 	}
+	if s.Provider.Type == v1alpha1.ProviderLocal && s.Network.TransparentEncryption != "" && s.Network.TransparentEncryption != v1alpha1.TransparentEncryptionNone {
+		v.errorf("spec.network.transparentEncryption", "the local provider runs no nodes, so there is no pod traffic between nodes to encrypt with %s; remove the field (or set none), or use provider type kind", s.Network.TransparentEncryption)
+	}
 	if !slices.Contains(SupportedKubernetesVersions, s.Kubernetes.Version) {
 		v.errorf("spec.kubernetes.version", "unsupported version %q; supported: %s", truncate(s.Kubernetes.Version), strings.Join(SupportedKubernetesVersions, ", "))
 	}
@@ -273,6 +276,10 @@ func (v *validator) clusterRange(path string, p netip.Prefix, bits map[bool][2]i
 func validateNetwork(v *validator, s *v1alpha1.Spec) {
 	n := &s.Network
 	v.oneOf("spec.network.cni", n.CNI, v1alpha1.CNICilium, v1alpha1.CNINone)
+	if n.TransparentEncryption != "" {
+		v.oneOf("spec.network.transparentEncryption", n.TransparentEncryption,
+			v1alpha1.TransparentEncryptionWireGuard, v1alpha1.TransparentEncryptionIPsec, v1alpha1.TransparentEncryptionNone)
+	}
 	pod, podOK := v.prefix("spec.network.podCIDR", n.PodCIDR)
 	svc, svcOK := v.prefix("spec.network.serviceCIDR", n.ServiceCIDR)
 	if podOK {
@@ -300,7 +307,22 @@ func validateNetwork(v *validator, s *v1alpha1.Spec) {
 			v.dnsLabel(p+".from.namespace", r.From.Namespace, "namespace")
 		}
 		v.labels(p+".from.podSelector", r.From.PodSelector)
-		if r.To.Namespace != "*" {
+		switch {
+		case r.To.CIDR != "" && r.To.Namespace != "":
+			v.errorf(p+".to", "set either to.namespace or to.cidr, not both")
+		case r.To.CIDR != "":
+			if pfx, ok := v.prefix(p+".to.cidr", r.To.CIDR); ok && (podOK && prefixWithin(pfx, pod) || svcOK && prefixWithin(pfx, svc)) {
+				v.errorf(p+".to.cidr", "%s is inside this cluster's pod or service CIDR, which a CIDR rule does not select (pods are selected by namespace); use to.namespace", r.To.CIDR)
+			}
+			if r.To.PodSelector != nil {
+				v.errorf(p+".to.podSelector", "podSelector applies to to.namespace, not to to.cidr")
+			}
+			if r.From.CIDR != "" {
+				v.errorf(p+".to.cidr", "a rule from a CIDR to a CIDR is not traffic of this cluster; allow from a namespace (from.namespace) to to.cidr")
+			}
+		case r.To.Namespace == "":
+			v.errorf(p+".to", "set to.namespace or to.cidr")
+		case r.To.Namespace != "*":
 			v.dnsLabel(p+".to.namespace", r.To.Namespace, "namespace")
 		}
 		v.labels(p+".to.podSelector", r.To.PodSelector)
@@ -321,6 +343,11 @@ func validateNetwork(v *validator, s *v1alpha1.Spec) {
 			v.oneOf(p+".to.protocol", r.To.Protocol, "TCP", "UDP", "SCTP")
 		}
 	}
+}
+
+// prefixWithin reports whether p lies inside outer.
+func prefixWithin(p, outer netip.Prefix) bool {
+	return p.Bits() >= outer.Bits() && outer.Contains(p.Addr())
 }
 
 func validateNamespaces(v *validator, s *v1alpha1.Spec) {
@@ -353,6 +380,12 @@ func validateKind(v *validator, bp *Blueprint) {
 	}
 	if s.Vault.Address != "" && s.Vault.IsEnabled() && len(s.Vault.Namespaces) > 0 {
 		v.errorf("spec.vault.address", "on kind, the pods of spec.vault.namespaces reach only secprov's local Vault (through a relay on the cluster's network, with an egress policy to it); default deny would drop their traffic to %s: leave spec.vault.address empty, or list no namespaces until allow rules can name an outside address", truncate(s.Vault.Address))
+	}
+	if s.Network.TransparentEncryption == v1alpha1.TransparentEncryptionIPsec {
+		v.errorf("spec.network.transparentEncryption", "kind clusters take wireguard or none: secprov does not manage Cilium's IPsec keys (a pre-shared key that must be rotated by hand); use wireguard")
+	}
+	if s.Network.TransparentEncryption != "" && s.Network.TransparentEncryption != v1alpha1.TransparentEncryptionNone && s.Network.CNI != v1alpha1.CNICilium {
+		v.errorf("spec.network.transparentEncryption", "%s is Cilium's transparent encryption and spec.network.cni is %q; set cni: cilium or transparentEncryption: none", s.Network.TransparentEncryption, s.Network.CNI)
 	}
 	if s.APIServer.Endpoint == v1alpha1.EndpointPublic && len(s.APIServer.AllowedCIDRs) > 0 {
 		v.errorf("spec.apiServer.allowedCIDRs", "kind cannot enforce allowedCIDRs on a public endpoint (Docker publishes the API server's port to every client of the host); use endpoint: private, or remove allowedCIDRs and keep the public endpoint's exception")

@@ -179,9 +179,12 @@ func allowPolicies(spec v1alpha1.Spec) []Object {
 			}
 		}
 		name := fmt.Sprintf("secprov-allow-%d", i)
-		dests := []string{r.To.Namespace}
-		if r.To.Namespace == "*" {
+		var dests []string // no ingress side for a CIDR outside the cluster
+		switch {
+		case r.To.Namespace == "*":
 			dests = workload
+		case r.To.Namespace != "":
+			dests = []string{r.To.Namespace}
 		}
 		for _, ns := range dests {
 			out = append(out, Object{Controls: []blueprints.ControlID{blueprints.NetworkAllowNarrow}, Object: networkPolicy(ns, name+"-ingress", networkingv1.NetworkPolicySpec{
@@ -197,9 +200,15 @@ func allowPolicies(spec v1alpha1.Spec) []Object {
 		if r.From.Namespace == "*" {
 			sources = workload
 		}
-		to := networkingv1.NetworkPolicyPeer{NamespaceSelector: nsSelector(r.To.Namespace)}
-		if len(r.To.PodSelector) > 0 {
-			to.PodSelector = &metav1.LabelSelector{MatchLabels: r.To.PodSelector}
+		var to networkingv1.NetworkPolicyPeer
+		switch {
+		case r.To.CIDR != "":
+			to.IPBlock = &networkingv1.IPBlock{CIDR: r.To.CIDR}
+		default:
+			to.NamespaceSelector = nsSelector(r.To.Namespace)
+			if len(r.To.PodSelector) > 0 {
+				to.PodSelector = &metav1.LabelSelector{MatchLabels: r.To.PodSelector}
+			}
 		}
 		for _, ns := range sources {
 			if !slices.Contains(workload, ns) {

@@ -75,6 +75,9 @@ func (c *changes) compare() {
 	if o.Network.CNI != v1alpha1.CNINone && n.Network.CNI == v1alpha1.CNINone {
 		c.weakened(blueprints.CiliumCNI, "spec.network.cni", o.Network.CNI, n.Network.CNI)
 	}
+	if o.Network.TransparentEncryption != v1alpha1.TransparentEncryptionNone && n.Network.TransparentEncryption == v1alpha1.TransparentEncryptionNone {
+		c.weakened(blueprints.NetworkEncrypted, "spec.network.transparentEncryption", orDefault(o.Network.TransparentEncryption), n.Network.TransparentEncryption)
+	}
 	if o.Network.DefaultDenyEnabled() && !n.Network.DefaultDenyEnabled() {
 		c.weakened(blueprints.NetworkDefaultDeny, "spec.network.defaultDeny", "true", "false")
 	}
@@ -201,7 +204,7 @@ func (c *changes) allowRules() {
 			before = &olds[i]
 		}
 		if before == nil || !c.broadened(p, *before, r) {
-			c.report(blueprints.NetworkAllowNarrow, p, "new allow rule from %s to namespace %q%s", describePeer(r.From), r.To.Namespace, portsText(r.To.Ports))
+			c.report(blueprints.NetworkAllowNarrow, p, "new allow rule from %s to %s%s", describePeer(r.From), describeDest(r.To), portsText(r.To.Ports))
 		}
 	}
 }
@@ -217,6 +220,9 @@ func (c *changes) broadened(p string, o, r v1alpha1.AllowRule) bool {
 	}
 	if r.From.Namespace == o.From.Namespace && len(o.From.PodSelector) > 0 && !selectorCovers(o.From.PodSelector, r.From.PodSelector) {
 		c.report(blueprints.NetworkAllowNarrow, p+".from.podSelector", "allow rule source pod selector loosened")
+	}
+	if r.To.CIDR != "" && o.To.CIDR != "" && r.To.CIDR != o.To.CIDR && cidrCovers(r.To.CIDR, o.To.CIDR) {
+		c.report(blueprints.NetworkAllowNarrow, p+".to.cidr", "allow rule destination CIDR widened from %q to %q", o.To.CIDR, r.To.CIDR)
 	}
 	if r.To.Namespace == "*" && o.To.Namespace != "*" {
 		c.report(blueprints.NetworkAllowNarrow, p+".to.namespace", "allow rule destination widened from namespace %q to every namespace", o.To.Namespace)
@@ -260,7 +266,7 @@ func stillEncrypted(r string, list []string) bool {
 // sameEndpoints: the rules connect the same source and destination
 // namespaces (or the same CIDR), so one is a changed version of the other.
 func sameEndpoints(o, r v1alpha1.AllowRule) bool {
-	return o.From.Namespace == r.From.Namespace && o.From.CIDR == r.From.CIDR && o.To.Namespace == r.To.Namespace
+	return o.From.Namespace == r.From.Namespace && o.From.CIDR == r.From.CIDR && o.To.Namespace == r.To.Namespace && (o.To.CIDR == "") == (r.To.CIDR == "")
 }
 
 // covers reports whether base rule o already allowed all traffic r allows.
@@ -280,7 +286,12 @@ func covers(o, r v1alpha1.AllowRule) bool {
 	default:
 		return false
 	}
-	if o.To.Namespace != "*" && o.To.Namespace != r.To.Namespace {
+	switch {
+	case o.To.CIDR != "" || r.To.CIDR != "":
+		if o.To.CIDR == "" || r.To.CIDR == "" || !cidrCovers(o.To.CIDR, r.To.CIDR) {
+			return false
+		}
+	case o.To.Namespace != "*" && o.To.Namespace != r.To.Namespace:
 		return false
 	}
 	if !selectorCovers(o.To.PodSelector, r.To.PodSelector) {
@@ -326,4 +337,12 @@ func portsText(ports []int) string {
 		return " on every port"
 	}
 	return fmt.Sprintf(" on ports %v", ports)
+}
+
+// orDefault names an unset field's value as the default.
+func orDefault(s string) string {
+	if s == "" {
+		return "(default)"
+	}
+	return s
 }

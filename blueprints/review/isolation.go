@@ -205,4 +205,31 @@ func ruleSharedNetworks(_ *env, bps []*blueprints.Blueprint, out *emitter) {
 		out.add(u.b, "spec.network."+u.field, 0, "%s %s overlaps %s %s of %q (environment %q) at %s; environments must not share networks",
 			u.field, u.prefix, best.field, best.prefix, best.b.Name(), best.b.Spec.Environment, loc(best.b, "spec.network."+best.field))
 	}
+	allowsIntoOtherEnvironments(uses, bps, out)
+}
+
+// allowsIntoOtherEnvironments reports allow rules whose CIDR (from.cidr
+// or to.cidr) overlaps another environment's pod or service CIDR: the
+// rule opens a path between environments that default deny closes.
+func allowsIntoOtherEnvironments(uses []cidrUse, bps []*blueprints.Blueprint, out *emitter) {
+	for _, b := range bps {
+		for i, r := range b.Spec.Network.Allow {
+			for _, f := range []struct{ field, cidr string }{{"from.cidr", r.From.CIDR}, {"to.cidr", r.To.CIDR}} {
+				p, err := netip.ParsePrefix(f.cidr)
+				if err != nil || hugePrefix(f.cidr) != "" {
+					continue // unset, refused by the loader, or the world (SP-NET-003)
+				}
+				p = blueprints.CanonicalPrefix(p).Masked()
+				for k := range uses {
+					u := &uses[k]
+					if u.b.Spec.Environment == b.Spec.Environment || !u.prefix.Overlaps(p) {
+						continue
+					}
+					out.add(b, fmt.Sprintf("spec.network.allow[%d].%s", i, f.field), 0, "allow rule names %s, which overlaps %s %s of %q (environment %q) at %s; environments must not reach each other",
+						p, u.field, u.prefix, u.b.Name(), u.b.Spec.Environment, loc(u.b, "spec.network."+u.field))
+					break
+				}
+			}
+		}
+	}
 }

@@ -126,6 +126,7 @@ func ruleSet() []rule {
 		{id: blueprints.CiliumCNI, one: ruleCNI},
 		{id: blueprints.NetworkDefaultDeny, one: ruleDefaultDeny},
 		{id: blueprints.NetworkAllowNarrow, one: ruleAllowNarrow},
+		{id: blueprints.NetworkEncrypted, one: ruleTransparentEncryption},
 		{id: blueprints.PodSecurityRestricted, one: rulePSSEnforce},
 		{id: blueprints.PodSecurityExemptionsFew, one: rulePSSExemptions},
 		{id: blueprints.PodSecurityAuditWarn, one: rulePSSAuditWarn},

@@ -206,13 +206,34 @@ func ruleAllowNarrow(_ *env, b *blueprints.Blueprint, out *emitter) {
 				out.add(b, p+".from.cidr", 0, "allow rule to namespace %q admits traffic from %q, which is %s", r.To.Namespace, r.From.CIDR, why)
 			}
 		}
+		if r.To.CIDR != "" {
+			if why := hugePrefix(r.To.CIDR); why != "" {
+				out.add(b, p+".to.cidr", 0, "allow rule from %s sends egress to %q, which is %s: default deny no longer stops a compromised pod from reaching the internet", describePeer(r.From), r.To.CIDR, why)
+			}
+		}
 		if r.To.Namespace == "*" {
 			out.add(b, p+".to.namespace", 0, "allow rule from %s opens every namespace (to.namespace %q)", describePeer(r.From), r.To.Namespace)
 		}
 		if len(r.To.Ports) == 0 {
-			out.add(b, p+".to.ports", 0, "allow rule from %s to namespace %q lists no ports: every port and protocol is open", describePeer(r.From), r.To.Namespace)
+			out.add(b, p+".to.ports", 0, "allow rule from %s to %s lists no ports: every port and protocol is open", describePeer(r.From), describeDest(r.To))
 		}
 	}
+}
+
+// ruleTransparentEncryption: none turns encryption between nodes off on
+// every platform. Unset is judged live (verify), because it resolves to
+// what the nodes' kernel offers.
+func ruleTransparentEncryption(_ *env, b *blueprints.Blueprint, out *emitter) {
+	if b.Spec.Network.TransparentEncryption == v1alpha1.TransparentEncryptionNone {
+		out.add(b, "spec.network.transparentEncryption", 0, "transparentEncryption is none: pod traffic between nodes crosses the node network unencrypted")
+	}
+}
+
+func describeDest(d v1alpha1.Destination) string {
+	if d.CIDR != "" {
+		return fmt.Sprintf("CIDR %q", d.CIDR)
+	}
+	return fmt.Sprintf("namespace %q", d.Namespace)
 }
 
 func describePeer(p v1alpha1.Peer) string {

@@ -146,6 +146,15 @@ func ruleCases() []ruleCase {
 				{"SP-NET-003", T, "spec.network.allow[4].to.ports", med},
 			}},
 		{rule: "SP-NET-003", name: "narrow CIDR", edits: map[string][]edit{T: {{"from: {namespace: storefront}", "from: {cidr: 10.20.0.0/16}"}}}},
+		{rule: "SP-NET-003", name: "egress to the world", edits: map[string][]edit{T: {{"to: {namespace: payments, ports: [8443]}", "to: {cidr: 0.0.0.0/0, ports: [443]}"}}},
+			msg:  `sends egress to "0.0.0.0/0", which is world-open`,
+			want: []w{{"SP-NET-003", T, "spec.network.allow[0].to.cidr", med}}},
+		{rule: "SP-NET-003", name: "egress to a narrow CIDR", edits: map[string][]edit{T: {{"to: {namespace: payments, ports: [8443]}", "to: {cidr: 192.0.2.10/32, ports: [8200]}"}}}},
+
+		{rule: "SP-NET-005", name: "encryption off", edits: map[string][]edit{P: {{"    defaultDeny: true", "    transparentEncryption: none\n    defaultDeny: true"}}},
+			msg:  "transparentEncryption is none",
+			want: []w{{"SP-NET-005", P, "spec.network.transparentEncryption", med}}},
+		{rule: "SP-NET-005", name: "unset: resolved live", edits: map[string][]edit{P: {{"    defaultDeny: true", "    transparentEncryption: \"\"\n    defaultDeny: true"}}}},
 
 		{rule: "SP-RBAC-001", name: "broad subjects", edits: map[string][]edit{P: {{`admins: ["group:platform-admins"]`,
 			`admins: ["group:platform-admins", "group:system:authenticated", "group:system:unauthenticated", "user:system:anonymous", "group:system:serviceaccounts", "user:*"]`}}},
@@ -183,6 +192,9 @@ func ruleCases() []ruleCase {
 		{rule: "SP-ISO-003", name: "pod range containing the other service range", edits: map[string][]edit{T: {{"podCIDR: 10.65.0.0/16", "podCIDR: 10.128.0.0/12"}, {"serviceCIDR: 10.129.0.0/16", "serviceCIDR: 10.200.0.0/16"}}},
 			msg:  "podCIDR 10.128.0.0/12 overlaps serviceCIDR 10.128.0.0/16",
 			want: []w{{"SP-ISO-003", T, "spec.network.podCIDR", high}}},
+		{rule: "SP-ISO-003", name: "allow rule into the other environment", edits: map[string][]edit{T: {{"to: {namespace: payments, ports: [8443]}", "to: {cidr: 10.64.8.0/24, ports: [8443]}"}}}, msg: "allow rule names 10.64.8.0/24, which overlaps podCIDR 10.64.0.0/16",
+			want: []w{{"SP-ISO-003", T, "spec.network.allow[0].to.cidr", high}}},
+		{rule: "SP-ISO-003", name: "allow rule from outside both environments", edits: map[string][]edit{T: {{"from: {namespace: storefront}", "from: {cidr: 192.0.2.0/24}"}}}},
 		{rule: "SP-ISO-003", name: "disjoint", edits: map[string][]edit{T: {{"podCIDR: 10.65.0.0/16", "podCIDR: 10.66.0.0/16"}}}},
 
 		{rule: "SP-ISO-004", name: "test labelled prod", edits: map[string][]edit{T: {
@@ -216,6 +228,9 @@ func ruleCases() []ruleCase {
 			msg:  `SP-ENC-001: spec.encryptionAtRest.provider weakened from "vault-kms" to "none" (base main)`,
 			want: []w{{"SP-CHG-001", P, "spec.encryptionAtRest.provider", crit}, {"SP-ENC-001", P, "spec.encryptionAtRest.provider", crit}}},
 		{rule: "SP-CHG-001", name: "unchanged", base: true},
+		{rule: "SP-CHG-001", name: "transparent encryption turned off", base: true, edits: map[string][]edit{P: {{"    defaultDeny: true", "    transparentEncryption: none\n    defaultDeny: true"}}},
+			msg:  `SP-NET-005: spec.network.transparentEncryption weakened from "(default)" to "none" (base main)`,
+			want: []w{{"SP-CHG-001", P, "spec.network.transparentEncryption", med}, {"SP-NET-005", P, "spec.network.transparentEncryption", med}}},
 		{rule: "SP-CHG-001", name: "guardrails weakened", base: true, edits: map[string][]edit{P: {{"requireDigest: true ", "requireDigest: false"},
 			{"[registry.example.com/shop]", "[registry.example.com/shop, ghcr.io/someone]"}, {"mode: deny ", "mode: warn "}}},
 			msg: `SP-ADM-001: registry "ghcr.io/someone" newly allowed (base main)`,

@@ -146,7 +146,20 @@ type Network struct {
 	ServiceCIDR string `yaml:"serviceCIDR" json:"serviceCIDR"`
 	// Allow lists the traffic permitted on top of default deny.
 	Allow []AllowRule `yaml:"allow,omitempty" json:"allow,omitempty"`
+	// TransparentEncryption encrypts pod traffic between nodes:
+	// wireguard, ipsec or none. Default: the strongest mode the nodes'
+	// kernel offers, resolved when the cluster is created (none where it
+	// has no WireGuard, and verify then fails SP-NET-005 unless an
+	// exception says why).
+	TransparentEncryption string `yaml:"transparentEncryption,omitempty" json:"transparentEncryption,omitempty"`
 }
+
+// Transparent encryption modes for spec.network.transparentEncryption.
+const (
+	TransparentEncryptionWireGuard = "wireguard"
+	TransparentEncryptionIPsec     = "ipsec"
+	TransparentEncryptionNone      = "none"
+)
 
 // AllowRule permits traffic from a source to a namespace.
 type AllowRule struct {
@@ -162,10 +175,13 @@ type Peer struct {
 	CIDR        string            `yaml:"cidr,omitempty" json:"cidr,omitempty"`
 }
 
-// Destination is where allowed traffic goes. Empty Ports means all ports.
+// Destination is where allowed traffic goes: a namespace (optionally
+// narrowed by pod labels), or a CIDR outside the cluster (egress from
+// from.namespace, e.g. to an external Vault). Empty Ports means all ports.
 type Destination struct {
-	Namespace   string            `yaml:"namespace" json:"namespace"`
+	Namespace   string            `yaml:"namespace,omitempty" json:"namespace,omitempty"`
 	PodSelector map[string]string `yaml:"podSelector,omitempty" json:"podSelector,omitempty"`
+	CIDR        string            `yaml:"cidr,omitempty" json:"cidr,omitempty"`
 	Ports       []int             `yaml:"ports,omitempty" json:"ports,omitempty"`
 	// Protocol is TCP (default) or UDP or SCTP.
 	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`

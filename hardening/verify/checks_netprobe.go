@@ -393,6 +393,9 @@ func planNetProbes(spec v1alpha1.Spec, scratch string, nodes, peers []Node, outs
 		case rule.From.CIDR != "":
 			m.NotProbed = append(m.NotProbed, fmt.Sprintf("%s (from %s): a CIDR source has no pod to send from", label, rule.From.CIDR))
 			continue
+		case rule.To.CIDR != "":
+			m.NotProbed = append(m.NotProbed, fmt.Sprintf("%s (to %s): an address outside the cluster that verify cannot serve from; default-denied egress to this machine is probed above", label, rule.To.CIDR))
+			continue
 		case !slices.Contains(workload, dst):
 			m.NotProbed = append(m.NotProbed, fmt.Sprintf("%s: namespace %s is not managed by secprov", label, dst))
 			continue

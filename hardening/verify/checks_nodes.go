@@ -29,6 +29,7 @@ func nodeChecks() []Check {
 		{ID: blueprints.KubeletHardened, Run: checkKubeletHardened, Needs: needs(API, Nodes)},
 		{ID: blueprints.KubeletFilesPrivate, Run: checkKubeletFiles, Needs: needs(Nodes)},
 		{ID: blueprints.CiliumCNI, Run: checkCilium, Needs: needs(API, Nodes)},
+		{ID: blueprints.NetworkEncrypted, Run: checkTransparentEncryption, Needs: needs(API, Nodes)},
 		{ID: blueprints.IsolationNetworks, Run: checkNodeIsolation, Needs: needs(Nodes)},
 	}
 }

@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"context"
 	"io/fs"
 	"net/netip"
 	"strings"
@@ -115,9 +116,22 @@ func nodesFake(t *testing.T) *fakeTarget {
 		&appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "cilium", Namespace: "kube-system"},
 			Status: appsv1.DaemonSetStatus{DesiredNumberScheduled: 2, NumberReady: 2}},
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "cilium-operator", Namespace: "kube-system"},
-			Status: appsv1.DeploymentStatus{AvailableReplicas: 1}})
+			Status: appsv1.DeploymentStatus{AvailableReplicas: 1}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: ciliumConfigMap, Namespace: "kube-system"},
+			Data: map[string]string{"enable-wireguard": "false", "routing-mode": "tunnel"}})
 	f.client = fake.NewClientset(objs...)
 	return f
+}
+
+// wireguardOn turns Cilium's WireGuard on in a nodesFake: the agents'
+// configuration and each node's device.
+func wireguardOn(f *fakeTarget) {
+	cm, _ := f.client.CoreV1().ConfigMaps("kube-system").Get(context.Background(), ciliumConfigMap, metav1.GetOptions{})
+	cm.Data["enable-wireguard"] = "true"
+	f.client.CoreV1().ConfigMaps("kube-system").Update(context.Background(), cm, metav1.UpdateOptions{})
+	for _, n := range f.nodes {
+		f.nodeModes[n.Name][ciliumWireGuardIf] = 0o755
+	}
 }
 
 func TestNodeChecks(t *testing.T) {
@@ -145,6 +159,18 @@ func TestNodeChecks(t *testing.T) {
 				n, _ := f.client.CoreV1().Nodes().Get(t.Context(), "prod-worker", metav1.GetOptions{})
 				n.Status.Conditions[0].Status = corev1.ConditionFalse
 				f.client.CoreV1().Nodes().UpdateStatus(t.Context(), n, metav1.UpdateOptions{})
+			}},
+		{name: "wireguard on every node", id: "SP-NET-005", want: StatusPass, weaken: wireguardOn},
+		{name: "encryption off", id: "SP-NET-005", want: StatusFail, reason: "crosses the node network unencrypted"},
+		{name: "encryption off, as resolved", id: "SP-NET-005", want: StatusFail, reason: "resolved to none",
+			weaken: func(f *fakeTarget) { f.info.Spec.Network.TransparentEncryption = "none" }},
+		{name: "wireguard asked, off live", id: "SP-NET-005", want: StatusFail, reason: "asks for wireguard and Cilium runs with none",
+			weaken: func(f *fakeTarget) { f.info.Spec.Network.TransparentEncryption = "wireguard" }},
+		{name: "wireguard device missing on a node", id: "SP-NET-005", want: StatusFail, reason: "node prod-worker has no WireGuard device",
+			weaken: func(f *fakeTarget) { wireguardOn(f); delete(f.nodeModes["prod-worker"], ciliumWireGuardIf) }},
+		{name: "no cilium configuration", id: "SP-NET-005", want: StatusFail, reason: "Cilium's configuration is missing",
+			weaken: func(f *fakeTarget) {
+				f.client.CoreV1().ConfigMaps("kube-system").Delete(t.Context(), ciliumConfigMap, metav1.DeleteOptions{})
 			}},
 		{name: "isolated", id: "SP-ISO-003", want: StatusPass},
 		{name: "test kubelet reachable", id: "SP-ISO-003", want: StatusFail, reason: "reaches test node test-control-plane at 172.31.0.2:10250",

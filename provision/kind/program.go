@@ -106,6 +106,14 @@ func (p *Provider) Program(s *cluster.Spec) (pulumi.RunFunc, error) {
 	if err := endpointAllowed(bp, time.Now()); err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", name, err)
 	}
+	// Transparent encryption resolves against the kernel the nodes share,
+	// before anything is created; the record keeps the resolved mode, so
+	// verify judges the cluster by what it runs.
+	mode, err := resolveTransparentEncryption(spec, hostKernelEncryption())
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", name, err)
+	}
+	spec.Network.TransparentEncryption = mode
 	ctx := context.Background()
 	facts, _, err := hostFacts(ctx)
 	if err != nil {

@@ -124,6 +124,16 @@ func Values(in Inputs) (map[string]any, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	encryption := map[string]any{"enabled": false}
+	switch in.Spec.Network.TransparentEncryption {
+	case v1alpha1.TransparentEncryptionWireGuard:
+		// Pod traffic between nodes in WireGuard; the agent makes the
+		// cilium_wg0 device and exchanges keys through the node objects.
+		encryption = map[string]any{"enabled": true, "type": "wireguard"}
+	case "", v1alpha1.TransparentEncryptionNone:
+	default:
+		bad("spec.network.transparentEncryption %q: Cilium is installed with wireguard or none", in.Spec.Network.TransparentEncryption)
+	}
 	drop, err := normalizeCapabilities(in.DropCapabilities)
 	if err != nil {
 		errs = append(errs, err)
@@ -170,8 +180,9 @@ func Values(in Inputs) (map[string]any, error) {
 				"clusterPoolIPv4MaskSize":    PodCIDRMaskSize,
 			},
 		},
-		"ipv4": map[string]any{"enabled": true},
-		"ipv6": map[string]any{"enabled": false},
+		"encryption": encryption,
+		"ipv4":       map[string]any{"enabled": true},
+		"ipv6":       map[string]any{"enabled": false},
 		// Cilium owns /etc/cni/net.d: no pod starts on another CNI while the
 		// agent restarts.
 		"cni": map[string]any{"exclusive": true},

@@ -146,6 +146,26 @@ func TestValuesFacts(t *testing.T) {
 	}
 }
 
+// TestValuesTransparentEncryption: wireguard turns Cilium's WireGuard on;
+// none and unset render it off, explicitly.
+func TestValuesTransparentEncryption(t *testing.T) {
+	for mode, want := range map[string]string{
+		v1alpha1.TransparentEncryptionWireGuard: "map[enabled:true type:wireguard]",
+		v1alpha1.TransparentEncryptionNone:      "map[enabled:false]",
+		"":                                      "map[enabled:false]",
+	} {
+		in := valuesCases[0].inputs(t)
+		in.Spec.Network.TransparentEncryption = mode
+		vals, err := Values(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(lookup(vals, "encryption")); got != want {
+			t.Errorf("%q: encryption = %s, want %s", mode, got, want)
+		}
+	}
+}
+
 func TestValuesErrors(t *testing.T) {
 	base := valuesCases[0].inputs(t)
 	for _, c := range []struct {
@@ -162,6 +182,7 @@ func TestValuesErrors(t *testing.T) {
 		}, []string{"5 nodes", "needs a /21"}},
 		{"IPv6 pod CIDR", func(in *Inputs) { in.Spec.Network.PodCIDR = "fd00::/104" }, []string{"not an IPv4 CIDR"}},
 		{"cni none", func(in *Inputs) { in.Spec.Network.CNI = v1alpha1.CNINone }, []string{`spec.network.cni is "none"`}},
+		{"ipsec", func(in *Inputs) { in.Spec.Network.TransparentEncryption = v1alpha1.TransparentEncryptionIPsec }, []string{`transparentEncryption "ipsec": Cilium is installed with wireguard or none`}},
 		{"every problem at once", func(in *Inputs) {
 			in.APIServerHost, in.APIServerPort = "", 0
 			in.Images = images.Set{}
