@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -90,23 +91,36 @@ func TestConfigsGolden(t *testing.T) {
 	}
 	golden.Check(t, "prod-admission.yaml", adm)
 
-	objs, err := Objects(cp.Spec)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var buf bytes.Buffer
-	for _, o := range objs {
-		y, err := yaml.Marshal(o.Object)
+	objects := func(spec v1alpha1.Spec, opts Options) []byte {
+		objs, err := Objects(spec, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids := make([]string, len(o.Controls))
-		for i, c := range o.Controls {
-			ids[i] = string(c)
+		buf.Reset()
+		for _, o := range objs {
+			y, err := yaml.Marshal(o.Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := make([]string, len(o.Controls))
+			for i, c := range o.Controls {
+				ids[i] = string(c)
+			}
+			fmt.Fprintf(&buf, "# controls: %s\n%s---\n", strings.Join(ids, ","), y)
 		}
-		fmt.Fprintf(&buf, "# controls: %s\n%s---\n", strings.Join(ids, ","), y)
+		return buf.Bytes()
 	}
-	golden.Check(t, "prod-objects.yaml", buf.Bytes())
+	golden.Check(t, "prod-objects.yaml", objects(cp.Spec, Options{}))
+	// Cilium's kinds, with every shape of allow rule.
+	spec := cp.Spec
+	spec.Network.Allow = append(slices.Clone(spec.Network.Allow),
+		v1alpha1.AllowRule{From: v1alpha1.Peer{Namespace: "storefront", PodSelector: map[string]string{"app": "web"}},
+			To: v1alpha1.Destination{Namespace: "payments", PodSelector: map[string]string{"app": "api"}, Ports: []int{53}, Protocol: "UDP"}},
+		v1alpha1.AllowRule{From: v1alpha1.Peer{CIDR: "192.0.2.0/24"}, To: v1alpha1.Destination{Namespace: "storefront", Ports: []int{443}}},
+		v1alpha1.AllowRule{From: v1alpha1.Peer{Namespace: "payments"}, To: v1alpha1.Destination{CIDR: "198.51.100.10/32", Ports: []int{8200}}},
+		v1alpha1.AllowRule{From: v1alpha1.Peer{Namespace: "*"}, To: v1alpha1.Destination{Namespace: "storefront", Ports: []int{8080}}})
+	golden.Check(t, "prod-objects-cilium.yaml", objects(spec, Options{CiliumPolicies: true}))
 
 	gs, err := Guardrails(cp.Spec, GuardrailInputs{OwnImages: []string{"secprov.local/cilium:v1.20.2-abc"}, Now: time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)})
 	if err != nil {

@@ -67,8 +67,10 @@ type Object struct {
 
 // Objects renders every in-cluster object the blueprint asks for, in
 // apply order: RBAC, then per namespace the Namespace, its default
-// ServiceAccount and its NetworkPolicies.
-func Objects(spec v1alpha1.Spec) ([]Object, error) {
+// ServiceAccount and its NetworkPolicies. With opts.CiliumPolicies the
+// network policy is Cilium's instead: one cluster-wide default deny after
+// the namespaces, then the allow rules' CiliumNetworkPolicies.
+func Objects(spec v1alpha1.Spec, opts Options) ([]Object, error) {
 	subjects, err := AdminSubjects(spec.RBAC.Admins)
 	if err != nil {
 		return nil, err
@@ -102,13 +104,21 @@ func Objects(spec v1alpha1.Spec) ([]Object, error) {
 				ObjectMeta:                   metav1.ObjectMeta{Name: "default", Namespace: ns},
 				AutomountServiceAccountToken: ptr(false)}},
 		)
-		if spec.Network.DefaultDenyEnabled() {
+		if spec.Network.DefaultDenyEnabled() && !opts.CiliumPolicies {
 			for _, np := range DefaultDenyPolicies(ns) {
 				out = append(out, Object{Controls: []blueprints.ControlID{blueprints.NetworkDefaultDeny}, Object: np})
 			}
 		}
 	}
-	out = append(out, allowPolicies(spec)...)
+	switch {
+	case opts.CiliumPolicies:
+		if spec.Network.DefaultDenyEnabled() {
+			out = append(out, Object{Controls: []blueprints.ControlID{blueprints.NetworkDefaultDeny}, Object: CiliumDefaultDeny(spec)})
+		}
+		out = append(out, ciliumAllowPolicies(spec)...)
+	default:
+		out = append(out, allowPolicies(spec)...)
+	}
 	if spec.Vault.IsEnabled() {
 		out = append(out, vaultAuthObjects()...)
 	}

@@ -27,9 +27,12 @@ func checkAllowRules(ctx context.Context, t Target) Outcome {
 	if err != nil {
 		return Errorf("admin client: %v", err)
 	}
-	objs, err := hardening.Objects(info.Spec)
+	objs, err := hardening.Objects(info.Spec, info.Rendering)
 	if err != nil {
 		return Errorf("render the blueprint's policies: %v", err)
+	}
+	if info.Rendering.CiliumPolicies {
+		checkCiliumAllowRules(ctx, t, objs, &r)
 	}
 	ours := map[string]bool{}
 	for _, o := range objs {

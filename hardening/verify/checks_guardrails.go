@@ -724,11 +724,7 @@ func checkNetworkGuardrail(ctx context.Context, t Target) Outcome {
 			PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "secprov-canary"}}}),
 		"NetworkPolicy "+ns+" admitting every namespace", "NetworkPolicy "+ns+" admitting one labelled pod", r)
 
-	if ciliumPoliciesServed(cs) {
-		judgeCiliumPolicies(ctx, t, g, ns, r)
-	}
-
-	objs, err := hardening.Objects(info.Spec)
+	objs, err := hardening.Objects(info.Spec, info.Rendering)
 	if err != nil {
 		return Errorf("render objects: %v", err)
 	}
@@ -737,6 +733,12 @@ func checkNetworkGuardrail(ctx context.Context, t Target) Outcome {
 		if p, ok := o.Object.(*networkingv1.NetworkPolicy); ok {
 			rendered[p.Namespace+"/"+p.Name] = true
 		}
+	}
+	for _, u := range renderedCilium(objs) {
+		rendered[ciliumRef(u)] = true
+	}
+	if ciliumPoliciesServed(cs) {
+		judgeCiliumPolicies(ctx, t, g, ns, rendered, r)
 	}
 	l, err := cs.NetworkingV1().NetworkPolicies("").List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -788,7 +790,7 @@ func ciliumPoliciesServed(cs kubernetes.Interface) bool {
 // judgeCiliumPolicies is SP-ADM-004 for Cilium's own kinds: a
 // CiliumNetworkPolicy sending to the world is refused, one naming a
 // labelled pod admitted, and every live Cilium policy complies.
-func judgeCiliumPolicies(ctx context.Context, t Target, g *hardening.Guardrail, ns string, r *findings) {
+func judgeCiliumPolicies(ctx context.Context, t Target, g *hardening.Guardrail, ns string, rendered map[string]bool, r *findings) {
 	cnp := func(spec map[string]any) probeFunc {
 		return func(p guardrailClient) error {
 			obj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
@@ -820,11 +822,14 @@ func judgeCiliumPolicies(ctx context.Context, t Target, g *hardening.Guardrail, 
 			continue
 		}
 		for _, o := range l.Items {
-			judged++
 			ref := k.kind + "/" + o.GetName()
 			if !k.clusterwide {
 				ref = k.kind + "/" + o.GetNamespace() + "/" + o.GetName()
 			}
+			if rendered[ref] && o.GetLabels()[hardening.ManagedByLabel] == hardening.ManagedByValue {
+				continue // secprov's own, compared with the blueprint by SP-NET-002/003
+			}
+			judged++
 			reportBroadPolicy(r, g, ref, hardening.JudgeCiliumPolicy(o.Object, k.clusterwide))
 		}
 	}

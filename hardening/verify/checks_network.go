@@ -32,6 +32,9 @@ func networkChecks() []Check {
 func checkDefaultDeny(ctx context.Context, t Target) Outcome {
 	var r findings
 	info := t.Info()
+	if info.Rendering.CiliumPolicies {
+		return checkCiliumDefaultDeny(ctx, t)
+	}
 	cs, err := t.Client()
 	if err != nil {
 		return Errorf("admin client: %v", err)

@@ -354,7 +354,7 @@ func TestScanAudit(t *testing.T) {
 // renders and Kubernetes' own cluster-admin binding.
 func objectsFake(t *testing.T) *fakeTarget {
 	f := hardenedFake(t)
-	objs, err := hardening.Objects(f.info.Spec)
+	objs, err := hardening.Objects(f.info.Spec, f.info.Rendering)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,9 @@ type Info struct {
 	// OwnImages are the images secprov runs in the cluster itself; the
 	// image guardrail allows their registries.
 	OwnImages []string
+	// Rendering is how the provider realised the blueprint's objects:
+	// the checks compare the live cluster with the same rendering.
+	Rendering hardening.Options
 }
 
 // Control-plane component names, as Target.Component takes them (defined

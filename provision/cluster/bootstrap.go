@@ -37,10 +37,12 @@ type bootstrapOut struct {
 // gvrs maps the kinds hardening renders to their API resources, so no
 // discovery round trip is needed.
 var gvrs = map[string]schema.GroupVersionResource{
-	"v1/Namespace":                       {Version: "v1", Resource: "namespaces"},
-	"v1/ServiceAccount":                  {Version: "v1", Resource: "serviceaccounts"},
-	"v1/ConfigMap":                       {Version: "v1", Resource: "configmaps"},
-	"networking.k8s.io/v1/NetworkPolicy": {Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"},
+	"v1/Namespace":                                    {Version: "v1", Resource: "namespaces"},
+	"v1/ServiceAccount":                               {Version: "v1", Resource: "serviceaccounts"},
+	"v1/ConfigMap":                                    {Version: "v1", Resource: "configmaps"},
+	"networking.k8s.io/v1/NetworkPolicy":              {Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"},
+	"cilium.io/v2/CiliumNetworkPolicy":                {Group: "cilium.io", Version: "v2", Resource: "ciliumnetworkpolicies"},
+	"cilium.io/v2/CiliumClusterwideNetworkPolicy":     {Group: "cilium.io", Version: "v2", Resource: "ciliumclusterwidenetworkpolicies"},
 	"rbac.authorization.k8s.io/v1/ClusterRoleBinding": {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
 	"rbac.authorization.k8s.io/v1/ClusterRole":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
 	"admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy": {Group: "admissionregistration.k8s.io", Version: "v1",

@@ -57,6 +57,8 @@ type Declaration struct {
 	// OwnImages are the images the provider runs in the cluster (the image
 	// guardrail allows their registries).
 	OwnImages []string
+	// Rendering is how the provider realises the blueprint's objects.
+	Rendering hardening.Options
 	Steps     Steps
 }
 
@@ -114,7 +116,7 @@ func Program(d Declaration) (pulumi.RunFunc, error) {
 	if UsesKMS(s) {
 		cfg.KMSName, cfg.KMSSocket = KMSName(name), d.KMSSocket
 	}
-	objs, err := hardening.Objects(spec)
+	objs, err := hardening.Objects(spec, d.Rendering)
 	if err != nil {
 		return nil, err
 	}

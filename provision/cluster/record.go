@@ -52,9 +52,13 @@ type Record struct {
 	// OwnImages are the images secprov runs in the cluster itself (kind:
 	// Cilium, the control plane's); the image guardrail allows their
 	// registries.
-	OwnImages []string  `json:"ownImages,omitempty"`
-	Created   time.Time `json:"created,omitzero"`
-	Updated   time.Time `json:"updated,omitzero"`
+	OwnImages []string `json:"ownImages,omitempty"`
+	// Rendering is how the provider realised the blueprint's objects
+	// (Cilium's policy kinds or NetworkPolicies); verify compares the
+	// live cluster with the same rendering.
+	Rendering hardening.Options `json:"rendering,omitzero"`
+	Created   time.Time         `json:"created,omitzero"`
+	Updated   time.Time         `json:"updated,omitzero"`
 
 	// Dir is the cluster's directory; not stored (the record lives in it).
 	Dir string `json:"-"`

@@ -33,6 +33,8 @@ type RecordInputs struct {
 	Vault              *VaultRecord    `json:"vault,omitempty"`
 	// OwnImages are the images secprov runs in the cluster itself.
 	OwnImages []string `json:"ownImages,omitempty"`
+	// Rendering is how the provider realised the blueprint's objects.
+	Rendering hardening.Options `json:"rendering,omitzero"`
 }
 
 type recordOut struct {
@@ -62,7 +64,7 @@ func writeRecordDir(in RecordInputs) (recordOut, error) {
 	}
 	r := &Record{Name: in.Name, Environment: in.Environment, Provider: in.Provider, Ports: in.Ports, Spec: json.RawMessage(in.Spec),
 		EncryptionProvider: in.EncryptionProvider, APIServerURL: APIServerURL(in.Ports.APIServer), Kubeconfig: l.AdminKubeconfig(),
-		Vault: in.Vault, OwnImages: in.OwnImages, Dir: l.Dir}
+		Vault: in.Vault, OwnImages: in.OwnImages, Rendering: in.Rendering, Dir: l.Dir}
 	if err := WriteRecord(r, time.Now()); err != nil {
 		return recordOut{}, err
 	}

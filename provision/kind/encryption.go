@@ -32,6 +32,13 @@ func hostKernelEncryption() kernelEncryption {
 	return kernelEncryptionIn(os.DirFS("/"))
 }
 
+// HostWireGuard reports whether the nodes of a kind cluster made here get
+// WireGuard from the kernel they share, and how that was established.
+func HostWireGuard() (bool, string) {
+	k := hostKernelEncryption()
+	return k.WireGuard, k.Why
+}
+
 // kernelEncryptionIn judges the kernel whose /proc, /sys and /lib/modules
 // are in root: WireGuard is there when its module is loaded or built in
 // (sys/module/wireguard), or the kernel's configuration has it built in or

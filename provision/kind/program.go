@@ -159,13 +159,18 @@ func (p *Provider) Program(s *cluster.Spec) (pulumi.RunFunc, error) {
 		files[i] = fileIn{Path: f.Path, Data: string(f.Data)}
 	}
 	own := set.Own()
-	d := cluster.Declaration{Spec: s, APIServerURL: url, Kubeconfig: l.AdminKubeconfig(), OwnImages: own, KMSSocket: kmsSocket}
+	// Cilium serves its own policy kinds: spec.network becomes a
+	// cluster-wide default deny and a CiliumNetworkPolicy per side of each
+	// allow rule, applied once Cilium runs.
+	withCilium := p.cilium != nil && spec.Network.CNI == v1alpha1.CNICilium
+	rendering := hardening.Options{CiliumPolicies: withCilium}
+	d := cluster.Declaration{Spec: s, APIServerURL: url, Kubeconfig: l.AdminKubeconfig(), OwnImages: own, KMSSocket: kmsSocket, Rendering: rendering}
 	var record *engine.Res
 	d.Steps.Record = func(ctx *pulumi.Context) (*engine.Res, error) {
 		record, err = engine.Resource(ctx, cluster.RecordType, name, cluster.RecordInputs{
 			Name: name, Provider: v1alpha1.ProviderKind, Dir: s.Dir, Environment: spec.Environment,
 			Ports: recordPorts(port), Spec: string(specJSON), EncryptionProvider: spec.EncryptionAtRest.Provider, Vault: vrec,
-			OwnImages: own,
+			OwnImages: own, Rendering: rendering,
 		})
 		return record, err
 	}
@@ -196,12 +201,12 @@ func (p *Provider) Program(s *cluster.Spec) (pulumi.RunFunc, error) {
 		if err != nil {
 			return nil, err
 		}
-		if p.cilium != nil && spec.Network.CNI == v1alpha1.CNICilium {
-			if _, err := engine.Resource(ctx, CiliumType, "cilium", map[string]any{
+		if withCilium {
+			// The bootstrap objects wait for Cilium: its policy kinds
+			// exist once its agents run.
+			return engine.Resource(ctx, CiliumType, "cilium", map[string]any{
 				"cluster": name, "dir": s.Dir, "spec": string(specJSON), "images": string(setJSON), "nodes": kc.Output("nodes"),
-			}, engine.DependsOn(kc)); err != nil {
-				return nil, err
-			}
+			}, engine.DependsOn(kc))
 		}
 		return kc, nil
 	}

@@ -72,6 +72,7 @@ func (t *Target) Info() verify.Info {
 		Files:              files(l),
 		APIServerURL:       t.rec.APIServerURL,
 		OwnImages:          t.rec.OwnImages,
+		Rendering:          t.rec.Rendering,
 		PrivateFiles: []string{l.AdminKubeconfig(), l.SuperAdminKubeconfig(), l.EncryptionKeys(), l.CAKey(),
 			// kubeadm's keys and kubeconfigs in the control-plane node
 			// that the components' flags do not name.
