@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/internal/sarif"
 )
 
 // Names and texts a pull request can put in front of the report
@@ -218,7 +219,7 @@ func TestSARIFURIsForHostileNames(t *testing.T) {
 		p := filepath.Join(root, n)
 		os.MkdirAll(filepath.Dir(p), 0o755)
 		_ = os.WriteFile(p, nil, 0o644) // where the file system refuses a name, the path still counts
-		uri, base := artifactURI(root, p)
+		uri, base := sarif.ArtifactURI(root, p)
 		if base != "%SRCROOT%" {
 			t.Errorf("%q: base %q, want %%SRCROOT%%", n, base)
 			continue
@@ -243,7 +244,7 @@ func TestSARIFURIsForHostileNames(t *testing.T) {
 	}
 	// Outside the root: an absolute file URI, just as valid.
 	other := filepath.Join(t.TempDir(), "x #?%\n.yaml")
-	uri, base := artifactURI(root, other)
+	uri, base := sarif.ArtifactURI(root, other)
 	u, err := url.Parse(uri)
 	if base != "" || err != nil || u.Scheme != "file" || u.RawQuery != "" || u.Fragment != "" || u.Path != filepath.ToSlash(other) {
 		t.Errorf("outside the root: %q, %q → %+v, %v", uri, base, u, err)

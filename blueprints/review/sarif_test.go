@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 
 	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/internal/sarif"
+	"secprov.dev/secprov/internal/sarif/sariftest"
 )
 
 var locLine = regexp.MustCompile(`^[^:\s]+:\d+:\d+: (ERROR|CRITICAL|HIGH|MEDIUM|LOW|INFO) `)
@@ -218,6 +221,7 @@ func TestSARIFValid(t *testing.T) {
 	if err := WriteSARIF(&buf, r, WriteOptions{ToolVersion: "v1.2.3", SrcRoot: "."}); err != nil {
 		t.Fatal(err)
 	}
+	sariftest.Check(t, buf.Bytes())
 	c := &sarifChecker{t: t}
 	rules, results := c.log(buf.Bytes())
 	for _, e := range c.errs {
@@ -246,9 +250,9 @@ func TestSARIFValid(t *testing.T) {
 func TestSARIFFingerprintsStable(t *testing.T) {
 	// The same problem on another line keeps its fingerprint, so a code
 	// scanning alert follows it across commits.
-	a := fingerprint("SP-API-001", "shop-prod", "spec.apiServer.endpoint")
-	b := fingerprint("SP-API-001", "shop-prod", "spec.apiServer.endpoint")
-	c := fingerprint("SP-API-001", "shop-test", "spec.apiServer.endpoint")
+	a := sarif.Fingerprint("SP-API-001", "shop-prod", "spec.apiServer.endpoint")
+	b := sarif.Fingerprint("SP-API-001", "shop-prod", "spec.apiServer.endpoint")
+	c := sarif.Fingerprint("SP-API-001", "shop-test", "spec.apiServer.endpoint")
 	if a != b || a == c || len(a) != 32 {
 		t.Errorf("fingerprints %s %s %s", a, b, c)
 	}
@@ -269,24 +273,53 @@ func TestSARIFFingerprintsStable(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := log.Runs[0].Results
-	if len(res) != 2 || res[0].PartialFingerprints[fingerprintKey] != res[1].PartialFingerprints[fingerprintKey] {
+	if len(res) != 2 || res[0].PartialFingerprints[sarif.FingerprintKey] != res[1].PartialFingerprints[sarif.FingerprintKey] {
 		t.Errorf("fingerprints differ across lines: %+v", res)
 	}
 }
 
-func TestArtifactURI(t *testing.T) {
-	tests := []struct{ root, file, uri, base string }{
-		{".", "a/b.yaml", "a/b.yaml", "%SRCROOT%"},
-		{"a", "a/b c.yaml", "b%20c.yaml", "%SRCROOT%"},
-		{"", "x.yaml", "x.yaml", "%SRCROOT%"},
-	}
-	for _, tt := range tests {
-		uri, base := artifactURI(tt.root, tt.file)
-		if uri != tt.uri || base != tt.base {
-			t.Errorf("artifactURI(%q, %q) = %q, %q; want %q, %q", tt.root, tt.file, uri, base, tt.uri, tt.base)
+// TestSARIFExamples: review SARIF of the example blueprints, clean and
+// weakened, validates against the SARIF 2.1.0 schema with physical
+// locations, and a finding keeps its fingerprint when a blank line moves
+// its field down.
+func TestSARIFExamples(t *testing.T) {
+	files := exampleFiles(t)
+	encode := func(name string, data []byte) *sariftest.Log {
+		t.Helper()
+		path := filepath.Join("..", "examples", name)
+		bps, err := blueprints.LoadBytes(path, data)
+		if err != nil {
+			t.Fatal(err)
 		}
+		var buf bytes.Buffer
+		if err := WriteSARIF(&buf, NewReport(bps, Review(bps, Options{Now: testNow}), nil), WriteOptions{ToolVersion: "v1", SrcRoot: ".."}); err != nil {
+			t.Fatal(err)
+		}
+		return sariftest.Check(t, buf.Bytes())
 	}
-	if uri, base := artifactURI(t.TempDir(), "x.yaml"); base != "" || !strings.HasPrefix(uri, "file:///") {
-		t.Errorf("file outside the root: %q %q; want an absolute file URI", uri, base)
+	for name, data := range files {
+		encode(name, data)
+	}
+	weak := applyEdits(t, "prod.yaml", files["prod.yaml"], []edit{{"endpoint: private", "endpoint: public"}})
+	moved := applyEdits(t, "prod.yaml", weak, []edit{{"  apiServer:\n", "\n  apiServer:\n"}})
+	a, b := encode("prod.yaml", weak), encode("prod.yaml", moved)
+	find := func(l *sariftest.Log) sariftest.Result {
+		for _, r := range l.Runs[0].Results {
+			if r.RuleID == string(blueprints.APIEndpointPrivate) {
+				return r
+			}
+		}
+		t.Fatalf("no %s result for a public endpoint", blueprints.APIEndpointPrivate)
+		return sariftest.Result{}
+	}
+	ra, rb := find(a), find(b)
+	if got := ra.Locations[0].PhysicalLocation.ArtifactLocation.URI; got != "examples/prod.yaml" {
+		t.Errorf("artifact %q, want examples/prod.yaml", got)
+	}
+	if la, lb := ra.Locations[0].PhysicalLocation.Region.StartLine, rb.Locations[0].PhysicalLocation.Region.StartLine; lb != la+1 {
+		t.Errorf("lines %d then %d; the blank line should move the finding down by one", la, lb)
+	}
+	if ra.PartialFingerprints[sarif.FingerprintKey] != rb.PartialFingerprints[sarif.FingerprintKey] {
+		t.Errorf("fingerprint changed with the line: %v → %v", ra.PartialFingerprints, rb.PartialFingerprints)
 	}
 }

@@ -9,16 +9,32 @@ import (
 	"time"
 
 	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/internal/sarif"
 )
 
 // Formats lists the output formats of WriteReports.
 var Formats = []string{"text", "json", "junit", "sarif"}
 
+// WriteOptions tune WriteReports.
+type WriteOptions struct {
+	// Verbose shows passing checks' reasons and all evidence in text.
+	Verbose bool
+	// Blueprints are the loaded blueprints of the reported clusters, by
+	// cluster name: SARIF locates each result in its cluster's blueprint
+	// file and needs them; other formats ignore them.
+	Blueprints []*blueprints.Blueprint
+	// SrcRoot is the directory SARIF artifact URIs are relative to (the
+	// repository root); "" is the working directory.
+	SrcRoot string
+	// ToolVersion is secprov's version, for SARIF.
+	ToolVersion string
+}
+
 // WriteReports encodes reports in the given format.
-func WriteReports(w io.Writer, format string, reps []*Report, verbose bool) error {
+func WriteReports(w io.Writer, format string, reps []*Report, opts WriteOptions) error {
 	switch format {
 	case "text", "":
-		return writeText(w, reps, verbose)
+		return writeText(w, reps, opts.Verbose)
 	case "json":
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -29,7 +45,7 @@ func WriteReports(w io.Writer, format string, reps []*Report, verbose bool) erro
 	case "junit":
 		return writeJUnit(w, reps)
 	case "sarif":
-		return writeSARIF(w, reps)
+		return writeSARIF(w, reps, opts)
 	}
 	return fmt.Errorf("unknown output format %q: use %s", format, strings.Join(Formats, ", "))
 }
@@ -136,86 +152,61 @@ func writeJUnit(w io.Writer, reps []*Report) error {
 
 func seconds(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
 
-// SARIF for live results: there is no source file, so each result is
-// located at the cluster as a logical location.
-type sarifLog struct {
-	Schema  string     `json:"$schema"`
-	Version string     `json:"version"`
-	Runs    []sarifRun `json:"runs"`
-}
+// InformationURI is where verify's SARIF tool entry points users.
+const InformationURI = "https://secprov.dev"
 
-type sarifRun struct {
-	Tool    sarifTool     `json:"tool"`
-	Results []sarifResult `json:"results"`
-}
-
-type sarifTool struct {
-	Driver sarifDriver `json:"driver"`
-}
-
-type sarifDriver struct {
-	Name           string      `json:"name"`
-	InformationURI string      `json:"informationUri"`
-	Rules          []sarifRule `json:"rules"`
-}
-
-type sarifRule struct {
-	ID               blueprints.ControlID `json:"id"`
-	ShortDescription sarifText            `json:"shortDescription"`
-	Help             sarifText            `json:"help"`
-	Properties       map[string]any       `json:"properties"`
-}
-
-type sarifText struct {
-	Text string `json:"text"`
-}
-
-type sarifResult struct {
-	RuleID    blueprints.ControlID `json:"ruleId"`
-	Level     string               `json:"level"`
-	Kind      string               `json:"kind"`
-	Message   sarifText            `json:"message"`
-	Locations []sarifLocation      `json:"locations"`
-}
-
-type sarifLocation struct {
-	LogicalLocations []sarifLogical `json:"logicalLocations"`
-}
-
-type sarifLogical struct {
-	Name               string `json:"name"`
-	FullyQualifiedName string `json:"fullyQualifiedName"`
-	Kind               string `json:"kind"`
-}
-
-func writeSARIF(w io.Writer, reps []*Report) error {
-	run := sarifRun{Tool: sarifTool{Driver: sarifDriver{Name: "secprov verify", InformationURI: "https://secprov.dev"}}, Results: []sarifResult{}}
-	seen := map[blueprints.ControlID]bool{}
+// writeSARIF writes the results that need action (fail, error, warn) for
+// GitHub code scanning, each located at the line of the cluster's
+// blueprint that declares the control's field (or its nearest ancestor
+// written there, when the field is a default), with the cluster as a
+// logical location. Passes and skips are left out: code scanning would
+// show them as alerts, and an alert closes when its result is gone.
+func writeSARIF(w io.Writer, reps []*Report, opts WriteOptions) error {
+	run := sarif.NewRun(sarif.Tool{Name: "secprov verify", InformationURI: InformationURI, Version: opts.ToolVersion}, opts.SrcRoot, nil)
+	byName := map[string]*blueprints.Blueprint{}
+	for _, bp := range opts.Blueprints {
+		byName[bp.Name()] = bp
+	}
 	for _, rep := range reps {
+		bp := byName[rep.Cluster]
 		for _, r := range rep.Results {
-			if !seen[r.ID] {
-				seen[r.ID] = true
-				run.Tool.Driver.Rules = append(run.Tool.Driver.Rules, sarifRule{ID: r.ID, ShortDescription: sarifText{r.Title},
-					Help: sarifText{r.Remediation}, Properties: map[string]any{"tags": append([]string{"security"}, r.Refs...), "severity": r.Severity.String()}})
+			ctl, ok := blueprints.ControlByID(r.ID)
+			if !ok {
+				ctl = blueprints.Control{ID: r.ID, Title: r.Title, Severity: r.Severity, Remediation: r.Remediation}
 			}
-			level, kind := "none", "pass"
+			run.AddRule(ctl)
+			var level, kind string
 			switch r.Status {
 			case StatusFail, StatusError:
 				level, kind = "error", "fail"
 			case StatusWarn:
 				level, kind = "warning", "review"
-			case StatusSkip:
-				kind = "notApplicable"
+			default:
+				continue
 			}
+			if bp == nil {
+				return fmt.Errorf("cluster %s: no blueprint of that name among the loaded files; SARIF locates each result at the blueprint field that declares it, so pass the cluster's blueprint with -f", rep.Cluster)
+			}
+			field := ctl.Field
+			if field == "" {
+				field = "spec" // a control no field configures is the spec's as a whole
+			}
+			pos := bp.PosOf(field)
 			msg := r.Reason
 			if len(r.Evidence) > 0 {
 				msg += " (" + joinEvidence(r.Evidence) + ")"
 			}
-			run.Results = append(run.Results, sarifResult{RuleID: r.ID, Level: level, Kind: kind, Message: sarifText{msg},
-				Locations: []sarifLocation{{LogicalLocations: []sarifLogical{{Name: rep.Cluster, FullyQualifiedName: "cluster/" + rep.Cluster, Kind: "resource"}}}}})
+			err := run.Add(sarif.Result{
+				Rule: r.ID, Level: level, Kind: kind, Message: msg,
+				Location: sarif.Location{File: bp.Source.File, Line: pos.Line, Column: pos.Column, Cluster: rep.Cluster},
+				// Evidence changes from run to run; what is wrong where does not.
+				Identity:   []string{"verify", string(r.ID), rep.Cluster, field},
+				Properties: map[string]string{"status": string(r.Status), "severity": r.Severity.String(), "cluster": rep.Cluster, "field": field},
+			})
+			if err != nil {
+				return err
+			}
 		}
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(sarifLog{Schema: "https://json.schemastore.org/sarif-2.1.0.json", Version: "2.1.0", Runs: []sarifRun{run}})
+	return run.Encode(w)
 }

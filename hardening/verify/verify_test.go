@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -108,7 +109,7 @@ func TestEncodersGolden(t *testing.T) {
 	for _, f := range Formats {
 		t.Run(f, func(t *testing.T) {
 			var buf bytes.Buffer
-			if err := WriteReports(&buf, f, fixedReports(), false); err != nil {
+			if err := WriteReports(&buf, f, fixedReports(), WriteOptions{Blueprints: fixedBlueprints(t), SrcRoot: "testdata"}); err != nil {
 				t.Fatal(err)
 			}
 			golden.Check(t, "report."+f, buf.Bytes())
@@ -138,7 +139,7 @@ func TestEncodersGolden(t *testing.T) {
 			}
 		})
 	}
-	if err := WriteReports(&bytes.Buffer{}, "yaml", fixedReports(), false); err == nil {
+	if err := WriteReports(&bytes.Buffer{}, "yaml", fixedReports(), WriteOptions{}); err == nil {
 		t.Error("unknown format accepted")
 	}
 }
@@ -203,4 +204,14 @@ func TestExceptionsTurnFailuresIntoWarnings(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fixedBlueprints are the blueprints of fixedReports' clusters.
+func fixedBlueprints(t testing.TB) []*blueprints.Blueprint {
+	t.Helper()
+	bps, err := blueprints.Load(filepath.Join("testdata", "blueprints"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bps
 }

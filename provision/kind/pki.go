@@ -3,9 +3,6 @@ package kind
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -14,8 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/big"
-	"os"
 	"slices"
 	"time"
 
@@ -24,6 +19,7 @@ import (
 
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/internal/atomicfile"
+	"secprov.dev/secprov/internal/certs"
 	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/paths"
 )
@@ -48,14 +44,7 @@ const (
 	// renewBefore is how long before expiry up issues a new client
 	// certificate.
 	renewBefore = 30 * 24 * time.Hour
-	// backdate tolerates clocks a little behind this machine's (the nodes
-	// share it, but clients may not).
-	backdate = 5 * time.Minute
 )
-
-func serial() (*big.Int, error) {
-	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-}
 
 // ensureCA returns the cluster CA, making it (0600 key, 0644 certificate,
 // in the 0700 PKI directory) when there is none.
@@ -67,72 +56,31 @@ func ensureCA(l layout, name string) (*x509.Certificate, crypto.Signer, error) {
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return cert, key, err
 	}
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := certs.NewECKey()
 	if err != nil {
 		return nil, nil, err
 	}
-	sn, err := serial()
-	if err != nil {
-		return nil, nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: sn, Subject: pkix.Name{CommonName: "kubernetes", Organization: []string{"secprov " + name}},
-		NotBefore: now.Add(-backdate), NotAfter: now.Add(caValidity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
-	if err != nil {
-		return nil, nil, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(k)
+	c, err := certs.Issue(certs.Template{Subject: pkix.Name{CommonName: "kubernetes", Organization: []string{"secprov " + name}},
+		CA: true, Now: time.Now(), Lifetime: caValidity}, k.Public(), nil, k)
 	if err != nil {
 		return nil, nil, err
 	}
 	// The key first: a certificate without its key is a CA nobody can
 	// use, and the next run would keep it.
-	if err := atomicfile.Write(l.CAKey(), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return nil, nil, err
-	}
-	if err := atomicfile.Write(l.CACert(), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := certs.WritePair(l.CACert(), l.CAKey(), c, k); err != nil {
 		return nil, nil, err
 	}
 	return loadCA(l)
 }
 
+// loadCA reads the CA; keys written as SEC 1 by earlier versions load too.
 func loadCA(l layout) (*x509.Certificate, crypto.Signer, error) {
-	certPEM, err := os.ReadFile(l.CACert())
-	if err != nil {
-		return nil, nil, err
+	cert, key, err := certs.ReadPair(l.CACert(), l.CAKey())
+	var d *certs.DamagedError
+	if errors.As(err, &d) {
+		return nil, nil, fmt.Errorf("%w; run secprov down and up to start the cluster over", err)
 	}
-	keyPEM, err := os.ReadFile(l.CAKey())
-	if err != nil {
-		return nil, nil, err
-	}
-	damaged := func(what string, err error) error {
-		return fmt.Errorf("%s is damaged (%v); run secprov down and up to start the cluster over", what, err)
-	}
-	cb, _ := pem.Decode(certPEM)
-	if cb == nil {
-		return nil, nil, damaged(l.CACert(), errors.New("no PEM"))
-	}
-	cert, err := x509.ParseCertificate(cb.Bytes)
-	if err != nil {
-		return nil, nil, damaged(l.CACert(), err)
-	}
-	kb, _ := pem.Decode(keyPEM)
-	if kb == nil {
-		return nil, nil, damaged(l.CAKey(), errors.New("no PEM"))
-	}
-	key, err := x509.ParseECPrivateKey(kb.Bytes)
-	if err != nil {
-		return nil, nil, damaged(l.CAKey(), err)
-	}
-	if !key.PublicKey.Equal(cert.PublicKey) {
-		return nil, nil, damaged(l.CAKey(), errors.New("it does not match "+l.CACert()))
-	}
-	return cert, key, nil
+	return cert, key, err
 }
 
 // clientCredential is one of secprov's kubeconfigs.
@@ -152,36 +100,26 @@ func credentials(l layout) []clientCredential {
 // writeKubeconfig issues a client certificate for c from the CA and
 // writes the kubeconfig (0600) reaching the cluster at server.
 func writeKubeconfig(c clientCredential, clusterName, server string, ca *x509.Certificate, caKey crypto.Signer) error {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := certs.NewECKey()
 	if err != nil {
 		return err
 	}
-	sn, err := serial()
+	cert, err := certs.Issue(certs.Template{Subject: pkix.Name{CommonName: c.user, Organization: c.groups},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, Now: time.Now(), Lifetime: clientValidity}, k.Public(), ca, caKey)
 	if err != nil {
 		return err
 	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: sn, Subject: pkix.Name{CommonName: c.user, Organization: c.groups},
-		NotBefore: now.Add(-backdate), NotAfter: now.Add(clientValidity),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, k.Public(), caKey)
-	if err != nil {
-		return err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(k)
+	keyPEM, err := certs.KeyPEM(k)
 	if err != nil {
 		return err
 	}
 	ctxName := c.user + "@" + clusterName
 	cfg := clientcmdapi.Config{
 		Clusters: map[string]*clientcmdapi.Cluster{clusterName: {Server: server,
-			CertificateAuthorityData: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})}},
+			CertificateAuthorityData: certs.CertPEM(ca)}},
 		AuthInfos: map[string]*clientcmdapi.AuthInfo{c.user: {
-			ClientCertificateData: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-			ClientKeyData:         pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})}},
+			ClientCertificateData: certs.CertPEM(cert),
+			ClientKeyData:         keyPEM}},
 		Contexts:       map[string]*clientcmdapi.Context{ctxName: {Cluster: clusterName, AuthInfo: c.user}},
 		CurrentContext: ctxName,
 	}
@@ -189,7 +127,7 @@ func writeKubeconfig(c clientCredential, clusterName, server string, ca *x509.Ce
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(c.path, data, 0o600)
+	return atomicfile.Write(c.path, data, certs.KeyMode)
 }
 
 // kubeconfigProblem says why a kubeconfig must be written again: missing,
@@ -211,7 +149,7 @@ func kubeconfigProblem(c clientCredential, server string, ca *x509.Certificate, 
 	if cl.Server != server {
 		return "server is " + cl.Server
 	}
-	if !bytes.Equal(bytes.TrimSpace(cl.CertificateAuthorityData), bytes.TrimSpace(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}))) {
+	if !bytes.Equal(bytes.TrimSpace(cl.CertificateAuthorityData), bytes.TrimSpace(certs.CertPEM(ca))) {
 		return "another CA"
 	}
 	b, _ := pem.Decode(ai.ClientCertificateData)

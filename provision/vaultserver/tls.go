@@ -1,19 +1,18 @@
 package vaultserver
 
 import (
+	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"time"
+
+	"secprov.dev/secprov/internal/certs"
 )
 
 // Lifetimes of the local Vault's certificates. The CA lives long because
@@ -78,17 +77,12 @@ func ensureTLS(l layout, now time.Time) (tlsChange, error) {
 
 // loadCA reads the CA and fails when it is missing, damaged or close to
 // expiry; the caller then makes a new one.
-func loadCA(l layout, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	pair, err := tls.LoadX509KeyPair(l.caCert(), l.caKey())
+func loadCA(l layout, now time.Time) (*x509.Certificate, crypto.Signer, error) {
+	cert, key, err := certs.ReadPair(l.caCert(), l.caKey())
 	if err != nil {
 		return nil, nil, err
 	}
-	cert, err := x509.ParseCertificate(pair.Certificate[0])
-	if err != nil {
-		return nil, nil, err
-	}
-	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
-	if !ok || !cert.IsCA {
+	if _, ok := key.(*ecdsa.PrivateKey); !ok || !cert.IsCA {
 		return nil, nil, errors.New("not an ECDSA CA")
 	}
 	if !validUntil(cert, now) {
@@ -105,11 +99,7 @@ func validUntil(cert *x509.Certificate, now time.Time) bool {
 // checkServerCert says why the server certificate needs to be issued again,
 // or nil.
 func checkServerCert(l layout, ca *x509.Certificate, now time.Time) error {
-	pair, err := tls.LoadX509KeyPair(l.serverCert(), l.serverKey()) // also checks that key and cert match
-	if err != nil {
-		return err
-	}
-	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	cert, _, err := certs.ReadPair(l.serverCert(), l.serverKey()) // also checks that key and cert match
 	if err != nil {
 		return err
 	}
@@ -126,93 +116,36 @@ func checkServerCert(l layout, ca *x509.Certificate, now time.Time) error {
 	return nil
 }
 
-func newCA(l layout, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+func newCA(l layout, now time.Time) (*x509.Certificate, crypto.Signer, error) {
+	key, err := certs.NewECKey()
 	if err != nil {
 		return nil, nil, fmt.Errorf("local Vault CA: generate key: %w", err)
 	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "secprov local Vault CA"},
-		NotBefore:             now.Add(-backdate),
-		NotAfter:              now.Add(caValidity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		// It signs server certificates only, never another CA.
-		MaxPathLen:     0,
-		MaxPathLenZero: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	// It signs server certificates only, never another CA (certs makes
+	// every CA path length 0).
+	cert, err := certs.Issue(certs.Template{Subject: pkix.Name{CommonName: "secprov local Vault CA"}, CA: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, Now: now, Lifetime: caValidity, Backdate: backdate}, key.Public(), nil, key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("local Vault CA: %w", err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, fmt.Errorf("local Vault CA: %w", err)
-	}
-	// Key first: a crash between the two writes leaves a pair that does
-	// not match, which the next run replaces.
-	if err := writeKey(l.caKey(), key); err != nil {
-		return nil, nil, err
-	}
-	if err := writeFile(l.caCert(), pemCert(der), 0o644); err != nil {
+	if err := certs.WritePair(l.caCert(), l.caKey(), cert, key); err != nil {
 		return nil, nil, err
 	}
 	return cert, key, nil
 }
 
-func issueServerCert(l layout, ca *x509.Certificate, caKey *ecdsa.PrivateKey, now time.Time, validity time.Duration) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+func issueServerCert(l layout, ca *x509.Certificate, caKey crypto.Signer, now time.Time, validity time.Duration) error {
+	key, err := certs.NewECKey()
 	if err != nil {
 		return fmt.Errorf("local Vault server certificate: generate key: %w", err)
 	}
-	serial, err := newSerial()
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "secprov local Vault"},
-		NotBefore:    now.Add(-backdate),
-		NotAfter:     now.Add(validity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  serverIPs,
-		DNSNames:     serverHosts,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	cert, err := certs.Issue(certs.Template{Subject: pkix.Name{CommonName: "secprov local Vault"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: serverIPs, DNSNames: serverHosts,
+		Now: now, Lifetime: validity, Backdate: backdate}, key.Public(), ca, caKey)
 	if err != nil {
 		return fmt.Errorf("local Vault server certificate: %w", err)
 	}
-	if err := writeKey(l.serverKey(), key); err != nil {
-		return err
-	}
-	return writeFile(l.serverCert(), pemCert(der), 0o644)
-}
-
-func writeKey(path string, key *ecdsa.PrivateKey) error {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return fmt.Errorf("encode key for %s: %w", path, err)
-	}
-	return writeFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
-}
-
-func pemCert(der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
-
-func newSerial() (*big.Int, error) {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return nil, fmt.Errorf("certificate serial: %w", err)
-	}
-	return n.Add(n, big.NewInt(1)), nil
+	return certs.WritePair(l.serverCert(), l.serverKey(), cert, key)
 }
 
 // clientTLS is the TLS configuration secprov uses to talk to the local

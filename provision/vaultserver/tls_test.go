@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"secprov.dev/secprov/internal/certs"
 )
 
 func readCert(t *testing.T, path string) *x509.Certificate {
@@ -121,7 +123,7 @@ func TestEnsureTLSRenews(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := writeKey(l.serverKey(), other); err != nil {
+			if err := certs.WriteKey(l.serverKey(), other); err != nil {
 				t.Fatal(err)
 			}
 		}},

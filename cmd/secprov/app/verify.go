@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -88,7 +89,7 @@ func runVerify(ctx context.Context, s Streams, stateDir string, clusters []strin
 	}
 	if !quiet && len(reps) > 0 {
 		fmt.Fprintln(s.Out)
-		if err := verify.WriteReports(s.Out, "text", reps, false); err != nil {
+		if err := verify.WriteReports(s.Out, "text", reps, verify.WriteOptions{}); err != nil {
 			return reps, err
 		}
 	}
@@ -100,6 +101,7 @@ type verifyFlags struct {
 	clusters []string
 	all      bool
 	output   string
+	files    []string
 }
 
 func newVerifyCommand(s Streams, root *rootFlags) *cobra.Command {
@@ -115,7 +117,8 @@ status (pass, fail, warn, skip with a reason, error) and evidence.
 Exit codes: 0 all checks at or above --fail-on pass; 1 a check failed or
 errored at or above --fail-on; 2 usage errors or no such cluster.`,
 		Example: `  secprov verify --all
-  secprov verify --cluster shop-prod --check 'SP-ENC-' -o json`,
+  secprov verify --cluster shop-prod --check 'SP-ENC-' -o json
+  secprov verify --all -f blueprints/ -o sarif > verify.sarif`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(flags.output, verify.Formats...); err != nil {
@@ -141,11 +144,22 @@ errored at or above --fail-on; 2 usage errors or no such cluster.`,
 					return usageErr(fmt.Errorf("no clusters in %s: run secprov up first", stateDir))
 				}
 			}
+			wopts := verify.WriteOptions{Verbose: root.verbose > 0, ToolVersion: Version()}
+			if flags.output == "sarif" {
+				// Cluster records do not say which file a blueprint came
+				// from, so SARIF reads the blueprints again to locate
+				// results; before the suite runs, so a missing one is told
+				// at once.
+				if wopts.Blueprints, err = sarifBlueprints(flags.files, names); err != nil {
+					return err
+				}
+				wopts.SrcRoot = sarifRoot(cmd.Context())
+			}
 			reps, err := verifyClusters(cmd.Context(), stateDir, names, filter)
 			if err != nil {
 				return usageErr(err) // an unknown or half-deleted cluster
 			}
-			if err := verify.WriteReports(s.Out, flags.output, reps, root.verbose > 0); err != nil {
+			if err := verify.WriteReports(s.Out, flags.output, reps, wopts); err != nil {
 				return err
 			}
 			var bad []string
@@ -167,7 +181,30 @@ errored at or above --fail-on; 2 usage errors or no such cluster.`,
 	cmd.Flags().StringArrayVar(&flags.clusters, "cluster", nil, "cluster to verify (repeatable; default: all)")
 	cmd.Flags().BoolVar(&flags.all, "all", false, "verify every cluster in the state directory")
 	cmd.Flags().StringVarP(&flags.output, "output", "o", "text", "output format: "+strings.Join(verify.Formats, ", "))
+	cmd.Flags().StringArrayVarP(&flags.files, "filename", "f", nil, "blueprint file or directory of the clusters, where -o sarif locates results (repeatable; default: the current directory)")
 	completeClusters(cmd, "cluster")
 	completeValues(cmd, "output", verify.Formats...)
 	return cmd
+}
+
+// sarifBlueprints loads the blueprints of the named clusters from files
+// (default: the current directory), where verify's SARIF locates results.
+func sarifBlueprints(files, clusters []string) ([]*blueprints.Blueprint, error) {
+	if len(files) == 0 {
+		files = []string{"."}
+	}
+	bps, err := blueprints.Load(files...)
+	if err != nil {
+		return nil, usageErr(fmt.Errorf("-o sarif locates results in the clusters' blueprints, and they have errors:\n%w", err))
+	}
+	var missing []string
+	for _, c := range clusters {
+		if !slices.ContainsFunc(bps, func(b *blueprints.Blueprint) bool { return b.Name() == c }) {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, usageErr(fmt.Errorf("-o sarif locates results in the clusters' blueprints, and %s has none of %s: pass the blueprint files with -f", strings.Join(files, ", "), strings.Join(missing, ", ")))
+	}
+	return bps, nil
 }

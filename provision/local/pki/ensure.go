@@ -17,14 +17,12 @@ import (
 	"time"
 
 	"secprov.dev/secprov/internal/atomicfile"
+	"secprov.dev/secprov/internal/certs"
 )
 
 const (
-	keyMode  os.FileMode = 0o600
-	certMode os.FileMode = 0o644
-	// backdate tolerates clocks of other processes or machines that are a
-	// little behind ours.
-	backdate = 5 * time.Minute
+	keyMode  = certs.KeyMode
+	certMode = certs.CertMode
 )
 
 type issuer struct {
@@ -59,7 +57,7 @@ func (e *ensurer) ensureCA(s caSpec) (*issuer, error) {
 	case keyErr != nil && !errors.Is(keyErr, os.ErrNotExist):
 		return nil, keyErr
 	case cert == nil && key == nil:
-		k, err := newECKey()
+		k, err := certs.NewECKey()
 		if err != nil {
 			return nil, fmt.Errorf("create %s: %w", s.name, err)
 		}
@@ -84,7 +82,7 @@ func (e *ensurer) ensureCA(s caSpec) (*issuer, error) {
 		e.b.Changed = append(e.b.Changed, s.name)
 		cert = c
 	default:
-		if !publicKeysEqual(cert.PublicKey, key.Public()) {
+		if !certs.KeysMatch(cert.PublicKey, key.Public()) {
 			return nil, fmt.Errorf("CA key %s does not match certificate %s: secprov never replaces a CA on its own, because every certificate and kubeconfig of cluster %q trusts it; restore the matching key from a backup, or %s", keyPath, certPath, e.o.ClusterName, startOver)
 		}
 		if !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
@@ -108,41 +106,17 @@ func (e *ensurer) ensureCA(s caSpec) (*issuer, error) {
 // stored first, so an interruption leaves a key without certificate (which
 // the next run repairs) and never a certificate without its key.
 func (e *ensurer) writeCACert(certPath, keyPath, cn string, key crypto.Signer, writeKey bool) (*x509.Certificate, error) {
-	serial, err := newSerial()
+	// The CAs sign leaves only; an intermediate they signed would be
+	// rejected (certs makes every CA path length 0).
+	c, err := certs.Issue(certs.Template{Subject: pkix.Name{CommonName: cn, Organization: []string{"secprov"}}, CA: true,
+		Now: e.now, Lifetime: e.o.CAValidity}, key.Public(), nil, key)
 	if err != nil {
-		return nil, err
-	}
-	ski, err := subjectKeyID(key.Public())
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: cn, Organization: []string{"secprov"}},
-		NotBefore:             e.now.Add(-backdate),
-		NotAfter:              e.now.Add(e.o.CAValidity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		// The CAs sign leaves only; an intermediate they signed would be
-		// rejected.
-		MaxPathLen:     0,
-		MaxPathLenZero: true,
-		SubjectKeyId:   ski,
-	}
-	der, err := x509.CreateCertificate(randReader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, fmt.Errorf("sign CA certificate %s: %w", certPath, err)
+		return nil, fmt.Errorf("CA certificate %s: %w", certPath, err)
 	}
 	if writeKey {
-		if err := writeKeyFile(keyPath, key); err != nil {
-			return nil, err
-		}
+		return c, certs.WritePair(certPath, keyPath, c, key)
 	}
-	if err := atomicfile.Write(certPath, encodeCert(der), certMode); err != nil {
-		return nil, err
-	}
-	return x509.ParseCertificate(der)
+	return c, certs.WriteCert(certPath, c)
 }
 
 // wantLeaf is what a leaf certificate must say, derived from spec and
@@ -214,45 +188,17 @@ func (e *ensurer) ensureLeaf(s leafSpec, iss *issuer) error {
 		}
 	}
 
-	k, err := newECKey()
+	k, err := certs.NewECKey()
 	if err != nil {
 		return fmt.Errorf("create %s: %w", s.name, err)
 	}
-	serial, err := newSerial()
+	c, err := certs.Issue(certs.Template{Subject: pkix.Name{CommonName: w.cn, Organization: w.orgs}, ExtKeyUsage: w.eku,
+		DNSNames: w.dns, IPAddresses: toNetIPs(w.ips), Now: e.now, Lifetime: e.o.CertValidity, NotAfter: iss.cert.NotAfter}, k.Public(), iss.cert, iss.key)
 	if err != nil {
+		return fmt.Errorf("%s certificate: %w", s.name, err)
+	}
+	if err := certs.WritePair(certPath, keyPath, c, k); err != nil {
 		return err
-	}
-	ski, err := subjectKeyID(k.Public())
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: w.cn, Organization: w.orgs},
-		NotBefore:             e.now.Add(-backdate),
-		NotAfter:              e.leafNotAfter(iss),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           w.eku,
-		BasicConstraintsValid: true,
-		DNSNames:              w.dns,
-		IPAddresses:           toNetIPs(w.ips),
-		SubjectKeyId:          ski,
-	}
-	der, err := x509.CreateCertificate(randReader, tmpl, iss.cert, k.Public(), iss.key)
-	if err != nil {
-		return fmt.Errorf("sign %s certificate: %w", s.name, err)
-	}
-	// Key first: an interruption leaves a new key beside the old
-	// certificate, which the next run sees as a mismatch and replaces.
-	if err := writeKeyFile(keyPath, k); err != nil {
-		return err
-	}
-	if err := atomicfile.Write(certPath, encodeCert(der), certMode); err != nil {
-		return err
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		return fmt.Errorf("parse the %s certificate just created: %w", s.name, err)
 	}
 	if reason == "" {
 		log.Info("created certificate", "subject", w.cn, "notAfter", c.NotAfter)
@@ -266,10 +212,10 @@ func (e *ensurer) ensureLeaf(s leafSpec, iss *issuer) error {
 
 // leafProblem says why an existing leaf must be replaced, or "" if it is fine.
 func (e *ensurer) leafProblem(w wantLeaf, cert *x509.Certificate, key crypto.Signer, iss *issuer) string {
-	if alg, _ := keyInfo(key.Public()); alg != AlgECDSAP256 {
+	if alg, _ := certs.KeyInfo(key.Public()); alg != AlgECDSAP256 {
 		return fmt.Sprintf("key is %s, policy is %s", alg, AlgECDSAP256)
 	}
-	if !publicKeysEqual(cert.PublicKey, key.Public()) {
+	if !certs.KeysMatch(cert.PublicKey, key.Public()) {
 		return "key does not match certificate (interrupted write?)"
 	}
 	if err := cert.CheckSignatureFrom(iss.cert); err != nil {
@@ -305,11 +251,11 @@ func (e *ensurer) ensureServiceAccountKey() error {
 	key, err := loadKey(keyPath)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		key, err = newRSAKey(ServiceAccountKeyBits)
+		key, err = certs.NewRSAKey(ServiceAccountKeyBits)
 		if err != nil {
 			return fmt.Errorf("create service-account signing key: %w", err)
 		}
-		if err := writeKeyFile(keyPath, key); err != nil {
+		if err := certs.WriteKey(keyPath, key); err != nil {
 			return err
 		}
 		log.Info("created service-account signing key", "algorithm", AlgRSA, "bits", ServiceAccountKeyBits)
@@ -320,11 +266,11 @@ func (e *ensurer) ensureServiceAccountKey() error {
 		// An existing key is kept even if policy now prefers another size:
 		// replacing it would invalidate every issued token, which is a
 		// rotation the user must ask for.
-		if alg, bits := keyInfo(key.Public()); alg == AlgRSA && bits < 2048 {
+		if alg, bits := certs.KeyInfo(key.Public()); alg == AlgRSA && bits < 2048 {
 			return fmt.Errorf("service-account key %s is RSA-%d, below the 2048-bit minimum: rotate it (move it aside and run secprov again; existing tokens stop working)", keyPath, bits)
 		}
 	}
-	pubPEM, err := encodePublicKey(key.Public())
+	pubPEM, err := certs.PublicKeyPEM(key.Public())
 	if err != nil {
 		return fmt.Errorf("encode service-account public key: %w", err)
 	}
@@ -334,14 +280,14 @@ func (e *ensurer) ensureServiceAccountKey() error {
 		if err == nil {
 			log.Warn("service-account public key did not match the private key; rewrote it", "file", pubPath)
 		}
-		if err := atomicfile.Write(pubPath, pubPEM, certMode); err != nil {
+		if err := certs.WritePublicKey(pubPath, pubPEM); err != nil {
 			return err
 		}
 	}
 	if err := e.fixModes(log, pubPath, keyPath); err != nil {
 		return err
 	}
-	alg, bits := keyInfo(key.Public())
+	alg, bits := certs.KeyInfo(key.Public())
 	e.b.items = append(e.b.items, Item{
 		Name: saName, KeyFile: filepath.Base(keyPath), PublicKeyFile: filepath.Base(pubPath),
 		KeyAlgorithm: alg, KeyBits: bits,
@@ -371,7 +317,7 @@ func fixMode(log *slog.Logger, path string, mode os.FileMode) error {
 }
 
 func (e *ensurer) addCertItem(name, certPath, keyPath string, c *x509.Certificate) {
-	alg, bits := keyInfo(c.PublicKey)
+	alg, bits := certs.KeyInfo(c.PublicKey)
 	e.b.items = append(e.b.items, Item{
 		Name: name, CertFile: filepath.Base(certPath), KeyFile: filepath.Base(keyPath),
 		KeyAlgorithm: alg, KeyBits: bits, IsCA: c.IsCA,

@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/internal/certs"
 	"secprov.dev/secprov/provision/paths"
 )
 
@@ -46,8 +47,8 @@ const (
 
 // Key algorithms, as recorded in Item.KeyAlgorithm.
 const (
-	AlgECDSAP256 = "ECDSA-P256"
-	AlgRSA       = "RSA"
+	AlgECDSAP256 = certs.AlgECDSAP256
+	AlgRSA       = certs.AlgRSA
 	// ServiceAccountKeyBits is the size of a newly generated service-account
 	// signing key (RSA).
 	ServiceAccountKeyBits = 2048

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"secprov.dev/secprov/internal/certs"
 )
 
 var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -210,7 +212,7 @@ func TestEnsureCAs(t *testing.T) {
 	}
 	// The three CAs are independent: different keys.
 	a, e, f := readCert(t, b.CACert), readCert(t, b.EtcdCACert), readCert(t, b.FrontProxyCACert)
-	if publicKeysEqual(a.PublicKey, e.PublicKey) || publicKeysEqual(a.PublicKey, f.PublicKey) || publicKeysEqual(e.PublicKey, f.PublicKey) {
+	if certs.KeysMatch(a.PublicKey, e.PublicKey) || certs.KeysMatch(a.PublicKey, f.PublicKey) || certs.KeysMatch(e.PublicKey, f.PublicKey) {
 		t.Error("two CAs share a key")
 	}
 }
@@ -410,7 +412,7 @@ func TestRenewal(t *testing.T) {
 	if want := later.Add(DefaultCertValidity); !newAPI.NotAfter.Equal(want) {
 		t.Errorf("renewed NotAfter = %v, want %v", newAPI.NotAfter, want)
 	}
-	if publicKeysEqual(oldAPI.PublicKey, newAPI.PublicKey) {
+	if certs.KeysMatch(oldAPI.PublicKey, newAPI.PublicKey) {
 		t.Error("renewal reused the old key")
 	}
 	if _, err := newAPI.Verify(x509.VerifyOptions{Roots: pool(t, b.CACert), CurrentTime: later.Add(DefaultCertValidity / 2), DNSName: "kubernetes.default.svc"}); err != nil {
