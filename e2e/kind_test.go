@@ -151,6 +151,10 @@ func TestKindProdAndTest(t *testing.T) {
 			return
 		}
 		t.Logf("network probe matrix (%s):\n%s", prod, r.stdout)
+		// The drops carry Cilium's own reason, read from its agents.
+		if !strings.Contains(r.stdout, "Cilium: drop (Policy denied) on node") {
+			t.Errorf("no dropped flow carries Cilium's drop reason:\n%s", r.stdout)
+		}
 		ph.note("default deny enforced (the gate flow dropped) within %s of up returning", time.Since(upReturned).Round(100*time.Millisecond))
 	})
 

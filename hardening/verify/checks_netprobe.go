@@ -96,6 +96,9 @@ type probeFlow struct {
 	// Observed by the client.
 	Verdict, Detail string
 	Millis          int64
+	// Cilium is the datapath's own account of a dropped flow ("drop
+	// (Policy denied) on node N"), or why there is none.
+	Cilium string
 }
 
 // probeServer is a pod answering on ports.
@@ -113,6 +116,7 @@ type probeClient struct {
 	Labels    map[string]string
 	Flows     []*probeFlow
 	Pod       string
+	IP        string
 }
 
 // netMatrix is one run's plan and results.
@@ -302,7 +306,11 @@ func observed(f *probeFlow) string {
 	if f.Detail != "" {
 		s += ": " + f.Detail
 	}
-	return fmt.Sprintf("%s (%d ms)", s, f.Millis)
+	s = fmt.Sprintf("%s (%d ms)", s, f.Millis)
+	if f.Cilium != "" {
+		s += "; Cilium: " + f.Cilium
+	}
+	return s
 }
 
 // planNetProbes builds the matrix for spec. nodes are the cluster's node
@@ -538,6 +546,11 @@ func runNetProbes(ctx context.Context, t Target) (*netMatrix, error) {
 		}
 		s.IP = p.Status.PodIP
 	}
+	// Cilium's drop notifications while the clients run, for the evidence.
+	var drops *dropMonitor
+	if cfg, err := t.RESTConfig(); err == nil {
+		drops = startDropMonitor(ctx, cfg, cs)
+	}
 	for i, c := range m.Clients {
 		c.Pod = fmt.Sprintf("netprobe-client-%d-%s", i, suffix)
 		plan := struct {
@@ -569,12 +582,17 @@ func runNetProbes(ctx context.Context, t Target) (*netMatrix, error) {
 		}
 	}
 	for _, c := range m.Clients {
-		if _, err := waitProbePod(ctx, cs, c.Namespace, c.Pod, true); err != nil {
+		p, err := waitProbePod(ctx, cs, c.Namespace, c.Pod, true)
+		if err != nil {
 			return nil, err
 		}
+		c.IP = p.Status.PodIP
 		if err := readProbeResults(ctx, cs, c); err != nil {
 			return nil, err
 		}
+	}
+	if drops != nil {
+		attachDrops(m, drops)
 	}
 	m.Took = time.Since(start)
 	return m, nil
@@ -655,13 +673,18 @@ func createProbePod(ctx context.Context, cs kubernetes.Interface, ns, name, imag
 // finish. A pod that cannot start (the image missing on its node, a
 // crash) ends the wait at once with what the kubelet said.
 func waitProbePod(ctx context.Context, cs kubernetes.Interface, ns, name string, finish bool) (*corev1.Pod, error) {
+	var ip string // a finished pod may no longer report its address
 	for {
 		p, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("probe pod %s/%s: %w", ns, name, err)
 		}
+		if p.Status.PodIP != "" {
+			ip = p.Status.PodIP
+		}
 		switch {
 		case finish && (p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed):
+			p.Status.PodIP = ip
 			return p, nil
 		case !finish && p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "":
 			return p, nil
