@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/internal/sarif/sariftest"
 	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/local"
 	"secprov.dev/secprov/provision/local/localtest"
@@ -382,6 +383,24 @@ func TestLocalProdAndTest(t *testing.T) {
 		}
 		if r := h.exec("verify", "--cluster", "shop-prod", "--check", "SP-NET-002|SP-FILE-001"); r.code != 1 {
 			t.Fatalf("verify does not see the drift:\n%s", r)
+		}
+		// The same failures as SARIF for code scanning: schema-valid, at
+		// the blueprint line of each control's field, fingerprinted.
+		r := h.exec("verify", "--cluster", "shop-prod", "--check", "SP-NET-002|SP-FILE-001", "-o", "sarif", "-f", "blueprints/examples")
+		if r.code != 1 {
+			t.Fatalf("verify -o sarif:\n%s", r)
+		}
+		log := sariftest.Check(t, []byte(r.stdout))
+		located := map[string]string{}
+		for _, run := range log.Runs {
+			for _, res := range run.Results {
+				if len(res.Locations) > 0 && res.Locations[0].PhysicalLocation != nil {
+					located[res.RuleID] = res.Locations[0].PhysicalLocation.ArtifactLocation.URI
+				}
+			}
+		}
+		if !strings.HasSuffix(located["SP-NET-002"], "blueprints/examples/prod.yaml") || located["SP-FILE-001"] == "" {
+			t.Errorf("verify SARIF results are not located at prod.yaml: %v\n%s", located, r.stdout)
 		}
 		u := h.up("-f", "blueprints/examples", "--only", "prod")
 		if u.Clusters[0].Changes["update"] != 2 {
