@@ -143,7 +143,7 @@ func validate(bp *Blueprint) ErrorList {
 	v.oneOf("spec.provider.type", s.Provider.Type, v1alpha1.ProviderLocal, v1alpha1.ProviderKind)
 	if k := s.Provider.Kind; k != nil {
 		if s.Provider.Type != v1alpha1.ProviderKind {
-			v.errorf("spec.provider.kind", "kind options are set but provider type is %q; set type: kind or remove them", s.Provider.Type)
+			v.errorf("spec.provider.kind", "kind options are set but provider type is %q: %s", s.Provider.Type, refuseKindOptions)
 		}
 		v.intRange("spec.provider.kind.workers", k.Workers)
 		if strings.ContainsAny(k.NodeImage, " \t\n") {
@@ -163,6 +163,9 @@ func validate(bp *Blueprint) ErrorList {
 	v.oneOf("spec.apiServer.endpoint", s.APIServer.Endpoint, v1alpha1.EndpointPrivate, v1alpha1.EndpointPublic)
 	for i, c := range s.APIServer.AllowedCIDRs {
 		v.prefix(fmt.Sprintf("spec.apiServer.allowedCIDRs[%d]", i), c)
+	}
+	if s.Provider.Type == v1alpha1.ProviderLocal && s.APIServer.Endpoint == v1alpha1.EndpointPrivate && len(s.APIServer.AllowedCIDRs) > 0 {
+		v.refuse("spec.apiServer.allowedCIDRs", v1alpha1.ProviderLocal, "endpoint is private: ")
 	}
 
 	validateNetwork(v, s)
@@ -349,13 +352,13 @@ const KindMaxNameLength = 63 - len("-control-plane")
 func validateKind(v *validator, bp *Blueprint) {
 	s := &bp.Spec
 	if n := bp.Metadata.Name; len(n) > KindMaxNameLength {
-		v.errorf("metadata.name", "cluster name %q is %d characters; kind clusters take at most %d (their nodes are hostnamed <name>-control-plane)", truncate(n), len(n), KindMaxNameLength)
+		v.refuse("metadata.name", v1alpha1.ProviderKind, fmt.Sprintf("cluster name %q is %d characters and kind clusters take at most %d: ", truncate(n), len(n), KindMaxNameLength))
 	}
 	if s.Vault.Address != "" && s.Vault.IsEnabled() && len(s.Vault.Namespaces) > 0 {
-		v.errorf("spec.vault.address", "on kind, the pods of spec.vault.namespaces reach only secprov's local Vault (through a relay on the cluster's network, with an egress policy to it); default deny would drop their traffic to %s: leave spec.vault.address empty, or list no namespaces until allow rules can name an outside address", truncate(s.Vault.Address))
+		v.refuse("spec.vault.address", v1alpha1.ProviderKind, fmt.Sprintf("on kind, the pods of spec.vault.namespaces reach only secprov's local Vault (through a relay on the cluster's network, with an egress policy to it), not %s: ", truncate(s.Vault.Address)))
 	}
-	if s.APIServer.Endpoint == v1alpha1.EndpointPublic && len(s.APIServer.AllowedCIDRs) > 0 {
-		v.errorf("spec.apiServer.allowedCIDRs", "kind cannot enforce allowedCIDRs on a public endpoint (Docker publishes the API server's port to every client of the host); use endpoint: private, or remove allowedCIDRs and keep the public endpoint's exception")
+	if len(s.APIServer.AllowedCIDRs) > 0 {
+		v.refuse("spec.apiServer.allowedCIDRs", v1alpha1.ProviderKind, "")
 	}
 }
 

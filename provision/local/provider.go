@@ -72,14 +72,15 @@ func Cleanup(ctx context.Context, dir string) error {
 	return hostproc.Cleanup(ctx, paths.NewLayout(dir))
 }
 
-// Notes implements cluster.Provider: what local does beyond the
-// blueprint's words.
+// Notes implements cluster.Provider: local refuses at load what it
+// cannot realise (blueprints.FieldSupport); what it does differently from
+// a cluster with nodes is said here.
 func (*Provider) Notes(bp *blueprints.Blueprint) []string {
 	var notes []string
 	if f := (&hardening.ControlPlane{Name: bp.Name(), Spec: bp.Spec}).APIFirewall(); f != nil {
 		notes = append(notes, fmt.Sprintf("public endpoint: the API server's port accepts only loopback and %d allowed CIDR(s), through the nftables table %s %s", len(f.Allowed), hardening.FirewallFamily, f.Table))
 	}
-	return notes
+	return append(notes, blueprints.ProviderNotes(bp, v1alpha1.ProviderLocal)...)
 }
 
 // Preflight implements cluster.Provider: beyond the toolchain (ensured
