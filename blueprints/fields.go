@@ -78,7 +78,13 @@ const (
 	inertNoNodes        = "local runs a control plane without nodes, so no pod runs and no CNI is installed; accepted so the same blueprint makes a kind cluster"
 )
 
-// Fields is the support table, in the order of the types.
+// Fields is the support table. A new field of the types fails
+// TestEveryFieldIsHonouredOrRefused until it has an entry here (its yaml
+// path, list items as []; any order): say per provider which controls
+// render it, which checks verify it, or — where the provider cannot — add
+// Refused with an Example and refuse it in validate.go through
+// validator.refuse, so the message is this table's. Then regenerate
+// docs/fields.md (go test ./blueprints -run TestFieldsDocIsFresh -update).
 var Fields = func() []FieldSupport {
 	f := func(path string, local, kind Support) FieldSupport {
 		return FieldSupport{Path: path, Local: local, Kind: kind}
@@ -166,7 +172,7 @@ var Fields = func() []FieldSupport {
 		same("spec.rbac.admins", Support{Rendered: ids(RBACAdminsNamed), Verified: ids(RBACAdminsNamed), Reviewed: ids(RBACAdminsNamed)}),
 		same("spec.images.allowedRegistries", Support{Rendered: ids(GuardrailImages), Verified: ids(GuardrailImages), Reviewed: ids(GuardrailImages)}),
 		same("spec.images.requireDigest", Support{Rendered: ids(GuardrailImages), Verified: ids(GuardrailImages), Reviewed: ids(GuardrailImages)}),
-		same("spec.guardrails.mode", Support{By: "hardening/guardrails.go: every guardrail's binding denies, or warns and audits", Verified: ids(GuardrailImages), Reviewed: ids(GuardrailsEnforced)}),
+		same("spec.guardrails.mode", Support{By: "hardening/guardrails.go: every guardrail's binding denies, or warns and audits", Verified: ids(GuardrailImages, GuardrailPodSecurity, GuardrailRBAC, GuardrailNetwork), Reviewed: ids(GuardrailsEnforced)}),
 		same("spec.exceptions[].control", Support{By: "hardening/guardrails.go: that control's guardrail warns instead of denying; verify reports its failures as excepted", Reviewed: ids(ExceptionsKnownControl)}),
 		same("spec.exceptions[].justification", Support{By: "hardening/verify/verify.go: quoted in the excepted result and the guardrail's warning", Reviewed: ids(ExceptionsExplained)}),
 		same("spec.exceptions[].expires", Support{By: "blueprints/exceptions.go: an expired exception weakens nothing (ActiveException)", Reviewed: ids(ExceptionsCurrent)}),

@@ -44,9 +44,6 @@ func TestEveryFieldIsHonouredOrRefused(t *testing.T) {
 			t.Errorf("Fields lists %s twice", p)
 		}
 	}
-	if !slices.Equal(listed, paths) {
-		t.Errorf("Fields is not in the order of the types:\n got %v\nwant %v", listed, paths)
-	}
 	for _, f := range Fields {
 		for _, prov := range providers {
 			s := f.For(prov)
@@ -205,8 +202,11 @@ no nodes) say why they are accepted; ` + "`secprov up`" + ` repeats it for each 
 | field | local | kind |
 |---|---|---|
 `)
-	for _, f := range Fields {
-		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", f.Path, supportCell(f.Local), supportCell(f.Kind))
+	// In the order of the types, wherever an entry was added to Fields.
+	for _, p := range fieldPaths(reflect.TypeFor[v1alpha1.Blueprint](), "") {
+		if f, ok := FieldSupportOf(p); ok {
+			fmt.Fprintf(&b, "| `%s` | %s | %s |\n", f.Path, supportCell(f.Local), supportCell(f.Kind))
+		}
 	}
 	return b.String()
 }
