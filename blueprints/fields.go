@@ -42,6 +42,9 @@ type Support struct {
 	// between providers. `secprov up` says so for each one a blueprint
 	// writes (ProviderNotes).
 	Inert string
+	// Note qualifies how it is honoured here, where that differs from
+	// what the field suggests.
+	Note string
 }
 
 // Honoured reports whether the provider realises the field (at least
@@ -75,6 +78,7 @@ const (
 	refuseKindCIDRs     = "kind cannot enforce allowedCIDRs: Docker publishes a public endpoint's port to every client of the host, and a private endpoint listens on loopback only; remove allowedCIDRs (keep endpoint: private), or use provider local, which narrows a public endpoint to allowedCIDRs with nftables"
 	refuseKindName      = "kind nodes are hostnamed <name>-control-plane and a hostname holds at most 63 characters: use a shorter metadata.name"
 	refuseKindVaultAddr = "default deny would drop their traffic to it: leave spec.vault.address empty, or list no namespaces until allow rules can name an outside address"
+	noPodsNote          = "as NetworkPolicy objects, which the API serves and verify judges; no pod runs on local, so no traffic is enforced (" + string(NetworkEnforced) + " proves that on kind)"
 	inertNoNodes        = "local runs a control plane without nodes, so no pod runs and no CNI is installed; accepted so the same blueprint makes a kind cluster"
 )
 
@@ -89,7 +93,7 @@ var Fields = func() []FieldSupport {
 	f := func(path string, local, kind Support) FieldSupport {
 		return FieldSupport{Path: path, Local: local, Kind: kind}
 	}
-	net3 := Support{Rendered: ids(NetworkAllowNarrow), Verified: ids(NetworkAllowNarrow), Reviewed: ids(NetworkAllowNarrow)}
+	net3 := Support{Rendered: ids(NetworkAllowNarrow), Verified: ids(NetworkAllowNarrow), Reviewed: ids(NetworkAllowNarrow), Note: noPodsNote}
 	net3kind := Support{Rendered: ids(NetworkAllowNarrow), Verified: ids(NetworkAllowNarrow, NetworkEnforced), Reviewed: ids(NetworkAllowNarrow)}
 	same := func(path string, s Support) FieldSupport { return f(path, s, s) }
 	kindOnly := func(path, by string) FieldSupport {
@@ -125,7 +129,7 @@ var Fields = func() []FieldSupport {
 			Support{Reviewed: ids(CiliumCNI), Inert: inertNoNodes},
 			Support{By: "provision/kind/provider.go: installs Cilium with Helm when cilium", Verified: ids(CiliumCNI), Reviewed: ids(CiliumCNI)}),
 		f("spec.network.defaultDeny",
-			Support{Rendered: ids(NetworkDefaultDeny), Verified: ids(NetworkDefaultDeny), Reviewed: ids(NetworkDefaultDeny)},
+			Support{Rendered: ids(NetworkDefaultDeny), Verified: ids(NetworkDefaultDeny), Reviewed: ids(NetworkDefaultDeny), Note: noPodsNote},
 			Support{Rendered: ids(NetworkDefaultDeny), Verified: ids(NetworkDefaultDeny, NetworkEnforced), Reviewed: ids(NetworkDefaultDeny)}),
 		f("spec.network.podCIDR",
 			Support{Reviewed: ids(IsolationNetworks), Inert: inertNoNodes},

@@ -236,6 +236,9 @@ func supportCell(s Support) string {
 	if s.Refused != "" && s.RefusedWhen != "" {
 		parts = append(parts, "**refused when "+s.RefusedWhen+"**: "+s.Refused)
 	}
+	if s.Note != "" {
+		parts = append(parts, s.Note)
+	}
 	if s.Inert != "" {
 		parts = append(parts, "no effect, accepted: "+s.Inert)
 	}
