@@ -242,10 +242,10 @@ var Controls = sortControls([]Control{
 		Refs:        append(nsa("Control plane: limit access"), cis("5.4.2")...),
 		Rationale:   "A public API endpoint exposes authentication and every future API server CVE to the internet.",
 		Remediation: "Set spec.apiServer.endpoint: private and reach the cluster through a bastion or VPN."},
-	{ID: APIAllowedCIDRsNarrow, Title: "API server allowed CIDRs are not world-open", Severity: SeverityHigh, Where: ByReview, Field: "spec.apiServer.allowedCIDRs",
+	{ID: APIAllowedCIDRsNarrow, Title: "API server allowed CIDRs are not world-open", Severity: SeverityHigh, Where: all, Field: "spec.apiServer.allowedCIDRs",
 		Refs:        nsa("Control plane: limit access"),
-		Rationale:   "0.0.0.0/0 (or a huge range) in allowedCIDRs makes an endpoint reachable from anywhere.",
-		Remediation: "List only the office/VPN/CI networks that need the API, each as narrow as possible."},
+		Rationale:   "0.0.0.0/0 (or a huge range) in allowedCIDRs makes an endpoint reachable from anywhere; a list that no packet filter enforces admits everyone.",
+		Remediation: "List only the office/VPN/CI networks that need the API, each as narrow as possible; secprov up (local) loads them as the nftables table inet secprov_<cluster>, which must not be deleted or widened by hand."},
 
 	// Control-plane flags (not configurable: always rendered, always verified).
 	{ID: APIServerNoAnonymous, Title: "Anonymous requests to the API server are refused", Severity: SeverityHigh, Where: ByHardening | ByVerify,

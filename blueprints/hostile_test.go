@@ -307,6 +307,7 @@ func TestCanonicalForms(t *testing.T) {
     - from: {cidr: "::ffff:192.168.0.0/120"}
       to: {namespace: b}
   apiServer:
+    endpoint: public
     allowedCIDRs: ["FD00:0:0::/48"]
   vault:
     address: "HTTPS://Vault.Example.COM.:0443/"

@@ -143,7 +143,7 @@ func validate(bp *Blueprint) ErrorList {
 	v.oneOf("spec.provider.type", s.Provider.Type, v1alpha1.ProviderLocal, v1alpha1.ProviderKind)
 	if k := s.Provider.Kind; k != nil {
 		if s.Provider.Type != v1alpha1.ProviderKind {
-			v.errorf("spec.provider.kind", "kind options are set but provider type is %q; set type: kind or remove them", s.Provider.Type)
+			v.errorf("spec.provider.kind", "kind options are set but provider type is %q: %s", s.Provider.Type, refuseKindOptions)
 		}
 		v.intRange("spec.provider.kind.workers", k.Workers)
 		if strings.ContainsAny(k.NodeImage, " \t\n") {
@@ -157,7 +157,7 @@ func validate(bp *Blueprint) ErrorList {
 		validateKind(v, bp)
 	}
 	if s.Provider.Type == v1alpha1.ProviderLocal && s.Network.TransparentEncryption != "" && s.Network.TransparentEncryption != v1alpha1.TransparentEncryptionNone {
-		v.errorf("spec.network.transparentEncryption", "the local provider runs no nodes, so there is no pod traffic between nodes to encrypt with %s; remove the field (or set none), or use provider type kind", s.Network.TransparentEncryption)
+		v.refuse("spec.network.transparentEncryption", v1alpha1.ProviderLocal, "")
 	}
 	if !slices.Contains(SupportedKubernetesVersions, s.Kubernetes.Version) {
 		v.errorf("spec.kubernetes.version", "unsupported version %q; supported: %s", truncate(s.Kubernetes.Version), strings.Join(SupportedKubernetesVersions, ", "))
@@ -166,6 +166,9 @@ func validate(bp *Blueprint) ErrorList {
 	v.oneOf("spec.apiServer.endpoint", s.APIServer.Endpoint, v1alpha1.EndpointPrivate, v1alpha1.EndpointPublic)
 	for i, c := range s.APIServer.AllowedCIDRs {
 		v.prefix(fmt.Sprintf("spec.apiServer.allowedCIDRs[%d]", i), c)
+	}
+	if s.Provider.Type == v1alpha1.ProviderLocal && s.APIServer.Endpoint == v1alpha1.EndpointPrivate && len(s.APIServer.AllowedCIDRs) > 0 {
+		v.refuse("spec.apiServer.allowedCIDRs", v1alpha1.ProviderLocal, "endpoint is private: ")
 	}
 
 	validateNetwork(v, s)
@@ -376,19 +379,19 @@ const KindMaxNameLength = 63 - len("-control-plane")
 func validateKind(v *validator, bp *Blueprint) {
 	s := &bp.Spec
 	if n := bp.Metadata.Name; len(n) > KindMaxNameLength {
-		v.errorf("metadata.name", "cluster name %q is %d characters; kind clusters take at most %d (their nodes are hostnamed <name>-control-plane)", truncate(n), len(n), KindMaxNameLength)
+		v.refuse("metadata.name", v1alpha1.ProviderKind, fmt.Sprintf("cluster name %q is %d characters and kind clusters take at most %d: ", truncate(n), len(n), KindMaxNameLength))
 	}
 	if s.Vault.Address != "" && s.Vault.IsEnabled() && len(s.Vault.Namespaces) > 0 {
-		v.errorf("spec.vault.address", "on kind, the pods of spec.vault.namespaces reach only secprov's local Vault (through a relay on the cluster's network, with an egress policy to it); default deny would drop their traffic to %s: leave spec.vault.address empty, or list no namespaces until allow rules can name an outside address", truncate(s.Vault.Address))
+		v.refuse("spec.vault.address", v1alpha1.ProviderKind, fmt.Sprintf("on kind, the pods of spec.vault.namespaces reach only secprov's local Vault (through a relay on the cluster's network, with an egress policy to it), not %s: ", truncate(s.Vault.Address)))
 	}
 	if s.Network.TransparentEncryption == v1alpha1.TransparentEncryptionIPsec {
-		v.errorf("spec.network.transparentEncryption", "kind clusters take wireguard or none: secprov does not manage Cilium's IPsec keys (a pre-shared key that must be rotated by hand); use wireguard")
+		v.refuse("spec.network.transparentEncryption", v1alpha1.ProviderKind, "")
 	}
 	if s.Network.TransparentEncryption != "" && s.Network.TransparentEncryption != v1alpha1.TransparentEncryptionNone && s.Network.CNI != v1alpha1.CNICilium {
 		v.errorf("spec.network.transparentEncryption", "%s is Cilium's transparent encryption and spec.network.cni is %q; set cni: cilium or transparentEncryption: none", s.Network.TransparentEncryption, s.Network.CNI)
 	}
-	if s.APIServer.Endpoint == v1alpha1.EndpointPublic && len(s.APIServer.AllowedCIDRs) > 0 {
-		v.errorf("spec.apiServer.allowedCIDRs", "kind cannot enforce allowedCIDRs on a public endpoint (Docker publishes the API server's port to every client of the host); use endpoint: private, or remove allowedCIDRs and keep the public endpoint's exception")
+	if len(s.APIServer.AllowedCIDRs) > 0 {
+		v.refuse("spec.apiServer.allowedCIDRs", v1alpha1.ProviderKind, "")
 	}
 }
 

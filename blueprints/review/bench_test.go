@@ -30,7 +30,10 @@ func generatedBlueprints(n int) map[string][]byte {
 		if i%7 == 0 {
 			endpoint = "public"
 		}
-		fmt.Fprintf(&b, "  apiServer:\n    endpoint: %s\n    allowedCIDRs: [192.0.2.%d/32]\n", endpoint, i%250)
+		fmt.Fprintf(&b, "  apiServer:\n    endpoint: %s\n", endpoint)
+		if endpoint == "public" { // a private endpoint refuses allowedCIDRs
+			fmt.Fprintf(&b, "    allowedCIDRs: [192.0.2.%d/32]\n", i%250)
+		}
 		b.WriteString("  network:\n    cni: cilium\n")
 		if i%10 != 0 { // every tenth keeps the derived CIDRs, which collide
 			fmt.Fprintf(&b, "    podCIDR: 10.%d.%d.0/24\n    serviceCIDR: 172.%d.%d.%d/28\n", i/256, i%256, 16+i/4096, (i/16)%256, (i%16)*16)

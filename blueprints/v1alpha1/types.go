@@ -120,8 +120,10 @@ type APIServer struct {
 	// Endpoint is private (default: bound to loopback / private addresses
 	// only) or public.
 	Endpoint string `yaml:"endpoint" json:"endpoint"`
-	// AllowedCIDRs restricts which client networks may reach the endpoint.
-	// Empty means only the private network.
+	// AllowedCIDRs narrows a public endpoint to these client networks (on
+	// local, an nftables table on the host; loopback is always allowed).
+	// Refused with a private endpoint, which listens on the private
+	// address only, and on kind, which cannot enforce it.
 	AllowedCIDRs []string `yaml:"allowedCIDRs,omitempty" json:"allowedCIDRs,omitempty"`
 }
 

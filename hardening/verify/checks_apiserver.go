@@ -24,6 +24,7 @@ import (
 func apiServerChecks() []Check {
 	return []Check{
 		{ID: blueprints.APIEndpointPrivate, Run: checkEndpoint, Needs: needs(API, Processes)},
+		{ID: blueprints.APIAllowedCIDRsNarrow, Run: checkAllowedCIDRs, Needs: needs(HostFirewall)},
 		{ID: blueprints.APIServerNoAnonymous, Run: checkAnonymous, Needs: needs(API, Processes)},
 		{ID: blueprints.APIServerAuthorization, Run: checkAuthorization, Needs: needs(API, Processes)},
 		{ID: blueprints.APIServerAdmission, Run: checkAdmission, Needs: needs(API, Processes)},
@@ -93,6 +94,66 @@ func listenOnly(r *findings, component string, c *Component, anyAllowed bool, wa
 		}
 	}
 	return good
+}
+
+// checkAllowedCIDRs (SP-API-002): a public endpoint with allowedCIDRs is
+// narrowed by the host's packet filter exactly as hardening renders it:
+// the live nftables table is read and judged, so a table deleted, a rule
+// widened or one added by hand fails.
+func checkAllowedCIDRs(ctx context.Context, t Target) Outcome {
+	info := t.Info()
+	api := info.Spec.APIServer
+	switch {
+	case api.Endpoint != v1alpha1.EndpointPublic:
+		return Skip(fmt.Sprintf("private endpoint: the API server listens on the provider's private address only, so no client network is narrowed (%s proves where it listens)", blueprints.APIEndpointPrivate))
+	case len(api.AllowedCIDRs) == 0:
+		return Skip(fmt.Sprintf("public endpoint without allowedCIDRs: every client may connect, nothing to enforce (%s reports the endpoint)", blueprints.APIEndpointPrivate))
+	}
+	port, err := apiServerPort(info.APIServerURL)
+	if err != nil {
+		return Errorf("%v", err)
+	}
+	fw := (&hardening.ControlPlane{Name: info.Name, Spec: info.Spec, Ports: hardening.Ports{APIServer: port}}).APIFirewall()
+	fr, ok := t.(FirewallReader)
+	if !ok {
+		return Errorf("provider %s offers %s but cannot read the firewall", info.Provider, HostFirewall)
+	}
+	object := fmt.Sprintf("nftables table %s %s", hardening.FirewallFamily, fw.Table)
+	data, found, err := fr.NFTTable(ctx, fw.Table)
+	if err != nil {
+		return Errorf("read %s: %v", object, err)
+	}
+	want := fmt.Sprintf("port %d from loopback and %s only", port, strings.Join(api.AllowedCIDRs, ", "))
+	if !found {
+		return Fail(fmt.Sprintf("%s is missing: the public endpoint accepts every client", object),
+			Evidence{Object: object, Field: "table", Want: want, Got: "absent"})
+	}
+	st, err := hardening.ParseFirewall(data, port)
+	if err != nil {
+		return Errorf("%s: %v", object, err)
+	}
+	var r findings
+	for _, p := range fw.Judge(st) {
+		r.fail(Evidence{Object: object, Field: "input chain", Want: want, Got: p}, p)
+	}
+	var got []string
+	for _, p := range st.Allowed {
+		got = append(got, p.String())
+	}
+	r.ok(Evidence{Object: object, Field: "accepted sources", Want: strings.Join(api.AllowedCIDRs, ", "), Got: strings.Join(got, ", ")})
+	return r.outcome(fmt.Sprintf("public endpoint: %s accepts port %d only from loopback and the %d allowed CIDR(s)", object, port, len(fw.Allowed)))
+}
+
+func apiServerPort(url string) (int, error) {
+	i := strings.LastIndex(url, ":")
+	if i < 0 {
+		return 0, fmt.Errorf("API server URL %q has no port", url)
+	}
+	p, err := strconv.Atoi(strings.TrimRight(url[i+1:], "/"))
+	if err != nil || p <= 0 || p > 65535 {
+		return 0, fmt.Errorf("API server URL %q has no port", url)
+	}
+	return p, nil
 }
 
 // checkAnonymous sends real requests without any credential: /version is

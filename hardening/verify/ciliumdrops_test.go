@@ -21,7 +21,7 @@ xx drop (Stale or unroutable IP) flow 0x0 to endpoint 0, ifindex 3, file bpf_hos
 	}{
 		{"10.66.1.7", "172.18.0.1:8080", "Policy denied"},
 		{"10.66.0.9", "10.66.1.20:8443", "Policy denied"},
-		{"10.66.0.9", "10.66.1.20:9999", ""}, // another port
+		{"10.66.0.9", "10.66.1.20:9999", ""},  // another port
 		{"10.66.1.70", "172.18.0.1:8080", ""}, // another client whose address starts alike
 	} {
 		d := dropFor(drops, tc.ip, tc.addr)

@@ -104,11 +104,22 @@ const (
 	// NetworkProbes: run pods and send traffic between them, to observe
 	// network policy enforcement.
 	NetworkProbes Capability = "network-probes"
+	// HostFirewall: the packet filter of the host the API server runs on
+	// (FirewallReader).
+	HostFirewall Capability = "host-firewall"
 )
+
+// FirewallReader is what a Target offering HostFirewall implements
+// besides Target.
+type FirewallReader interface {
+	// NFTTable returns `nft -j list table inet NAME` of the API server's
+	// host; found is false when there is no such table.
+	NFTTable(ctx context.Context, name string) (data []byte, found bool, err error)
+}
 
 // AllCapabilities is every capability there is, in documentation order.
 func AllCapabilities() []Capability {
-	return []Capability{API, Processes, Files, RawEtcd, ComponentEndpoints, ForeignCredentials, VaultAccess, Nodes, NetworkProbes}
+	return []Capability{API, Processes, Files, RawEtcd, ComponentEndpoints, ForeignCredentials, VaultAccess, Nodes, NetworkProbes, HostFirewall}
 }
 
 // Missing returns the capabilities of need that have does not contain.

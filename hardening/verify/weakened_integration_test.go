@@ -55,6 +55,10 @@ package verify_test
 //	SP-VAULT-001   after up: payments' Kubernetes auth role deleted from Vault (hardened cluster)
 //	SP-VAULT-002   after up: payments' policy widened to the whole KV mount (hardened cluster)
 //	SP-VAULT-003   after up: payments' policy also reads the test cluster's KV mount (hardened cluster)
+//
+// SP-API-002 needs a public endpoint and so root and nft: provision/local's
+// TestAPIFirewallInNetns (table deleted, table wider than allowedCIDRs)
+// and TestUpPublicEndpointLoadsFirewall prove it fails and passes.
 
 import (
 	"context"

@@ -151,12 +151,24 @@ func (c *Cluster) Program() (pulumi.RunFunc, error) {
 			return fmt.Sprintf("%v;%v", v[0], v[1])
 		}).(pulumi.StringOutput)
 		deps := []*engine.Res{certs, config}
+		var firewall *engine.Res
+		if fw := cp.APIFirewall(); fw != nil {
+			// Before the API server binds every address: no moment in
+			// which the public endpoint takes clients outside the list.
+			firewall, err = engine.Resource(ctx, FirewallType, "api-firewall", firewallInputs(fw), engine.DependsOn(dirRes))
+			if err != nil {
+				return nil, err
+			}
+		}
 		procs := map[string]*engine.Res{}
 		for _, comp := range Components {
 			after := slices.Clone(deps)
 			switch comp {
 			case APIServer:
 				after = append(append(after, procs[Etcd]), kms...)
+				if firewall != nil {
+					after = append(after, firewall)
+				}
 			case ControllerManager, Scheduler:
 				after = append(after, procs[APIServer])
 			}

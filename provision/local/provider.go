@@ -2,11 +2,13 @@ package local
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
+	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/hardening/verify"
 	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/engine/provider"
@@ -70,10 +72,22 @@ func Cleanup(ctx context.Context, dir string) error {
 	return hostproc.Cleanup(ctx, paths.NewLayout(dir))
 }
 
-// Notes implements cluster.Provider: local realises every field as
-// written.
-func (*Provider) Notes(*blueprints.Blueprint) []string { return nil }
+// Notes implements cluster.Provider: local refuses at load what it
+// cannot realise (blueprints.FieldSupport); what it does differently from
+// a cluster with nodes is said here.
+func (*Provider) Notes(bp *blueprints.Blueprint) []string {
+	var notes []string
+	if f := (&hardening.ControlPlane{Name: bp.Name(), Spec: bp.Spec}).APIFirewall(); f != nil {
+		notes = append(notes, fmt.Sprintf("public endpoint: the API server's port accepts only loopback and %d allowed CIDR(s), through the nftables table %s %s", len(f.Allowed), hardening.FirewallFamily, f.Table))
+	}
+	return append(notes, blueprints.ProviderNotes(bp, v1alpha1.ProviderLocal)...)
+}
 
-// Preflight implements cluster.Provider: local needs nothing beyond the
-// toolchain, which is ensured before.
-func (*Provider) Preflight(context.Context, *blueprints.Blueprint) error { return nil }
+// Preflight implements cluster.Provider: beyond the toolchain (ensured
+// before), a public endpoint with allowedCIDRs needs nft and root.
+func (*Provider) Preflight(_ context.Context, bp *blueprints.Blueprint) error {
+	if (&hardening.ControlPlane{Name: bp.Name(), Spec: bp.Spec}).APIFirewall() != nil {
+		return FirewallPreflight()
+	}
+	return nil
+}

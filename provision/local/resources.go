@@ -31,6 +31,7 @@ const (
 func ResourceTypes() []provider.ResourceType {
 	return []provider.ResourceType{
 		pkiResourceType().ResourceType(),
+		firewallResourceType().ResourceType(),
 	}
 }
 

@@ -87,6 +87,14 @@ func (t *Target) Capabilities() []verify.Capability {
 	})
 }
 
+// NFTTable implements verify.FirewallReader (HostFirewall): the control
+// plane runs on this host, so its packet filter is this host's.
+func (t *Target) NFTTable(ctx context.Context, name string) ([]byte, bool, error) {
+	return NFTListTable(ctx, name)
+}
+
+var _ verify.FirewallReader = (*Target)(nil)
+
 // privateFiles are the credentials of the cluster directory that the
 // control-plane flags do not name: client kubeconfigs, the encryption key
 // store and every key in the PKI directory (the CA keys included).
