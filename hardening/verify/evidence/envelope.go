@@ -16,6 +16,7 @@ import (
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
 	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/internal/atomicfile"
 )
 
 // MaxEnvelopeBytes bounds what ParseEnvelope reads: a verify report with
@@ -249,4 +250,15 @@ func checkBlueprints(c *Claims, dir string) []error {
 		return nil
 	}
 	return []error{fail("subject "+SubjectSpec+c.Cluster, "no blueprint in %s defines cluster %s", dir, c.Cluster)}
+}
+
+// WriteFile signs the statement and writes the envelope to path (0644,
+// atomically). Nothing is written unless signing succeeded: a failed
+// signer never leaves an unsigned or partial file under the signed name.
+func WriteFile(ctx context.Context, path string, s Signer, in Input) error {
+	out, err := Sign(ctx, s, in)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(path, out, 0o644)
 }
