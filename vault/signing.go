@@ -53,18 +53,11 @@ func (s *Setup) RotateSigningKey(ctx context.Context, mount, key string) (Transi
 	return s.RotateTransit(ctx, mount, key)
 }
 
-// DeleteSigningKey deletes the signing key. Evidence it signed stays
-// verifiable with public keys exported before (secprov evidence keys).
+// DeleteSigningKey deletes the signing key, and the transit mount when no
+// other key is left in it. Evidence it signed stays verifiable with the
+// public keys exported before (secprov evidence keys).
 func (s *Setup) DeleteSigningKey(ctx context.Context, mount, key string) error {
-	_, ok, err := s.ReadTransit(ctx, mount, key)
-	if err != nil || !ok {
-		return err
-	}
-	p := mount + "/keys/" + key
-	if _, err := s.write(ctx, "allow deletion of signing key "+key, p+"/config", "update", map[string]any{"deletion_allowed": true}); err != nil {
-		return err
-	}
-	return s.delete(ctx, "delete signing key "+key, p)
+	return s.DeleteTransit(ctx, mount, key)
 }
 
 // EnsureEvidenceToken writes the evidence policy and token role and makes
@@ -134,4 +127,17 @@ func (s *Setup) DeleteEvidenceToken(ctx context.Context, n Names, tokenFile stri
 		return err
 	}
 	return nil
+}
+
+// EvidenceTokenLive reports whether tokenFile holds a live token of the
+// evidence signer's role and the signing key exists.
+func (s *Setup) EvidenceTokenLive(ctx context.Context, n Names, tokenFile string) (bool, error) {
+	if _, ok, err := s.ReadTransit(ctx, n.TransitMount, n.SigningKey); err != nil || !ok {
+		return false, err
+	}
+	cur, ok, err := s.fileToken(ctx, tokenFile)
+	if err != nil || !ok {
+		return false, err
+	}
+	return cur.Role == n.EvidenceTokenRole() && slices.Contains(cur.Policies, n.EvidencePolicy()), nil
 }

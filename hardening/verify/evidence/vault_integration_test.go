@@ -110,7 +110,10 @@ func TestVaultTransitEvidence(t *testing.T) {
 			_, err := testSigner.Client.Logical().Write(n.TransitMount+"/encrypt/"+n.TransitKey, map[string]any{"plaintext": "AA=="})
 			return err
 		},
-		func() error { _, err := testSigner.Client.Logical().Read(n.TransitMount + "/keys/" + n.SigningKey); return err },
+		func() error {
+			_, err := testSigner.Client.Logical().Read(n.TransitMount + "/keys/" + n.SigningKey)
+			return err
+		},
 		func() error {
 			_, err := testSigner.Client.Logical().Write(prodNames.TransitMount+"/sign/"+prodNames.SigningKey+"/sha2-256", map[string]any{"input": "AA=="})
 			return err
