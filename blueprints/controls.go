@@ -33,6 +33,17 @@ func (s Severity) String() string {
 // MarshalText encodes the severity by name (JSON, YAML).
 func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText decodes a severity name, so a report written as JSON
+// (signed evidence embeds one) reads back.
+func (s *Severity) UnmarshalText(b []byte) error {
+	v, err := ParseSeverity(string(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
 // ParseSeverity parses a severity name as used by --fail-on.
 func ParseSeverity(s string) (Severity, error) {
 	for k, v := range severityNames {

@@ -14,14 +14,28 @@ type Names struct {
 	KVMount      string // kv-v2 mount for workload secrets
 	AuthPath     string // Kubernetes auth mount (without auth/)
 	Namespaces   []v1alpha1.VaultNamespace
+	// SigningKey is the environment's evidence signing key (ecdsa-p256)
+	// in TransitMount: one per environment, never the KMS key.
+	SigningKey string
 }
 
 // NamesFor returns the Vault names of a cluster from its defaulted spec.
 func NamesFor(cluster string, spec v1alpha1.Spec) Names {
 	v := spec.Vault
 	return Names{Cluster: cluster, TransitMount: v.TransitMount, TransitKey: v.TransitKey,
-		KVMount: v.KVMount, AuthPath: v.AuthPath, Namespaces: v.Namespaces}
+		KVMount: v.KVMount, AuthPath: v.AuthPath, Namespaces: v.Namespaces, SigningKey: SigningKeyName(spec.Environment)}
 }
+
+// SigningKeyName is the evidence signing key of an environment.
+func SigningKeyName(environment string) string { return "evidence-" + environment }
+
+// EvidencePolicy is the policy of the evidence signer's token: sign with
+// the environment's signing key, nothing else.
+func (n Names) EvidencePolicy() string { return "secprov-" + n.Cluster + "-evidence" }
+
+// EvidenceTokenRole mints the evidence signer's token, limited to
+// EvidencePolicy.
+func (n Names) EvidenceTokenRole() string { return "secprov-" + n.Cluster + "-evidence" }
 
 // KMSPolicy is the policy of the KMS plugin's token: encrypt and decrypt
 // with the cluster's transit key, read its metadata, nothing else.

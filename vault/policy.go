@@ -53,6 +53,15 @@ func KMSPolicy(n Names) string {
 	})
 }
 
+// EvidencePolicy is the text of the policy named n.EvidencePolicy(): sign
+// with the environment's signing key and nothing else, not even read it
+// (its public keys are read with the operator's token).
+func EvidencePolicy(n Names) string {
+	return render(fmt.Sprintf("secprov: evidence signer of cluster %s.\nSign with one transit key; nothing else.", n.Cluster), []rule{
+		{path: n.TransitMount + "/sign/" + n.SigningKey + "/sha2-256", caps: []string{"update"}},
+	})
+}
+
 // kvGlob maps a blueprint KV path ("payments/*", "payments*", "payments/db")
 // to the Vault ACL path under a kv-v2 prefix. Vault's only glob is a
 // trailing "*" matching any suffix (slashes included), which is what the
@@ -97,6 +106,16 @@ func setupRules(n Names) []rule {
 		{path: "auth/" + auth + "/config", caps: []string{"read", "update"}, why: "its API server address, CA and token reviewer JWT"},
 		{path: "auth/" + auth + "/role/*", caps: []string{"create", "read", "update", "delete"}, why: "one login role per namespace (this mount belongs to the cluster)"},
 		{path: "sys/policies/acl/" + n.KMSPolicy(), caps: []string{"read", "update", "delete"}, why: "the KMS plugin's policy"},
+	}
+	if n.SigningKey != "" {
+		rules = append(rules,
+			rule{path: t + "/keys/" + n.SigningKey, caps: []string{"read", "update", "delete"}, why: "the environment's evidence signing key: create, read its public keys, delete on down"},
+			rule{path: t + "/keys/" + n.SigningKey + "/config", caps: []string{"update"}, why: "allow the signing key's deletion right before down deletes it"},
+			rule{path: t + "/keys/" + n.SigningKey + "/rotate", caps: []string{"update"}, why: "rotate the signing key (old versions keep verifying)"},
+			rule{path: "sys/policies/acl/" + n.EvidencePolicy(), caps: []string{"read", "update", "delete"}, why: "the evidence signer's policy"},
+			rule{path: "auth/token/roles/" + n.EvidenceTokenRole(), caps: []string{"create", "read", "update", "delete"}, why: "the token role of the evidence signer"},
+			rule{path: "auth/token/create/" + n.EvidenceTokenRole(), caps: []string{"update"}, why: "mint the evidence signer's token from that role"},
+		)
 	}
 	for _, ns := range sortedNamespaces(n) {
 		rules = append(rules, rule{path: "sys/policies/acl/" + n.NamespacePolicy(ns), caps: []string{"read", "update", "delete"},

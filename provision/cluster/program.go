@@ -135,7 +135,7 @@ func Program(d Declaration) (pulumi.RunFunc, error) {
 	var vc vaultres.Cluster
 	if s.Vault != nil {
 		vc = vaultres.Cluster{Access: *s.Vault, Names: vault.NamesFor(name, spec), Kubeconfig: d.Kubeconfig,
-			TokenFile: paths.NewLayout(s.Dir).KMSToken()}
+			TokenFile: paths.NewLayout(s.Dir).KMSToken(), EvidenceTokenFile: paths.NewLayout(s.Dir).EvidenceToken()}
 	}
 
 	return func(ctx *pulumi.Context) error {
@@ -154,6 +154,12 @@ func Program(d Declaration) (pulumi.RunFunc, error) {
 				return err
 			}
 			after = append(after, plugin)
+		}
+		if s.Vault != nil {
+			// verify --attest signs with the environment's key.
+			if err := vaultres.DeclareEvidence(ctx, vc, vres, engine.DependsOn(record)); err != nil {
+				return err
+			}
 		}
 		config, err := engine.Resource(ctx, ConfigType, "config", cfg, engine.DependsOn(record))
 		if err != nil {

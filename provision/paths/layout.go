@@ -35,6 +35,7 @@ func (l Layout) AdmissionConfig() string         { return l.path("config", "admi
 func (l Layout) AuditLog() string                { return l.path("logs", "audit.log") }
 func (l Layout) VaultDir() string                { return l.path("vault") }
 func (l Layout) KMSToken() string                { return l.path("vault", "kms-token") }
+func (l Layout) EvidenceToken() string           { return l.path("vault", "evidence-token") }
 func (l Layout) PidFile(component string) string { return l.path("run", component+".pid") }
 func (l Layout) LogFile(component string) string { return l.path("logs", component+".log") }
 func (l Layout) Kubeconfig(component string) string {

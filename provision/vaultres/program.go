@@ -16,12 +16,14 @@ type Cluster struct {
 	// TokenFile is where the KMS plugin's token is written (absolute path,
 	// in a 0700 directory).
 	TokenFile string
+	// EvidenceTokenFile is where the evidence signer's token is written.
+	EvidenceTokenFile string
 }
 
 // Resources are the declared Vault resources of one cluster.
 type Resources struct {
-	Transit, KV, KubernetesAuth, KMSToken *engine.Res
-	NamespaceRoles                        map[string]*engine.Res // by namespace
+	Transit, KV, KubernetesAuth, KMSToken, EvidenceKey *engine.Res
+	NamespaceRoles                                     map[string]*engine.Res // by namespace
 }
 
 // DeclareKMS declares what the KMS plugin needs: the transit key, then the
@@ -37,6 +39,23 @@ func DeclareKMS(ctx *pulumi.Context, c Cluster, r *Resources, opts ...pulumi.Res
 	r.KMSToken, err = engine.Resource(ctx, KMSTokenType, "vault-kms-token", KMSTokenInputs{
 		Access: c.Access, Cluster: n.Cluster, Mount: n.TransitMount, Key: n.TransitKey, TokenFile: c.TokenFile,
 	}, append(append([]pulumi.ResourceOption{}, opts...), engine.DependsOn(r.Transit))...)
+	return err
+}
+
+// DeclareEvidence declares the environment's evidence signing key and the
+// token that can only sign with it (verify --attest). It follows the KMS
+// transit key when there is one, so down deletes it first and the transit
+// mount goes with the last key.
+func DeclareEvidence(ctx *pulumi.Context, c Cluster, r *Resources, opts ...pulumi.ResourceOption) error {
+	n := c.Names
+	opts = append([]pulumi.ResourceOption{}, opts...)
+	if r.Transit != nil {
+		opts = append(opts, engine.DependsOn(r.Transit))
+	}
+	var err error
+	r.EvidenceKey, err = engine.Resource(ctx, EvidenceKeyType, "vault-evidence-key", EvidenceKeyInputs{
+		Access: c.Access, Cluster: n.Cluster, Mount: n.TransitMount, Key: n.SigningKey, TokenFile: c.EvidenceTokenFile,
+	}, opts...)
 	return err
 }
 

@@ -32,6 +32,7 @@ const (
 	KubernetesAuthType = "secprov:vault:KubernetesAuth"
 	NamespaceRoleType  = "secprov:vault:NamespaceRole"
 	KMSTokenType       = "secprov:vault:KmsToken"
+	EvidenceKeyType    = "secprov:vault:EvidenceKey"
 )
 
 // ResourceTypes are the Vault resource types secprov's resource plugin
@@ -43,6 +44,7 @@ func ResourceTypes() []provider.ResourceType {
 		kubernetesAuthResourceType().ResourceType(),
 		namespaceRoleResourceType().ResourceType(),
 		kmsTokenResourceType().ResourceType(),
+		evidenceKeyResourceType().ResourceType(),
 	}
 }
 

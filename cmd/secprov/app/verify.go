@@ -60,12 +60,22 @@ func verifyFails(reps []*verify.Report, o verifyOpts) bool {
 
 // verifyClusters runs the suite on each cluster, one after the other: each
 // suite already runs its checks concurrently.
-func verifyClusters(ctx context.Context, stateDir string, clusters []string, filter *regexp.Regexp) ([]*verify.Report, error) {
+// inspect, when set, looks at each open target before the suite runs
+// (verify --attest takes the CA and applied spec from it).
+func verifyClusters(ctx context.Context, stateDir string, clusters []string, filter *regexp.Regexp, inspect func(verify.Target) error) ([]*verify.Report, error) {
 	var reps []*verify.Report
 	for _, c := range clusters {
 		t, err := provision.Target(providers.Registry(), stateDir, c)
 		if err != nil {
 			return reps, err
+		}
+		if inspect != nil {
+			if err := inspect(t); err != nil {
+				if closer, ok := t.(interface{ Close() error }); ok {
+					closer.Close()
+				}
+				return reps, err
+			}
 		}
 		rep := verify.Run(ctx, t, verify.Checks(), verify.Options{Filter: filter})
 		if closer, ok := t.(interface{ Close() error }); ok {
@@ -83,7 +93,7 @@ func runVerify(ctx context.Context, s Streams, stateDir string, clusters []strin
 	if err != nil {
 		return nil, err
 	}
-	reps, err := verifyClusters(ctx, stateDir, clusters, filter)
+	reps, err := verifyClusters(ctx, stateDir, clusters, filter, nil)
 	if err != nil {
 		return reps, err
 	}
@@ -102,6 +112,8 @@ type verifyFlags struct {
 	all      bool
 	output   string
 	files    []string
+	attest   string
+	key      string
 }
 
 func newVerifyCommand(s Streams, root *rootFlags) *cobra.Command {
@@ -118,7 +130,8 @@ Exit codes: 0 all checks at or above --fail-on pass; 1 a check failed or
 errored at or above --fail-on; 2 usage errors or no such cluster.`,
 		Example: `  secprov verify --all
   secprov verify --cluster shop-prod --check 'SP-ENC-' -o json
-  secprov verify --all -f blueprints/ -o sarif > verify.sarif`,
+  secprov verify --all -f blueprints/ -o sarif > verify.sarif
+  secprov verify --cluster shop-prod -f blueprints/ --attest shop-prod.dsse.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(flags.output, verify.Formats...); err != nil {
@@ -155,12 +168,35 @@ errored at or above --fail-on; 2 usage errors or no such cluster.`,
 				}
 				wopts.SrcRoot = sarifRoot(cmd.Context())
 			}
-			reps, err := verifyClusters(cmd.Context(), stateDir, names, filter)
+			var att *attestation
+			var inspect func(verify.Target) error
+			if flags.attest != "" {
+				if len(names) != 1 {
+					return usageErr(fmt.Errorf("--attest signs one cluster's run: pass --cluster NAME (clusters: %s)", strings.Join(names, ", ")))
+				}
+				if att, err = prepareAttest(flags.attest, flags.key, flags.files, names[0]); err != nil {
+					return err
+				}
+				inspect = att.inspect
+			} else if flags.key != "" {
+				return usageErr(errors.New("--key signs evidence: use it with --attest FILE"))
+			}
+			reps, err := verifyClusters(cmd.Context(), stateDir, names, filter, inspect)
 			if err != nil {
+				var ee *ExitError
+				if errors.As(err, &ee) {
+					return err
+				}
 				return usageErr(err) // an unknown or half-deleted cluster
 			}
 			if err := verify.WriteReports(s.Out, flags.output, reps, wopts); err != nil {
 				return err
+			}
+			if att != nil {
+				if err := att.write(cmd.Context(), stateDir, reps[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(s.Err, "✓ signed evidence of %s written to %s\n", reps[0].Cluster, flags.attest)
 			}
 			var bad []string
 			for _, r := range reps {
@@ -181,7 +217,9 @@ errored at or above --fail-on; 2 usage errors or no such cluster.`,
 	cmd.Flags().StringArrayVar(&flags.clusters, "cluster", nil, "cluster to verify (repeatable; default: all)")
 	cmd.Flags().BoolVar(&flags.all, "all", false, "verify every cluster in the state directory")
 	cmd.Flags().StringVarP(&flags.output, "output", "o", "text", "output format: "+strings.Join(verify.Formats, ", "))
-	cmd.Flags().StringArrayVarP(&flags.files, "filename", "f", nil, "blueprint file or directory of the clusters, where -o sarif locates results (repeatable; default: the current directory)")
+	cmd.Flags().StringArrayVarP(&flags.files, "filename", "f", nil, "blueprint file or directory of the clusters, where -o sarif locates results and --attest finds the blueprints it binds (repeatable; default: the current directory)")
+	cmd.Flags().StringVar(&flags.attest, "attest", "", "also write signed evidence of the run to FILE: an in-toto statement in a DSSE envelope, bound to the blueprint files, spec and cluster CA (one cluster)")
+	cmd.Flags().StringVar(&flags.key, "key", "", "with --attest: sign with this local PEM private key (ECDSA P-256 or Ed25519) instead of the environment's Vault Transit key")
 	completeClusters(cmd, "cluster")
 	completeValues(cmd, "output", verify.Formats...)
 	return cmd
