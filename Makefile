@@ -55,6 +55,7 @@ fuzz:
 	$(GO) test ./blueprints -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
 	$(GO) test ./vault/kms -run '^$$' -fuzz FuzzParseStored -fuzztime $(FUZZTIME)
 	$(GO) test ./blueprints/review -run '^$$' -fuzz FuzzEquivalentSpellings -fuzztime 50000x
+	$(GO) test ./hardening/verify/evidence -run '^$$' -fuzz FuzzParseEnvelope -fuzztime 50000x
 
 bench: build tools
 	./.ci/bench
