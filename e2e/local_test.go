@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -13,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -24,11 +26,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"secprov.dev/secprov/blueprints"
+	"secprov.dev/secprov/hardening/verify/evidence"
 	"secprov.dev/secprov/internal/sarif/sariftest"
 	"secprov.dev/secprov/provision/cluster"
 	"secprov.dev/secprov/provision/local"
@@ -418,6 +424,96 @@ func TestLocalProdAndTest(t *testing.T) {
 		r := h.exec("verify", "--all", "-o", "json")
 		if r.code != 0 {
 			t.Errorf("verify --all failed:\n%s", r)
+		}
+	})
+
+	// Signed evidence: each environment's run signed with its own Vault
+	// Transit key, checked by secprov and exported for auditors.
+	t.Run("signed evidence", func(t *testing.T) {
+		dir := t.TempDir()
+		env := map[string]string{"shop-prod": filepath.Join(dir, "shop-prod.dsse.json"), "shop-test": filepath.Join(dir, "shop-test.dsse.json")}
+		start := time.Now()
+		if r := h.exec("verify", "--cluster", "shop-prod"); r.code != 0 {
+			t.Fatalf("verify:\n%s", r)
+		}
+		plain := time.Since(start)
+		start = time.Now()
+		if r := h.exec("verify", "--cluster", "shop-prod", "-f", "blueprints/examples", "--attest", env["shop-prod"]); r.code != 0 {
+			t.Fatalf("verify --attest:\n%s", r)
+		}
+		attested := time.Since(start)
+		t.Logf("verify --attest %s vs verify %s on shop-prod: %.2fx", attested.Round(time.Millisecond), plain.Round(time.Millisecond), float64(attested)/float64(plain))
+		if r := h.exec("verify", "--cluster", "shop-test", "-f", "blueprints/examples", "--attest", env["shop-test"]); r.code != 0 {
+			t.Fatalf("verify --attest (test):\n%s", r)
+		}
+		for name, f := range env {
+			r := h.exec("evidence", "verify", f, "--vault", "--blueprints", "blueprints/examples")
+			if r.code != 0 || !strings.Contains(r.stdout, "holds") || !strings.Contains(r.stdout, "cluster    "+name) {
+				t.Errorf("evidence verify %s:\n%s", name, r)
+			}
+		}
+		// The exported public keys check it offline, as an auditor would.
+		keys := h.exec("evidence", "keys", "-o", "pem")
+		if keys.code != 0 || !strings.Contains(keys.stdout, "PUBLIC KEY") {
+			t.Fatalf("evidence keys:\n%s", keys)
+		}
+		pem := filepath.Join(dir, "keys.pem")
+		if err := os.WriteFile(pem, []byte(keys.stdout), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if r := h.exec("evidence", "verify", env["shop-prod"], "--key", pem); r.code != 0 {
+			t.Errorf("evidence verify with the exported keys:\n%s", r)
+		}
+		// Tampering: a blueprint edited by one byte, the envelope edited.
+		bps := filepath.Join(dir, "blueprints")
+		must(t, exec.Command("cp", "-r", repoPath("blueprints", "examples"), bps))
+		b, err := os.ReadFile(filepath.Join(bps, "prod.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(bps, "prod.yaml"), append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if r := h.exec("evidence", "verify", env["shop-prod"], "--vault", "--blueprints", bps); r.code != 1 || !strings.Contains(r.stderr+r.stdout, "prod.yaml") {
+			t.Errorf("evidence verify accepts a blueprint edited by one byte:\n%s", r)
+		}
+		raw, err := os.ReadFile(env["shop-prod"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		tampered := filepath.Join(dir, "tampered.json")
+		i := bytes.Index(raw, []byte(`"payload":"`)) + len(`"payload":"`) + 40
+		raw[i] ^= 1
+		if err := os.WriteFile(tampered, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if r := h.exec("evidence", "verify", tampered, "--vault"); r.code != 1 {
+			t.Errorf("evidence verify accepts an edited envelope:\n%s", r)
+		}
+		// Exports: OSCAL with what the model requires, and the ClusterReport
+		// stored in the cluster for policy dashboards.
+		oscal := h.exec("evidence", "export", env["shop-prod"], "--vault", "--format", "oscal")
+		if oscal.code != 0 {
+			t.Fatalf("evidence export oscal:\n%s", oscal)
+		}
+		if err := evidence.CheckOSCAL([]byte(oscal.stdout)); err != nil {
+			t.Errorf("OSCAL export: %v", err)
+		}
+		if r := h.exec("evidence", "export", env["shop-prod"], "--vault", "--format", "policyreport", "--apply"); r.code != 0 {
+			t.Fatalf("evidence export policyreport --apply:\n%s", r)
+		}
+		_, cfg := adminClient(t, paths.NewLayout(prodDir).AdminKubeconfig())
+		got, err := dynamic.NewForConfigOrDie(cfg).Resource(schema.GroupVersionResource{Group: "openreports.io", Version: "v1alpha1", Resource: "clusterreports"}).
+			Get(ctx, "secprov-verify-shop-prod", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("the ClusterReport is not in the cluster: %v", err)
+		}
+		digest := evidence.EnvelopeDigest(func() []byte { b, _ := os.ReadFile(env["shop-prod"]); return b }())
+		if got.GetAnnotations()[evidence.EnvelopeDigestKey] != digest {
+			t.Errorf("ClusterReport names envelope %q, want %s", got.GetAnnotations()[evidence.EnvelopeDigestKey], digest)
+		}
+		if pass, _, _ := unstructured.NestedInt64(got.Object, "summary", "pass"); pass == 0 {
+			t.Errorf("ClusterReport summary counts no pass: %v", got.Object["summary"])
 		}
 	})
 

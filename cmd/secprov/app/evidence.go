@@ -51,10 +51,10 @@ func prepareAttest(file, keyFile string, files []string, clusterName string) (*a
 	if a.spec == nil {
 		return nil, usageErr(fmt.Errorf("--attest: %s holds no blueprint of cluster %s: pass its blueprint files with -f", strings.Join(files, ", "), clusterName))
 	}
-	// Every file that produced a blueprint: the statement names the whole
-	// blueprint set the cluster was made from, as up was given it.
+	// Every file that holds the cluster's blueprint (a multi-document file
+	// may hold others too): what produced this cluster, not its peers.
 	for _, bp := range bps {
-		if !slices.Contains(sources, bp.Source.File) {
+		if bp.Name() == clusterName && !slices.Contains(sources, bp.Source.File) {
 			sources = append(sources, bp.Source.File)
 		}
 	}
@@ -158,7 +158,7 @@ cluster CA, signed with the environment's key in Vault Transit (or a local
 PEM key). Any DSSE verifier checks the signature with the exported public key.`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newEvidenceVerifyCommand(s), newEvidenceKeysCommand(s))
+	cmd.AddCommand(newEvidenceVerifyCommand(s), newEvidenceKeysCommand(s), newEvidenceExportCommand(s))
 	return cmd
 }
 
