@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -432,17 +433,24 @@ func TestLocalProdAndTest(t *testing.T) {
 	t.Run("signed evidence", func(t *testing.T) {
 		dir := t.TempDir()
 		env := map[string]string{"shop-prod": filepath.Join(dir, "shop-prod.dsse.json"), "shop-test": filepath.Join(dir, "shop-test.dsse.json")}
-		start := time.Now()
-		if r := h.exec("verify", "--cluster", "shop-prod"); r.code != 0 {
-			t.Fatalf("verify:\n%s", r)
+		// The overhead of signing: plain and attested runs alternate (ABAB…),
+		// medians compared (BENCHMARKS.md quotes this line).
+		var plain, attested []time.Duration
+		for range 3 {
+			start := time.Now()
+			if r := h.exec("verify", "--cluster", "shop-prod"); r.code != 0 {
+				t.Fatalf("verify:\n%s", r)
+			}
+			plain = append(plain, time.Since(start))
+			start = time.Now()
+			if r := h.exec("verify", "--cluster", "shop-prod", "-f", "blueprints/examples", "--attest", env["shop-prod"]); r.code != 0 {
+				t.Fatalf("verify --attest:\n%s", r)
+			}
+			attested = append(attested, time.Since(start))
 		}
-		plain := time.Since(start)
-		start = time.Now()
-		if r := h.exec("verify", "--cluster", "shop-prod", "-f", "blueprints/examples", "--attest", env["shop-prod"]); r.code != 0 {
-			t.Fatalf("verify --attest:\n%s", r)
-		}
-		attested := time.Since(start)
-		t.Logf("verify --attest %s vs verify %s on shop-prod: %.2fx", attested.Round(time.Millisecond), plain.Round(time.Millisecond), float64(attested)/float64(plain))
+		slices.Sort(plain)
+		slices.Sort(attested)
+		t.Logf("verify --attest %s vs verify %s on shop-prod (medians of 3, alternating): %.2fx", attested[1].Round(time.Millisecond), plain[1].Round(time.Millisecond), float64(attested[1])/float64(plain[1]))
 		if r := h.exec("verify", "--cluster", "shop-test", "-f", "blueprints/examples", "--attest", env["shop-test"]); r.code != 0 {
 			t.Fatalf("verify --attest (test):\n%s", r)
 		}
