@@ -416,3 +416,48 @@ func Status(ctx context.Context, providers *cluster.Registry, stateDir string) (
 	}
 	return out, nil
 }
+
+// BackendStatus lists the clusters whose stacks are in the engine's
+// backend but which have no directory in this state root: made from
+// another machine or state dir. Each is reported with the provider and
+// environment its record names and as not reachable from here (a local
+// or kind cluster lives on the machine that made it). A stack whose
+// state cannot be read is listed with the reason.
+func BackendStatus(ctx context.Context, eng *engine.Engine, stateDir string) ([]ClusterStatus, error) {
+	stacks, err := eng.ListStacks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []ClusterStatus{}
+	for _, s := range stacks {
+		if dir, err := paths.ClusterDir(stateDir, s.Name); err == nil {
+			if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+				continue // Status reports it through its provider
+			}
+		}
+		cs := ClusterStatus{Name: s.Name, Components: []cluster.Component{}}
+		st, err := eng.State(ctx, s.Name)
+		if err != nil {
+			cs.Problem = fmt.Sprintf("state in %s unreadable: %v", eng.Backend(), err)
+			out = append(out, cs)
+			continue
+		}
+		for _, r := range st.Resources {
+			if r.Type != cluster.RecordType {
+				continue
+			}
+			str := func(m map[string]any, k string) string { v, _ := m[k].(string); return v }
+			cs.Environment, cs.Provider = str(r.Inputs, "environment"), str(r.Inputs, "provider")
+			if cs.Provider == "" {
+				cs.Provider = v1alpha1.ProviderLocal
+			}
+			cs.APIServerURL = str(r.Outputs, "apiServerURL")
+			cs.Problem = fmt.Sprintf("not reachable from here: a %s cluster lives on the machine that made it (%s there)", cs.Provider, str(r.Inputs, "dir"))
+		}
+		if cs.Problem == "" {
+			cs.Problem = "no cluster record in its state (never brought up, or destroyed)"
+		}
+		out = append(out, cs)
+	}
+	return out, nil
+}

@@ -382,7 +382,8 @@ func childUp() int {
 		return 3
 	}
 	exe, _ := os.Executable()
-	e, err := engine.New(context.Background(), engine.Config{PulumiRoot: cfg.PulumiRoot, StateDir: cfg.StateDir, PluginExecutable: exe})
+	e, err := engine.New(context.Background(), engine.Config{PulumiRoot: cfg.PulumiRoot, StateDir: cfg.StateDir, PluginExecutable: exe,
+		Backend: cfg.Backend, Passphrase: engine.NewPassphrase(cfg.Passphrase)})
 	if err != nil {
 		os.Stderr.WriteString(err.Error())
 		return 4
@@ -402,6 +403,8 @@ type childConfig struct {
 	StateDir   string
 	Stack      string
 	Files      map[string]enginetest.FileInputs
+	// Backend and Passphrase are optional (default: the state dir's).
+	Backend, Passphrase string
 }
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {

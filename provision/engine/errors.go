@@ -134,7 +134,7 @@ func hintFor(op, stack string, diags []Diag) string {
 		strings.Contains(all, "failed to decrypt"):
 		return fmt.Sprintf("The state of %q was encrypted with another passphrase: set %s to the passphrase used when the stack was created (or restore the state dir's passphrase file).", stack, EnvPassphrase)
 	case strings.Contains(all, "currently locked"):
-		return "Another secprov (or pulumi) run holds the stack's lock: wait for it to finish. If it died, `secprov up` clears locks of dead processes on this host; a lock from another host must be removed by hand."
+		return fmt.Sprintf("Another secprov (or pulumi) run holds the stack's lock: wait for it to finish. If it died, `secprov up` clears locks of dead processes on this host; `secprov state unlock --cluster %s` clears others.", stack)
 	case strings.Contains(all, "has a problem"):
 		return "A resource's inputs were rejected (the property is named above): fix the blueprint value it comes from, then run again. Nothing was changed."
 	case strings.Contains(all, "no resource plugin"), strings.Contains(all, "could not find plugin"),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -110,6 +111,10 @@ func (e *Engine) Preview(ctx context.Context, stack string, program pulumi.RunFu
 // Up creates or updates the stack's resources to match program. A run that
 // was killed midway is repaired first (see Repair), so Up converges.
 func (e *Engine) Up(ctx context.Context, stack string, program pulumi.RunFunc, opts Options) (*Result, error) {
+	return e.retryLocked(ctx, stack, func() (*Result, error) { return e.up(ctx, stack, program, opts) })
+}
+
+func (e *Engine) up(ctx context.Context, stack string, program pulumi.RunFunc, opts Options) (*Result, error) {
 	start := time.Now()
 	s, err := e.upsertStack(ctx, stack, program)
 	if err != nil {
@@ -158,6 +163,10 @@ func (e *Engine) Up(ctx context.Context, stack string, program pulumi.RunFunc, o
 // Destroy deletes every resource of the stack; the (empty) stack remains
 // until RemoveStack. Destroying a stack that doesn't exist does nothing.
 func (e *Engine) Destroy(ctx context.Context, stack string, opts Options) (*Result, error) {
+	return e.retryLocked(ctx, stack, func() (*Result, error) { return e.destroy(ctx, stack, opts) })
+}
+
+func (e *Engine) destroy(ctx context.Context, stack string, opts Options) (*Result, error) {
 	start := time.Now()
 	s, err := e.selectStack(ctx, stack)
 	if errors.Is(err, ErrNoStack) {
@@ -222,7 +231,7 @@ func (e *Engine) RemoveStack(ctx context.Context, stack string, force bool) erro
 	if err != nil {
 		return err
 	}
-	if _, err := e.clearStaleLocks(stack); err != nil {
+	if _, err := e.clearStaleLocks(ctx, stack); err != nil {
 		return err
 	}
 	var opts []optremove.Option
@@ -293,7 +302,7 @@ func (e *Engine) beginMutation(ctx context.Context, s auto.Stack) (finish func(e
 	marker := filepath.Join(e.workRoot, stack, ".mutation-in-progress")
 	_, statErr := os.Stat(marker)
 	interrupted := statErr == nil
-	cleared, err := e.clearStaleLocks(stack)
+	cleared, err := e.clearStaleLocks(ctx, stack)
 	if err != nil {
 		return nil, err
 	}
@@ -315,4 +324,36 @@ func (e *Engine) beginMutation(ctx context.Context, s auto.Stack) (finish func(e
 			_ = os.Remove(marker)
 		}
 	}, nil
+}
+
+// retryLocked runs a mutation and sorts out the backend lock's race. The
+// DIY backend locks by writing its record and then looking for others';
+// two runs that start together can each see the other's record and both
+// back off. When the lock check failed and no holder is left, the run
+// is retried after a random pause, so of two concurrent runs exactly one
+// proceeds; a holder that is left is reported as a *LockedError.
+func (e *Engine) retryLocked(ctx context.Context, stack string, run func() (*Result, error)) (*Result, error) {
+	for attempt := 1; ; attempt++ {
+		res, err := run()
+		var locked *LockedError
+		if err == nil || errors.As(err, &locked) || !strings.Contains(err.Error(), "currently locked") {
+			return res, err
+		}
+		locks, lerr := e.Locks(ctx, stack)
+		if lerr != nil {
+			return nil, errors.Join(err, lerr)
+		}
+		if len(locks) > 0 {
+			return nil, &LockedError{Stack: stack, Holders: locks}
+		}
+		if attempt == 5 {
+			return nil, err
+		}
+		e.log.Info("the stack lock was contended and is free again: retrying", "stack", stack, "attempt", attempt)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(50+rand.IntN(450)) * time.Millisecond):
+		}
+	}
 }

@@ -3,11 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
@@ -17,7 +13,7 @@ import (
 // An `up` killed midway (SIGKILL, OOM, power loss) leaves two things behind
 // that would block or confuse the next run:
 //
-//   - the file backend's lock, naming the dead engine's pid: every later
+//   - the backend's lock record, naming the dead engine's pid: every later
 //     run fails with "the stack is currently locked";
 //   - pending operations in the checkpoint: resources the engine had
 //     started to create, update or delete when it died. The engine only
@@ -54,7 +50,7 @@ func (e *Engine) Repair(ctx context.Context, stack string) (*RepairReport, error
 		return nil, err
 	}
 	rep := &RepairReport{}
-	if rep.StaleLocks, err = e.staleLocks(stack, true); err != nil {
+	if rep.StaleLocks, err = e.staleLocks(ctx, stack, true); err != nil {
 		return nil, err
 	}
 	if rep.Pending, err = e.clearPending(ctx, s); err != nil {
@@ -63,73 +59,43 @@ func (e *Engine) Repair(ctx context.Context, stack string) (*RepairReport, error
 	return rep, nil
 }
 
-// lockContent is the file backend's lock file.
-type lockContent struct {
-	Pid       int       `json:"pid"`
-	Username  string    `json:"username"`
-	Hostname  string    `json:"hostname"`
-	Timestamp time.Time `json:"timestamp"`
-}
-
 // clearStaleLocks removes locks of dead processes on the stack and
-// reports whether it found any; a live (or foreign) lock is an error.
-func (e *Engine) clearStaleLocks(stack string) (bool, error) {
-	removed, err := e.staleLocks(stack, true)
+// reports whether it found any; a live (or foreign) lock is a
+// *LockedError.
+func (e *Engine) clearStaleLocks(ctx context.Context, stack string) (bool, error) {
+	removed, err := e.staleLocks(ctx, stack, true)
 	return len(removed) > 0, err
 }
 
-// staleLocks inspects the stack's lock files in a file backend (other
-// backends lock server-side, or not at all). With remove, locks of dead
-// local processes are deleted; any other lock is reported as an error.
-func (e *Engine) staleLocks(stack string, remove bool) ([]string, error) {
-	if e.backendDir == "" {
-		return nil, nil
+// staleLocks inspects the stack's lock records (file and postgres
+// backends; other backends' own lock error names the holder). With
+// remove, locks of dead processes on this host are deleted; any other
+// lock is a *LockedError.
+func (e *Engine) staleLocks(ctx context.Context, stack string, remove bool) ([]string, error) {
+	locks, err := e.Locks(ctx, stack)
+	if err != nil {
+		return nil, err
 	}
-	locks := filepath.Join(e.backendDir, ".pulumi", "locks")
-	var files []string
-	for _, pattern := range []string{
-		filepath.Join(locks, "*", ProjectName, stack, "*.json"), // project-scoped layout
-		filepath.Join(locks, stack, "*.json"),                   // legacy layout
-	} {
-		m, err := filepath.Glob(pattern)
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, m...)
-	}
-	host, _ := os.Hostname()
 	var removed []string
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // its owner just finished
-		}
-		if err != nil {
-			return removed, fmt.Errorf("reading lock %s of stack %q: %w", f, stack, err)
-		}
-		var l lockContent
-		if err := json.Unmarshal(b, &l); err != nil {
-			return removed, fmt.Errorf("lock %s of stack %q is unreadable (%v): if no update is running, delete it", f, stack, err)
-		}
-		if l.Hostname != host {
-			return removed, fmt.Errorf("stack %q is locked by %s@%s (pid %d) since %s, another machine: wait for that update to finish; if it died, delete %s",
-				stack, l.Username, l.Hostname, l.Pid, l.Timestamp.Format(time.RFC3339), f)
-		}
-		if processAlive(l.Pid, l.Timestamp) {
-			return removed, fmt.Errorf("stack %q is being updated by pid %d (%s, since %s): wait for it to finish, or stop that process and run again",
-				stack, l.Pid, l.Username, l.Timestamp.Format(time.RFC3339))
-		}
-		if !remove {
-			removed = append(removed, f)
+	var held []Lock
+	for _, l := range locks {
+		if !l.OnThisHost() || l.Alive() {
+			held = append(held, l)
 			continue
 		}
-		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return removed, fmt.Errorf("removing stale lock %s of stack %q: %w", f, stack, err)
+		if !remove {
+			removed = append(removed, l.Key)
+			continue
 		}
-		_ = os.Remove(f + ".attrs") // the blob store's metadata sidecar, if any
+		if err := e.removeLock(ctx, l); err != nil {
+			return removed, fmt.Errorf("removing stale lock %s of stack %q: %w", l.Key, stack, err)
+		}
 		e.log.Warn("removed the lock of a dead engine process; its update was interrupted",
-			"stack", stack, "pid", l.Pid, "since", l.Timestamp.Format(time.RFC3339))
-		removed = append(removed, f)
+			"stack", stack, "pid", l.Pid, "user", l.Username, "since", l.Since.Format(time.RFC3339))
+		removed = append(removed, l.Key)
+	}
+	if len(held) > 0 {
+		return removed, &LockedError{Stack: stack, Holders: held}
 	}
 	return removed, nil
 }

@@ -25,7 +25,8 @@ type StateResource struct {
 	Type string
 	Name string
 	ID   string
-	// Outputs as recorded; secret values read "[secret]".
+	// Inputs and Outputs as recorded; secret values read "[secret]".
+	Inputs  map[string]any
 	Outputs map[string]any
 	// InitErrors are set when Create made the resource but then failed;
 	// the next `up` finishes it.
@@ -58,7 +59,7 @@ func (e *Engine) State(ctx context.Context, stack string) (*StackState, error) {
 		}
 		st.Resources = append(st.Resources, StateResource{
 			URN: string(r.URN), Type: string(r.Type), Name: resource.URN(r.URN).Name(), ID: string(r.ID),
-			Outputs: hideSecrets(r.Outputs), InitErrors: r.InitErrors, PendingReplacement: r.Delete,
+			Inputs: hideSecrets(r.Inputs), Outputs: hideSecrets(r.Outputs), InitErrors: r.InitErrors, PendingReplacement: r.Delete,
 		})
 	}
 	for _, op := range d.PendingOperations {

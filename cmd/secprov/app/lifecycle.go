@@ -205,9 +205,10 @@ Exit codes: 0 deleted; 1 a deletion failed (run down again to retry);
 
 type statusFlags struct {
 	output string
+	stateFlags
 }
 
-func newStatusCommand(s Streams) *cobra.Command {
+func newStatusCommand(s Streams, root *rootFlags) *cobra.Command {
 	flags := &statusFlags{}
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -224,6 +225,18 @@ func newStatusCommand(s Streams) *cobra.Command {
 			sts, err := provision.Status(cmd.Context(), providers.Registry(), stateDir)
 			if err != nil {
 				return err
+			}
+			// A shared backend may hold clusters made from elsewhere.
+			if flags.backendURL() != "" {
+				e, err := openEnv(cmd.Context(), s, root, &flags.stateFlags)
+				if err != nil {
+					return err
+				}
+				more, err := provision.BackendStatus(cmd.Context(), e.eng, stateDir)
+				if err != nil {
+					return err
+				}
+				sts = append(sts, more...)
 			}
 			if flags.output == "json" {
 				return writeJSON(s.Out, map[string]any{"stateDir": stateDir, "clusters": sts})
@@ -253,6 +266,7 @@ func newStatusCommand(s Streams) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&flags.output, "output", "o", "text", "output format: text or json")
 	completeValues(cmd, "output", "text", "json")
+	flags.stateFlags.register(cmd)
 	return cmd
 }
 

@@ -1,0 +1,266 @@
+package engine
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	_ "github.com/lib/pq" // the postgres:// backend's driver, to read its lock records
+)
+
+// secprov builds on the Pulumi DIY backend's own stack lock rather than
+// keeping one beside it: every update writes a lock record
+// (.pulumi/locks/<org>/secprov/<stack>/<id>.json, naming the engine's pid,
+// user, host and start time) into the backend, in a file backend's
+// directory or a row of the postgres backend's table. secprov reads those
+// records to say who holds a stack, to clear the lock of a process that
+// is gone, and, for `secprov state unlock`, to remove a lock on request.
+
+// Lock is one holder of a stack's backend lock.
+type Lock struct {
+	// Key locates the record in the backend (a file path, or the
+	// postgres table's key).
+	Key      string    `json:"key"`
+	Pid      int       `json:"pid"`
+	Username string    `json:"username"`
+	Hostname string    `json:"hostname"`
+	Since    time.Time `json:"timestamp"`
+}
+
+// OnThisHost reports whether the holder ran on this machine.
+func (l Lock) OnThisHost() bool {
+	host, _ := os.Hostname()
+	return l.Hostname == host
+}
+
+// Alive reports whether the holder is certainly still running: only a
+// holder on this host can be checked.
+func (l Lock) Alive() bool { return l.OnThisHost() && processAlive(l.Pid, l.Since) }
+
+func (l Lock) String() string {
+	where := "on another host, so secprov cannot tell whether it still runs"
+	switch {
+	case l.Alive():
+		where = "still running on this host"
+	case l.OnThisHost():
+		where = "no longer running"
+	}
+	return fmt.Sprintf("%s@%s (pid %d, %s) since %s", l.Username, l.Hostname, l.Pid, where, l.Since.Format(time.RFC3339))
+}
+
+// LockedError reports a stack whose lock another run holds.
+type LockedError struct {
+	Stack   string
+	Holders []Lock
+}
+
+func (e *LockedError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "cluster %q is locked by another run: ", e.Stack)
+	for i, h := range e.Holders {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(h.String())
+	}
+	fmt.Fprintf(&b, "\nWait for that run to finish. If it died, clear the lock with `secprov state unlock --cluster %s` (it refuses while the holder still runs on this host).", e.Stack)
+	return b.String()
+}
+
+// Locks returns the holders of stack's lock in the backend. Backends
+// whose lock records secprov cannot read (object stores, Pulumi Cloud)
+// return nil: their own lock error still names the holder.
+func (e *Engine) Locks(ctx context.Context, stack string) ([]Lock, error) {
+	if err := checkStackName(stack); err != nil {
+		return nil, err
+	}
+	switch {
+	case e.backendDir != "":
+		return fileLocks(e.backendDir, stack)
+	case isPostgres(e.cfg.Backend):
+		db, table, err := openPostgres(e.cfg.Backend)
+		if err != nil {
+			return nil, err
+		}
+		defer db.Close()
+		return pgLocks(ctx, db, table, pgKeyPrefix(e.cfg.Backend), stack)
+	}
+	return nil, nil
+}
+
+// removeLock deletes one lock record.
+func (e *Engine) removeLock(ctx context.Context, l Lock) error {
+	switch {
+	case e.backendDir != "":
+		if err := os.Remove(l.Key); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		_ = os.Remove(l.Key + ".attrs") // the blob store's metadata sidecar, if any
+		return nil
+	case isPostgres(e.cfg.Backend):
+		db, table, err := openPostgres(e.cfg.Backend)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		_, err = db.ExecContext(ctx, "DELETE FROM "+table+" WHERE key = $1", l.Key) //nolint:gosec // table is checked by openPostgres
+		return err
+	}
+	return fmt.Errorf("secprov cannot remove locks in %s", redactURL(e.cfg.Backend))
+}
+
+// Unlock removes the locks of stack whose holders are gone. A holder still
+// running on this host is never removed; one on another host only with
+// force (secprov cannot see whether it runs). It returns what it removed.
+func (e *Engine) Unlock(ctx context.Context, stack string, force bool) ([]Lock, error) {
+	if e.backendDir == "" && !isPostgres(e.cfg.Backend) {
+		return nil, fmt.Errorf("secprov reads lock records of file:// and postgres:// backends only; for %s use `pulumi cancel --stack %s` with PULUMI_BACKEND_URL set", redactURL(e.cfg.Backend), stack)
+	}
+	locks, err := e.Locks(ctx, stack)
+	if err != nil {
+		return nil, err
+	}
+	var removed []Lock
+	var errs []error
+	for _, l := range locks {
+		switch {
+		case l.Alive():
+			errs = append(errs, fmt.Errorf("not unlocking cluster %q: its holder %s; wait for it to finish or stop it first", stack, l))
+			continue
+		case !l.OnThisHost() && !force:
+			errs = append(errs, fmt.Errorf("not unlocking cluster %q: its holder is %s; make sure that run is over, then repeat with --force", stack, l))
+			continue
+		}
+		if err := e.removeLock(ctx, l); err != nil {
+			errs = append(errs, fmt.Errorf("removing the lock of cluster %q held by %s: %w", stack, l, err))
+			continue
+		}
+		e.log.Warn("removed a stack lock", "stack", stack, "holder", l.String())
+		removed = append(removed, l)
+	}
+	return removed, errors.Join(errs...)
+}
+
+func fileLocks(backendDir, stack string) ([]Lock, error) {
+	dir := filepath.Join(backendDir, ".pulumi", "locks")
+	var files []string
+	for _, pattern := range []string{
+		filepath.Join(dir, "*", ProjectName, stack, "*.json"), // project-scoped layout
+		filepath.Join(dir, stack, "*.json"),                   // legacy layout
+	} {
+		m, err := filepath.Glob(pattern)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, m...)
+	}
+	var out []Lock
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // its owner just finished
+		}
+		if err != nil {
+			return out, fmt.Errorf("reading lock %s of stack %q: %w", f, stack, err)
+		}
+		l := Lock{Key: f}
+		if err := json.Unmarshal(b, &l); err != nil {
+			return out, fmt.Errorf("lock %s of stack %q is unreadable (%v): if no update is running, delete it", f, stack, err)
+		}
+		l.Key = f
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+func isPostgres(backend string) bool {
+	return strings.HasPrefix(backend, "postgres://") || strings.HasPrefix(backend, "postgresql://")
+}
+
+var sqlIdent = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+// openPostgres connects to a postgres:// backend the way Pulumi's DIY
+// backend does (its `table` parameter names the table).
+func openPostgres(backend string) (*sql.DB, string, error) {
+	u, err := url.Parse(backend)
+	if err != nil {
+		return nil, "", fmt.Errorf("backend URL %s: %w", redactURL(backend), err)
+	}
+	q := u.Query()
+	table := q.Get("table")
+	if table == "" {
+		table = "pulumi_state"
+	}
+	if !sqlIdent.MatchString(table) {
+		return nil, "", fmt.Errorf("backend URL %s: table %q is not a plain SQL name", redactURL(backend), table)
+	}
+	q.Del("table")
+	u.RawQuery = q.Encode()
+	db, err := sql.Open("postgres", u.String())
+	if err != nil {
+		return nil, "", fmt.Errorf("opening %s: %w", redactURL(backend), err)
+	}
+	return db, table, nil
+}
+
+// pgKeyPrefix is what the DIY backend puts before its keys: the URL's path
+// (the database name), as an object store's bucket prefix.
+func pgKeyPrefix(backend string) string {
+	u, err := url.Parse(backend)
+	if err != nil || strings.Trim(u.Path, "/") == "" {
+		return ""
+	}
+	return strings.Trim(u.Path, "/") + "/"
+}
+
+// pgLocks reads the lock rows of stack; the DIY backend stores each blob
+// as {"data": base64}.
+func pgLocks(ctx context.Context, db *sql.DB, table, keyPrefix, stack string) ([]Lock, error) {
+	prefix := keyPrefix + path.Join(".pulumi", "locks") + "/"
+	rows, err := db.QueryContext(ctx, "SELECT key, data FROM "+table+" WHERE key LIKE $1", prefix+"%") //nolint:gosec // table is checked by openPostgres
+	if err != nil {
+		if strings.Contains(err.Error(), "does not exist") {
+			return nil, nil // no stack was ever written
+		}
+		return nil, fmt.Errorf("reading the locks of stack %q: %w", stack, err)
+	}
+	defer rows.Close()
+	var out []Lock
+	for rows.Next() {
+		var key, data string
+		if err := rows.Scan(&key, &data); err != nil {
+			return out, err
+		}
+		// <org>/secprov/<stack>/<id>.json, or the legacy <stack>/<id>.json
+		rel := strings.Split(strings.TrimPrefix(key, prefix), "/")
+		if !(len(rel) == 4 && rel[1] == ProjectName && rel[2] == stack) && !(len(rel) == 2 && rel[0] == stack) {
+			continue
+		}
+		var blob struct{ Data string }
+		if err := json.Unmarshal([]byte(data), &blob); err != nil {
+			return out, fmt.Errorf("lock %s of stack %q is unreadable: %w", key, stack, err)
+		}
+		raw, err := base64.StdEncoding.DecodeString(blob.Data)
+		if err != nil {
+			return out, fmt.Errorf("lock %s of stack %q is unreadable: %w", key, stack, err)
+		}
+		var l Lock
+		if err := json.Unmarshal(raw, &l); err != nil {
+			return out, fmt.Errorf("lock %s of stack %q is unreadable: %w", key, stack, err)
+		}
+		l.Key = key
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
