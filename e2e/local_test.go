@@ -533,6 +533,20 @@ func TestLocalProdAndTest(t *testing.T) {
 		if pass, _, _ := unstructured.NestedInt64(got.Object, "summary", "pass"); pass == 0 {
 			t.Errorf("ClusterReport summary counts no pass: %v", got.Object["summary"])
 		}
+		// A rotated signing key: new evidence is signed with version 2, and
+		// the evidence signed before still verifies with version 1.
+		if r := h.exec("rotate-keys", "--cluster", "shop-prod", "--evidence-key"); r.code != 0 || !strings.Contains(r.stdout, "now at version 2") {
+			t.Fatalf("rotate-keys --evidence-key:\n%s", r)
+		}
+		after := filepath.Join(dir, "after.dsse.json")
+		if r := h.exec("verify", "--cluster", "shop-prod", "-f", "blueprints/examples", "--attest", after); r.code != 0 {
+			t.Fatalf("verify --attest after the rotation:\n%s", r)
+		}
+		for f, version := range map[string]string{env["shop-prod"]: ":v1", after: ":v2"} {
+			if r := h.exec("evidence", "verify", f, "--vault"); r.code != 0 || !strings.Contains(r.stdout, version) {
+				t.Errorf("evidence verify %s after the rotation (want signed by %s):\n%s", filepath.Base(f), version, r)
+			}
+		}
 	})
 
 	t.Run("down leaves nothing behind", func(t *testing.T) {

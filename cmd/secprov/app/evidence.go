@@ -164,6 +164,7 @@ PEM key). Any DSSE verifier checks the signature with the exported public key.`,
 
 type evidenceVerifyFlags struct {
 	blueprints string
+	rev        string
 	keyFile    string
 	vault      bool
 }
@@ -205,7 +206,10 @@ subject or signature); 2 usage errors.`,
 			} else if keys, err = vaultSigningKeys(cmd.Context(), ""); err != nil {
 				return err
 			}
-			v, err := evidence.Verify(cmd.Context(), env, evidence.VerifyOptions{Keys: keys, BlueprintsDir: flags.blueprints, Now: time.Now()})
+			if flags.rev != "" && flags.blueprints == "" {
+				return usageErr(errors.New("--rev reads the blueprints at a git revision: pass --blueprints DIR too"))
+			}
+			v, err := evidence.Verify(cmd.Context(), env, evidence.VerifyOptions{Keys: keys, BlueprintsDir: flags.blueprints, BlueprintsRev: flags.rev, Now: time.Now()})
 			if v != nil {
 				printEvidenceSummary(s, args[0], v)
 			}
@@ -217,6 +221,7 @@ subject or signature); 2 usage errors.`,
 		},
 	}
 	cmd.Flags().StringVar(&flags.blueprints, "blueprints", "", "directory holding the blueprint files the statement names; each must match byte for byte")
+	cmd.Flags().StringVar(&flags.rev, "rev", "", "with --blueprints: read them as they are at this git revision (commit, tag, branch) of the repository holding DIR")
 	cmd.Flags().StringVar(&flags.keyFile, "key", "", "PEM file of public keys (secprov evidence keys -o pem)")
 	cmd.Flags().BoolVar(&flags.vault, "vault", false, "verify with the signing keys of every environment in the state directory's Vaults")
 	return cmd

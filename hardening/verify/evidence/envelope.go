@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -95,6 +96,10 @@ type VerifyOptions struct {
 	// BlueprintsDir, when set, holds the blueprint files the statement
 	// names; each must match its subject byte for byte.
 	BlueprintsDir string
+	// BlueprintsRev, with BlueprintsDir, reads the files as they are at
+	// this git revision of the repository holding the directory instead
+	// of from the working tree.
+	BlueprintsRev string
 	// Now judges whether exceptions have expired since the run.
 	Now time.Time
 }
@@ -177,7 +182,7 @@ func Verify(ctx context.Context, envJSON []byte, opts VerifyOptions) (*Verified,
 	}
 	if opts.BlueprintsDir != "" {
 		v.BlueprintsChecked = true
-		errs = append(errs, checkBlueprints(claims, opts.BlueprintsDir)...)
+		errs = append(errs, checkBlueprints(claims, opts.BlueprintsDir, opts.BlueprintsRev)...)
 	}
 	now := opts.Now
 	if now.IsZero() {
@@ -202,23 +207,43 @@ func keyOf(keys []PublicKey, id string) PublicKey {
 	return PublicKey{KeyID: id, Source: "unknown"}
 }
 
-// checkBlueprints compares the blueprint files in dir with the subjects,
-// and the spec they load to with the spec subject.
-func checkBlueprints(c *Claims, dir string) []error {
+// readBlueprint reads a blueprint file of dir, from the working tree or
+// (rev set) from that git revision of the repository dir is in.
+func readBlueprint(dir, rev, name string) ([]byte, string, error) {
+	p := filepath.Join(dir, name)
+	if rev == "" {
+		b, err := os.ReadFile(p)
+		return b, p, err
+	}
+	at := rev + ":./" + name // ./: relative to dir, not the repository's root
+	out, err := exec.Command("git", "-C", dir, "show", at).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("git show %s: %s", at, strings.TrimSpace(string(ee.Stderr)))
+		}
+		return nil, p + "@" + rev, err
+	}
+	return out, p + "@" + rev, nil
+}
+
+// checkBlueprints compares the blueprint files in dir (at git revision rev
+// when set) with the subjects, and the spec they load to with the spec
+// subject.
+func checkBlueprints(c *Claims, dir, rev string) []error {
 	var errs []error
 	names := make([]string, 0, len(c.Blueprints))
 	for n := range c.Blueprints {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	var files []string
+	var bps []*blueprints.Blueprint
 	for _, n := range names {
 		if n != filepath.Base(n) || n == ".." || n == "." {
 			errs = append(errs, fail("subject "+SubjectBlueprint+n, "is not a plain file name"))
 			continue
 		}
-		p := filepath.Join(dir, n)
-		b, err := os.ReadFile(p)
+		b, p, err := readBlueprint(dir, rev, n)
 		if err != nil {
 			errs = append(errs, fail("subject "+SubjectBlueprint+n, "%v", err))
 			continue
@@ -227,14 +252,15 @@ func checkBlueprints(c *Claims, dir string) []error {
 			errs = append(errs, fail("subject "+SubjectBlueprint+n, "%s has sha256 %s, the evidence names %s: the blueprint changed since the run", p, got, c.Blueprints[n]))
 			continue
 		}
-		files = append(files, p)
+		loaded, err := blueprints.LoadBytes(p, b)
+		if err != nil {
+			errs = append(errs, fail("subject "+SubjectSpec+c.Cluster, "the blueprints no longer load: %v", err))
+			continue
+		}
+		bps = append(bps, loaded...)
 	}
 	if len(errs) > 0 {
 		return errs
-	}
-	bps, err := blueprints.Load(files...)
-	if err != nil {
-		return []error{fail("subject "+SubjectSpec+c.Cluster, "the blueprints no longer load: %v", err)}
 	}
 	for _, bp := range bps {
 		if bp.Name() != c.Cluster {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"math/big"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -400,4 +401,46 @@ func FuzzParseEnvelope(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestBlueprintsAtGitRevision: the blueprints can be checked as they are
+// at a git revision, whatever the working tree holds since.
+func TestBlueprintsAtGitRevision(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not installed")
+	}
+	f := newFixture(t)
+	env := f.sign(t, f.test, f.in)
+	git := func(args ...string) {
+		t.Helper()
+		c := exec.Command("git", append([]string{"-C", f.dir, "-c", "user.name=t", "-c", "user.email=t@example.com"}, args...)...)
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	git("init", "-q")
+	git("add", "test.yaml")
+	git("commit", "-q", "-m", "the blueprint of the run")
+	git("tag", "run")
+	p := filepath.Join(f.dir, "test.yaml")
+	if err := os.WriteFile(p, append(bytes.Clone(f.file.Data), []byte("# edited later\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	git("commit", "-q", "-am", "a later edit")
+	opts := VerifyOptions{Keys: f.keys, Now: runDay, BlueprintsDir: f.dir}
+	if _, err := Verify(context.Background(), env, opts); err == nil || !strings.Contains(err.Error(), "changed since the run") {
+		t.Errorf("the edited working tree: %v", err)
+	}
+	opts.BlueprintsRev = "run"
+	if _, err := Verify(context.Background(), env, opts); err != nil {
+		t.Errorf("at the run's tag: %v", err)
+	}
+	opts.BlueprintsRev = "HEAD"
+	if _, err := Verify(context.Background(), env, opts); err == nil || !strings.Contains(err.Error(), "changed since the run") {
+		t.Errorf("at HEAD (edited): %v", err)
+	}
+	opts.BlueprintsRev = "no-such-rev"
+	if _, err := Verify(context.Background(), env, opts); err == nil || !strings.Contains(err.Error(), "git show no-such-rev:./test.yaml") {
+		t.Errorf("an unknown revision: %v", err)
+	}
 }
