@@ -123,4 +123,3 @@ func rotateEvidenceKey(cmd *cobra.Command, s Streams, stateDir, cluster, output 
 		rec.Name, n.TransitMount, n.SigningKey, rec.Environment, k.LatestVersion)
 	return nil
 }
-
