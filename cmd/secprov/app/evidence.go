@@ -194,16 +194,8 @@ subject or signature); 2 usage errors.`,
 			if err != nil {
 				return usageErr(err)
 			}
-			var keys []evidence.PublicKey
-			if flags.keyFile != "" {
-				b, err := os.ReadFile(flags.keyFile)
-				if err != nil {
-					return usageErr(err)
-				}
-				if keys, err = evidence.ParsePublicKeys(b, flags.keyFile); err != nil {
-					return usageErr(err)
-				}
-			} else if keys, err = vaultSigningKeys(cmd.Context(), ""); err != nil {
+			keys, err := verificationKeys(cmd.Context(), flags.keyFile)
+			if err != nil {
 				return err
 			}
 			if flags.rev != "" && flags.blueprints == "" {
@@ -352,4 +344,22 @@ blocks whose headers name the key ID and environment. With --key and
 	completeClusters(cmd, "cluster")
 	completeValues(cmd, "output", "pem")
 	return cmd
+}
+
+// verificationKeys are the public keys of keyFile (PEM), or with no file
+// those of every environment's signing key in the state directory's
+// Vaults.
+func verificationKeys(ctx context.Context, keyFile string) ([]evidence.PublicKey, error) {
+	if keyFile == "" {
+		return vaultSigningKeys(ctx, "")
+	}
+	b, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	keys, err := evidence.ParsePublicKeys(b, keyFile)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	return keys, nil
 }

@@ -57,16 +57,8 @@ Exit codes: 0 written; 1 the evidence did not hold; 2 usage errors.`,
 			if err != nil {
 				return usageErr(err)
 			}
-			var keys []evidence.PublicKey
-			if flags.keyFile != "" {
-				b, err := os.ReadFile(flags.keyFile)
-				if err != nil {
-					return usageErr(err)
-				}
-				if keys, err = evidence.ParsePublicKeys(b, flags.keyFile); err != nil {
-					return usageErr(err)
-				}
-			} else if keys, err = vaultSigningKeys(cmd.Context(), ""); err != nil {
+			keys, err := verificationKeys(cmd.Context(), flags.keyFile)
+			if err != nil {
 				return err
 			}
 			v, err := evidence.Verify(cmd.Context(), env, evidence.VerifyOptions{Keys: keys, Now: time.Now()})
