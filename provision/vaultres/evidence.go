@@ -2,10 +2,7 @@ package vaultres
 
 import (
 	"context"
-	"fmt"
-	"path/filepath"
 
-	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/provision/engine/provider"
 	"secprov.dev/secprov/vault"
 )
@@ -52,15 +49,7 @@ func evidenceKeyResourceType() provider.TypedResourceType[EvidenceKeyInputs, Evi
 		ReplaceOnChanges:    replaceAccess,
 		DeleteBeforeReplace: true,
 		Check: func(_ context.Context, in *EvidenceKeyInputs) []provider.Failure {
-			f := checkAccess(in.Access)
-			f = checkName(f, "mount", in.Mount)
-			f = checkName(f, "key", in.Key)
-			if !blueprints.IsDNSLabel(in.Cluster) {
-				f = append(f, provider.Failure{Property: "cluster", Reason: fmt.Sprintf("%q is not a DNS label", in.Cluster)})
-			}
-			if !filepath.IsAbs(in.TokenFile) {
-				f = append(f, provider.Failure{Property: "tokenFile", Reason: fmt.Sprintf("%q must be an absolute path", in.TokenFile)})
-			}
+			f := checkKeyToken(in.Access, in.Mount, in.Key, in.Cluster, in.TokenFile)
 			return f
 		},
 		Create: func(ctx context.Context, r req) (string, EvidenceKeyOutputs, error) {

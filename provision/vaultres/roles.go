@@ -179,15 +179,7 @@ func kmsTokenResourceType() provider.TypedResourceType[KMSTokenInputs, KMSTokenO
 		ReplaceOnChanges:    replaceAccess,
 		DeleteBeforeReplace: true, // same role and file
 		Check: func(_ context.Context, in *KMSTokenInputs) []provider.Failure {
-			f := checkAccess(in.Access)
-			f = checkName(f, "mount", in.Mount)
-			f = checkName(f, "key", in.Key)
-			if !blueprints.IsDNSLabel(in.Cluster) {
-				f = append(f, provider.Failure{Property: "cluster", Reason: fmt.Sprintf("%q is not a DNS label", in.Cluster)})
-			}
-			if !filepath.IsAbs(in.TokenFile) {
-				f = append(f, provider.Failure{Property: "tokenFile", Reason: fmt.Sprintf("%q must be an absolute path", in.TokenFile)})
-			}
+			f := checkKeyToken(in.Access, in.Mount, in.Key, in.Cluster, in.TokenFile)
 			return checkDuration(f, "period", &in.Period, vault.DefaultKMSTokenPeriod)
 		},
 		Create: func(ctx context.Context, r req) (string, KMSTokenOutputs, error) {
@@ -254,4 +246,20 @@ func kmsTokenResourceType() provider.TypedResourceType[KMSTokenInputs, KMSTokenO
 			return s.DeleteKMSToken(ctx, r.Inputs.names(), r.Inputs.options(r.State.Accessor))
 		},
 	}
+}
+
+// checkKeyToken checks the inputs every narrow-token resource shares (the
+// KMS token, the evidence signing token): Vault access, the transit mount
+// and key, the cluster and the absolute file the token is written to.
+func checkKeyToken(access vault.Access, mount, key, cluster, tokenFile string) []provider.Failure {
+	f := checkAccess(access)
+	f = checkName(f, "mount", mount)
+	f = checkName(f, "key", key)
+	if !blueprints.IsDNSLabel(cluster) {
+		f = append(f, provider.Failure{Property: "cluster", Reason: fmt.Sprintf("%q is not a DNS label", cluster)})
+	}
+	if !filepath.IsAbs(tokenFile) {
+		f = append(f, provider.Failure{Property: "tokenFile", Reason: fmt.Sprintf("%q must be an absolute path", tokenFile)})
+	}
+	return f
 }
