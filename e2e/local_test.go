@@ -660,7 +660,8 @@ func TestBlueprintErrorCreatesNothing(t *testing.T) {
 }
 
 // TestKilledUpConverges kills `up` (and its engine and provider) while
-// the control plane starts, then runs up again: it must converge.
+// the control plane starts. The next up reports the dead run's lock and
+// changes nothing; `state unlock` clears it; up then converges.
 func TestKilledUpConverges(t *testing.T) {
 	h := newHome(t)
 	ctx := context.Background()
@@ -681,6 +682,22 @@ func TestKilledUpConverges(t *testing.T) {
 	}
 	killGroup(c) // mid-flight: etcd up, the API server starting
 	c.Wait()
+
+	r := h.exec("up", "-f", "blueprints/examples/test.yaml", "--no-verify")
+	t.Logf("up after the kill:\n%s", r)
+	for _, want := range []string{"locked by another run", "no longer running", "secprov state unlock --cluster shop-test"} {
+		if r.code == 0 || !strings.Contains(r.stderr+r.stdout, want) {
+			t.Errorf("up with the killed run's lock left: exit %d, output lacks %q", r.code, want)
+		}
+	}
+	r = h.exec("state", "unlock", "--cluster", "shop-test")
+	if r.code != 0 || !strings.Contains(r.stdout, "removed the lock of shop-test") {
+		t.Fatalf("state unlock:\n%s", r)
+	}
+	t.Logf("state unlock:\n%s", r.stdout)
+	if r := h.exec("state", "unlock", "--cluster", "shop-test"); r.code != 0 || !strings.Contains(r.stdout, "is not locked") {
+		t.Errorf("a second state unlock:\n%s", r)
+	}
 
 	u := h.up("-f", "blueprints/examples/test.yaml")
 	if u.Clusters[0].Error != "" {

@@ -22,9 +22,11 @@ import (
 )
 
 // TestKilledUpConverges kills an `up` in the middle of a resource's Create
-// and proves the next `up` finishes the job: once with the engine killed
-// too (stale lock, pending create left in the state), once with only
-// secprov killed (the engine must notice and stop by itself).
+// and proves the job gets finished: once with the engine killed too (its
+// lock is left: the next `up` reports it, Unlock clears it and the
+// pending create, and `up` then redoes the create), once with only secprov
+// killed (the engine must notice and stop by itself; if it left its lock,
+// the same unlock applies).
 func TestKilledUpConverges(t *testing.T) {
 	root := enginetest.PulumiRoot(t)
 	exe, err := os.Executable()
@@ -83,6 +85,19 @@ func TestKilledUpConverges(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// A lock is left whenever the engine died holding it (always
+			// when killed; when it stops by itself it may not release it).
+			if lockFiles(t, stateDir) > 0 {
+				_, err := e.Up(context.Background(), stack, fileProgram(files), engine.Options{})
+				var locked *engine.LockedError
+				if !errors.As(err, &locked) || !strings.Contains(err.Error(), "no longer running") {
+					t.Fatalf("up with the killed engine's lock left: %v, want a LockedError naming the dead holder", err)
+				}
+				rep, err := e.Unlock(context.Background(), stack, false)
+				if err != nil || len(rep.Removed) != 1 {
+					t.Fatalf("unlock: %+v, %v", rep, err)
+				}
+			}
 			res, err := e.Up(context.Background(), stack, fileProgram(files), engine.Options{})
 			if err != nil {
 				t.Fatalf("up after the kill: %v\nchild stderr: %s", err, stderr.String())
@@ -92,7 +107,7 @@ func TestKilledUpConverges(t *testing.T) {
 			}
 			t.Logf("recovery log:\n%s", logs.String())
 			if tc.killEngine {
-				for _, want := range []string{"removed the lock of a dead engine process", "operation=creating"} {
+				for _, want := range []string{"removed a stack lock", "operation=creating"} {
 					if !strings.Contains(logs.String(), want) {
 						t.Errorf("recovery log lacks %q", want)
 					}

@@ -65,6 +65,17 @@ type LockedError struct {
 	Holders []Lock
 }
 
+// holderDead reports whether every holder is known to be gone (ran on
+// this host and is no longer running).
+func (e *LockedError) holderDead() bool {
+	for _, h := range e.Holders {
+		if !h.OnThisHost() || h.Alive() {
+			return false
+		}
+	}
+	return len(e.Holders) > 0
+}
+
 func (e *LockedError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cluster %q is locked by another run: ", e.Stack)
@@ -74,7 +85,11 @@ func (e *LockedError) Error() string {
 		}
 		b.WriteString(h.String())
 	}
-	fmt.Fprintf(&b, "\nWait for that run to finish. If it died, clear the lock with `secprov state unlock --cluster %s` (it refuses while the holder still runs on this host).", e.Stack)
+	if e.holderDead() {
+		fmt.Fprintf(&b, "\nThat run was interrupted and left the lock. Clear it with `secprov state unlock --cluster %s`; the next up then finishes the interrupted work.", e.Stack)
+	} else {
+		fmt.Fprintf(&b, "\nWait for that run to finish. If it died, clear the lock with `secprov state unlock --cluster %s` (it refuses while the holder still runs on this host).", e.Stack)
+	}
 	return b.String()
 }
 
@@ -120,10 +135,12 @@ func (e *Engine) removeLock(ctx context.Context, l Lock) error {
 	return fmt.Errorf("secprov cannot remove locks in %s", redactURL(e.cfg.Backend))
 }
 
-// Unlock removes the locks of stack whose holders are gone. A holder still
-// running on this host is never removed; one on another host only with
-// force (secprov cannot see whether it runs). It returns what it removed.
-func (e *Engine) Unlock(ctx context.Context, stack string, force bool) ([]Lock, error) {
+// Unlock removes the locks of stack whose holders are gone, then clears
+// the operations their interrupted run left pending, so the next Up
+// finishes that work. A holder still running on this host is never
+// removed; one on another host only with force (secprov cannot see
+// whether it runs).
+func (e *Engine) Unlock(ctx context.Context, stack string, force bool) (*UnlockReport, error) {
 	if e.backendDir == "" && !isPostgres(e.cfg.Backend) {
 		return nil, fmt.Errorf("secprov reads lock records of file:// and postgres:// backends only; for %s use `pulumi cancel --stack %s` with PULUMI_BACKEND_URL set", redactURL(e.cfg.Backend), stack)
 	}
@@ -131,7 +148,7 @@ func (e *Engine) Unlock(ctx context.Context, stack string, force bool) ([]Lock, 
 	if err != nil {
 		return nil, err
 	}
-	var removed []Lock
+	rep := &UnlockReport{}
 	var errs []error
 	for _, l := range locks {
 		switch {
@@ -147,9 +164,19 @@ func (e *Engine) Unlock(ctx context.Context, stack string, force bool) ([]Lock, 
 			continue
 		}
 		e.log.Warn("removed a stack lock", "stack", stack, "holder", l.String())
-		removed = append(removed, l)
+		rep.Removed = append(rep.Removed, l)
 	}
-	return removed, errors.Join(errs...)
+	if len(errs) > 0 || len(rep.Removed) == 0 {
+		return rep, errors.Join(errs...)
+	}
+	s, err := e.selectStack(ctx, stack)
+	if err != nil {
+		return rep, err
+	}
+	if rep.Pending, err = e.clearPending(ctx, s); err != nil {
+		return rep, fmt.Errorf("the lock is removed, but clearing the operations the interrupted run left pending failed (the next up retries): %w", err)
+	}
+	return rep, nil
 }
 
 func fileLocks(backendDir, stack string) ([]Lock, error) {

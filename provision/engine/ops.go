@@ -108,8 +108,10 @@ func (e *Engine) Preview(ctx context.Context, stack string, program pulumi.RunFu
 	return col.plan(stack), nil
 }
 
-// Up creates or updates the stack's resources to match program. A run that
-// was killed midway is repaired first (see Repair), so Up converges.
+// Up creates or updates the stack's resources to match program. Pending
+// operations of this state directory's own interrupted run are cleared
+// first, so Up converges; a lock left by a killed run stops it with a
+// *LockedError until Unlock clears it (see recover.go).
 func (e *Engine) Up(ctx context.Context, stack string, program pulumi.RunFunc, opts Options) (*Result, error) {
 	return e.retryLocked(ctx, stack, func() (*Result, error) { return e.up(ctx, stack, program, opts) })
 }
@@ -231,7 +233,7 @@ func (e *Engine) RemoveStack(ctx context.Context, stack string, force bool) erro
 	if err != nil {
 		return err
 	}
-	if _, err := e.clearStaleLocks(ctx, stack); err != nil {
+	if err := e.checkUnlocked(ctx, stack); err != nil {
 		return err
 	}
 	var opts []optremove.Option
@@ -292,22 +294,18 @@ func (e *Engine) stream(opts Options) (col *collector, ch chan events.EngineEven
 	return col, ch, func() { close(stop); <-done }
 }
 
-// beginMutation prepares a stack for Up or Destroy: it clears a lock left
-// by a dead process and, if the previous mutation on this machine did not
-// finish (its marker is still there) or a stale lock was found, clears
-// pending operations. The returned finish removes the marker once the
+// beginMutation prepares a stack for Up or Destroy: a lock record, even a
+// dead process's, stops it with a *LockedError (see recover.go); if the
+// previous mutation from this state directory did not finish (its marker
+// is still there), pending operations are cleared. The returned finish removes the marker once the
 // engine ran to completion (successfully or with an ordinary failure).
 func (e *Engine) beginMutation(ctx context.Context, s auto.Stack) (finish func(error), err error) {
 	stack := s.Name()
 	marker := filepath.Join(e.workRoot, stack, ".mutation-in-progress")
 	_, statErr := os.Stat(marker)
 	interrupted := statErr == nil
-	cleared, err := e.clearStaleLocks(ctx, stack)
-	if err != nil {
+	if err := e.checkUnlocked(ctx, stack); err != nil {
 		return nil, err
-	}
-	if cleared {
-		interrupted = true
 	}
 	if interrupted {
 		if _, err := e.clearPending(ctx, s); err != nil {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -230,9 +231,9 @@ func TestPostgresLockMatrix(t *testing.T) {
 		})
 
 		// Unlock refused while the holder runs on this host.
-		removed, err := e.Unlock(ctx, "alpha", true)
-		if err == nil || len(removed) != 0 || !strings.Contains(err.Error(), "still running on this host") {
-			t.Fatalf("unlock while the holder runs: removed %v, err %v", removed, err)
+		rep, err := e.Unlock(ctx, "alpha", true)
+		if err == nil || len(rep.Removed) != 0 || !strings.Contains(err.Error(), "still running on this host") {
+			t.Fatalf("unlock while the holder runs: removed %v, err %v", rep.Removed, err)
 		}
 		t.Logf("unlock while the holder runs: %v", err)
 
@@ -252,12 +253,41 @@ func TestPostgresLockMatrix(t *testing.T) {
 			t.Fatalf("after SIGKILL: locks %v, %v; want one dead holder", locks, err)
 		}
 		t.Logf("the killed holder's lock: %s", locks[0])
-		removed, err = e.Unlock(ctx, "alpha", false)
-		if err != nil || len(removed) != 1 {
-			t.Fatalf("unlock of the dead holder: removed %v, err %v", removed, err)
+
+		// The next up (another state directory, as a teammate's) reports
+		// the dead holder and how to clear it, and changes nothing.
+		files := map[string]enginetest.FileInputs{"f": {Path: filepath.Join(t.TempDir(), "f"), Content: "x\n"}}
+		_, err = e.Up(ctx, "alpha", fileProgram(files), engine.Options{})
+		var locked *engine.LockedError
+		if !errors.As(err, &locked) {
+			t.Fatalf("up after the holder was killed: %v, want a LockedError", err)
+		}
+		for _, want := range []string{"no longer running", "was interrupted", "secprov state unlock --cluster alpha"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("the dead holder's lock error lacks %q:\n%v", want, err)
+			}
+		}
+		t.Logf("the next up: %v", err)
+		if locks, _ = e.Locks(ctx, "alpha"); len(locks) != 1 {
+			t.Fatalf("the next up changed the lock records: %v", locks)
+		}
+
+		rep, err = e.Unlock(ctx, "alpha", false)
+		if err != nil || len(rep.Removed) != 1 {
+			t.Fatalf("unlock of the dead holder: removed %v, err %v", rep.Removed, err)
+		}
+		if len(rep.Pending) != 1 || rep.Pending[0].Type != "creating" {
+			t.Errorf("unlock cleared pending %v, want the killed run's create", rep.Pending)
 		}
 		if locks, _ = e.Locks(ctx, "alpha"); len(locks) != 0 {
 			t.Fatalf("locks left after unlock: %v", locks)
+		}
+		res, err := e.Up(ctx, "alpha", fileProgram(files), engine.Options{})
+		if err != nil {
+			t.Fatalf("up after unlock: %v", err)
+		}
+		if res.Counts[engine.OpCreate] != 1 {
+			t.Errorf("up after unlock: counts %v, want the interrupted create redone", res.Counts)
 		}
 	})
 

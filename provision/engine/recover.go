@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
@@ -20,12 +19,16 @@ import (
 //     warns about them, and a pending create is forgotten state for a
 //     resource that may half exist.
 //
-// Up and Destroy repair both before they start: a lock is removed only if
-// it was taken on this host by a process that is gone (else the run stops
-// with a message naming the holder); pending operations are dropped, which
-// makes the engine redo them. That is safe because resource types must make Create
-// idempotent (adopt what a killed Create left) and Delete tolerant of
-// "already gone" (see the provider package).
+// Up and Destroy treat them differently. Pending operations of this state
+// directory's own interrupted run (its marker is still there) are dropped,
+// which makes the engine redo them. A lock record is never removed
+// silently: the run stops with a *LockedError naming the holder and
+// whether it still runs, and `secprov state unlock` (Unlock) removes a
+// dead holder's lock and the pending operations it left, so the next Up
+// finishes the interrupted work. On a shared backend that is a teammate's
+// run: someone should look before it is cleared. Redoing is safe because
+// resource types must make Create idempotent (adopt what a killed Create
+// left) and Delete tolerant of "already gone" (see the provider package).
 
 // PendingOp is an operation a killed run left unfinished.
 type PendingOp struct {
@@ -33,71 +36,27 @@ type PendingOp struct {
 	Type string // creating, updating, deleting, reading, importing
 }
 
-// RepairReport says what Repair found and fixed.
-type RepairReport struct {
-	// StaleLocks are the lock files of dead processes that were removed.
-	StaleLocks []string
-	// Pending are the unfinished operations that were cleared.
+// UnlockReport says what Unlock removed.
+type UnlockReport struct {
+	// Removed are the lock records removed.
+	Removed []Lock
+	// Pending are the unfinished operations of the interrupted run that
+	// were cleared, so the next Up redoes them.
 	Pending []PendingOp
 }
 
-// Repair clears a dead process's lock and any pending operations of stack,
-// unconditionally. Up and Destroy do this by themselves when they detect
-// an interrupted run; Repair is for a stack touched by other tools.
-func (e *Engine) Repair(ctx context.Context, stack string) (*RepairReport, error) {
-	s, err := e.selectStack(ctx, stack)
-	if err != nil {
-		return nil, err
-	}
-	rep := &RepairReport{}
-	if rep.StaleLocks, err = e.staleLocks(ctx, stack, true); err != nil {
-		return nil, err
-	}
-	if rep.Pending, err = e.clearPending(ctx, s); err != nil {
-		return nil, err
-	}
-	return rep, nil
-}
-
-// clearStaleLocks removes locks of dead processes on the stack and
-// reports whether it found any; a live (or foreign) lock is a
-// *LockedError.
-func (e *Engine) clearStaleLocks(ctx context.Context, stack string) (bool, error) {
-	removed, err := e.staleLocks(ctx, stack, true)
-	return len(removed) > 0, err
-}
-
-// staleLocks inspects the stack's lock records (file and postgres
-// backends; other backends' own lock error names the holder). With
-// remove, locks of dead processes on this host are deleted; any other
-// lock is a *LockedError.
-func (e *Engine) staleLocks(ctx context.Context, stack string, remove bool) ([]string, error) {
+// checkUnlocked returns a *LockedError when stack has a lock record
+// (file and postgres backends; other backends' own lock error names the
+// holder).
+func (e *Engine) checkUnlocked(ctx context.Context, stack string) error {
 	locks, err := e.Locks(ctx, stack)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var removed []string
-	var held []Lock
-	for _, l := range locks {
-		if !l.OnThisHost() || l.Alive() {
-			held = append(held, l)
-			continue
-		}
-		if !remove {
-			removed = append(removed, l.Key)
-			continue
-		}
-		if err := e.removeLock(ctx, l); err != nil {
-			return removed, fmt.Errorf("removing stale lock %s of stack %q: %w", l.Key, stack, err)
-		}
-		e.log.Warn("removed the lock of a dead engine process; its update was interrupted",
-			"stack", stack, "pid", l.Pid, "user", l.Username, "since", l.Since.Format(time.RFC3339))
-		removed = append(removed, l.Key)
+	if len(locks) > 0 {
+		return &LockedError{Stack: stack, Holders: locks}
 	}
-	if len(held) > 0 {
-		return removed, &LockedError{Stack: stack, Holders: held}
-	}
-	return removed, nil
+	return nil
 }
 
 // clearPending drops the checkpoint's pending operations, if any, by

@@ -35,7 +35,8 @@ cluster's state, which makes every later up, down or plan of it fail with
 "locked by another run".
 
 The lock names the host, pid and user of the run that took it. unlock
-refuses while that run is still alive on this host. A run on another host
+refuses while that run is still alive on this host. It also clears the
+operations the interrupted run left pending, so the next up redoes them. A run on another host
 cannot be checked from here: make sure it is over, then add --force.
 Reads the lock records of file:// and postgres:// backends.`,
 		Args: cobra.NoArgs,
@@ -53,15 +54,22 @@ Reads the lock records of file:// and postgres:// backends.`,
 			if err != nil {
 				return err
 			}
-			removed, err := e.eng.Unlock(cmd.Context(), flags.cluster, flags.force)
-			for _, l := range removed {
-				fmt.Fprintf(s.Out, "✓ removed the lock of %s held by %s\n", flags.cluster, l)
+			rep, err := e.eng.Unlock(cmd.Context(), flags.cluster, flags.force)
+			if rep != nil {
+				for _, l := range rep.Removed {
+					fmt.Fprintf(s.Out, "✓ removed the lock of %s held by %s\n", flags.cluster, l)
+				}
+				for _, op := range rep.Pending {
+					fmt.Fprintf(s.Out, "✓ cleared the interrupted run's pending %s of %s; the next up redoes it\n", op.Type, op.URN)
+				}
 			}
 			if err != nil {
 				return err
 			}
-			if len(removed) == 0 {
+			if len(rep.Removed) == 0 {
 				fmt.Fprintf(s.Out, "cluster %s is not locked\n", flags.cluster)
+			} else {
+				fmt.Fprintf(s.Out, "Run `secprov up` for %s to finish the interrupted work.\n", flags.cluster)
 			}
 			return nil
 		},
