@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,8 +22,10 @@ import (
 	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/hardening"
 	"secprov.dev/secprov/hardening/verify"
+	"secprov.dev/secprov/internal/pgtest"
 	"secprov.dev/secprov/provision"
 	"secprov.dev/secprov/provision/cluster"
+	"secprov.dev/secprov/provision/engine"
 	"secprov.dev/secprov/provision/engine/enginetest"
 	"secprov.dev/secprov/provision/local"
 	"secprov.dev/secprov/provision/local/localtest"
@@ -179,6 +182,56 @@ func BenchmarkSecretCreate(b *testing.B) {
 func BenchmarkUpProdTest(b *testing.B) {
 	bins, bps := localtest.Toolchain(b), examples(b, "prod.yaml", "test.yaml")
 	timed(b, func() time.Duration { return upOnce(b, bins, bps) })
+}
+
+// BenchmarkNoopUpStateBackends: prod and test (the examples, with Vault)
+// are brought up twice, once with their state in the default file backend
+// and once in a real PostgreSQL (Pulumi's DIY postgres backend, on
+// loopback); each iteration then runs a no-op up of prod + test on each,
+// in alternating order, and reports both and their ratio.
+func BenchmarkNoopUpStateBackends(b *testing.B) {
+	bins := localtest.Toolchain(b)
+	pg := pgtest.Start(b)
+	ctx := context.Background()
+	bps := examples(b, "prod.yaml", "test.yaml")
+	quiet := slog.New(slog.DiscardHandler)
+	newProv := func(cfg engine.Config) *provision.Provisioner {
+		eng, stateDir := enginetest.NewEngineWith(b, quiet, cfg)
+		p := provision.New(provision.Config{StateDir: stateDir, Engine: eng, Providers: providers.Registry(), Binaries: bins, VaultBinary: localtest.VaultBinary(b)})
+		b.Cleanup(func() { p.Down(context.Background(), []string{"shop-prod", "shop-test"}, nil) })
+		return p
+	}
+	file := newProv(engine.Config{})
+	postgres := newProv(engine.Config{Backend: pg.URL, Passphrase: engine.NewPassphrase("bench passphrase")})
+	up := func(p *provision.Provisioner, noop bool) time.Duration {
+		start := time.Now()
+		for _, r := range p.Up(ctx, bps, nil) {
+			if r.Err != nil {
+				b.Fatal(r.Err)
+			}
+			if noop && (r.Result.Counts[engine.OpCreate]+r.Result.Counts[engine.OpUpdate]+r.Result.Counts[engine.OpDelete]+r.Result.Counts[engine.OpReplace] > 0) {
+				b.Fatalf("%s: a no-op up changed %v", r.Cluster, r.Result.Counts)
+			}
+		}
+		return time.Since(start)
+	}
+	up(file, false)
+	up(postgres, false)
+	var tf, tp time.Duration
+	n := 0
+	for b.Loop() {
+		if n%2 == 0 { // alternate the order, so neither always goes first
+			tf += up(file, true)
+			tp += up(postgres, true)
+		} else {
+			tp += up(postgres, true)
+			tf += up(file, true)
+		}
+		n++
+	}
+	b.ReportMetric(tf.Seconds()/float64(n), "file-s/op")
+	b.ReportMetric(tp.Seconds()/float64(n), "postgres-s/op")
+	b.ReportMetric(tp.Seconds()/tf.Seconds(), "postgres/file")
 }
 
 // BenchmarkUpVsFloor alternates the floor and one up in every iteration,

@@ -15,6 +15,7 @@ package engine
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
@@ -78,6 +80,11 @@ type Engine struct {
 	workRoot   string
 	backendDir string // the file backend's directory, "" for other backends
 	log        *slog.Logger
+
+	pgOnce  sync.Once // the postgres backend's pool, see postgres()
+	pgDB    *sql.DB
+	pgTable string
+	pgErr   error
 }
 
 // stackNameRE is what a blueprint name must look like to name a stack.
@@ -258,7 +265,7 @@ func (e *Engine) upsertStack(ctx context.Context, stack string, program pulumi.R
 		return auto.Stack{}, err
 	}
 	var s auto.Stack
-	if e.stackAbsent(stack) {
+	if e.stackAbsent(ctx, stack) {
 		// A new stack on the file backend: `stack init` alone, without
 		// the failing `stack select` that Upsert tries first (≈0.2 s).
 		s, err = auto.NewStackInlineSource(ctx, stack, ProjectName, program, opts...)
@@ -296,10 +303,25 @@ func (e *Engine) selectStack(ctx context.Context, stack string) (auto.Stack, err
 	return s, nil
 }
 
-// stackAbsent reports whether the file backend certainly has no such
-// stack; false when unsure (other backends).
-func (e *Engine) stackAbsent(stack string) bool {
-	return e.backendDir != "" && stackFileAbsent(e.backendDir, stack)
+// stackAbsent reports whether the backend certainly has no such stack;
+// false when unsure.
+func (e *Engine) stackAbsent(ctx context.Context, stack string) bool {
+	exists, sure := e.stackExists(ctx, stack)
+	return sure && !exists
+}
+
+// stackExists looks for the stack's checkpoint without the Pulumi CLI:
+// a file in a file backend, a row in a postgres backend's table. sure is
+// false for other backends or when the lookup failed.
+func (e *Engine) stackExists(ctx context.Context, stack string) (exists, sure bool) {
+	switch {
+	case e.backendDir != "":
+		return !stackFileAbsent(e.backendDir, stack), true
+	case isPostgres(e.cfg.Backend):
+		ok, err := e.pgStackExists(ctx, stack)
+		return ok, err == nil
+	}
+	return false, false
 }
 
 // StackAbsent reports, without the Pulumi CLI, whether the backend
@@ -334,18 +356,12 @@ func stackFileAbsent(backendDir, stack string) bool {
 	return true
 }
 
-// knownStack skips the engine's `stack select` (≈0.15 s) when the file
+// knownStack skips the engine's `stack select` (≈0.15 s) when the
 // backend shows that the stack exists: selecting only checks existence,
 // since every command names the stack explicitly.
 func (e *Engine) knownStack(ctx context.Context, stack string) context.Context {
-	if e.backendDir == "" {
-		return ctx
-	}
-	base := filepath.Join(e.backendDir, ".pulumi", "stacks", ProjectName, stack+".json")
-	for _, p := range []string{base, base + ".gz"} {
-		if _, err := os.Stat(p); err == nil {
-			return withLocalAnswers(ctx, map[string]string{"stack select": ""})
-		}
+	if exists, sure := e.stackExists(ctx, stack); sure && exists {
+		return withLocalAnswers(ctx, map[string]string{"stack select": ""})
 	}
 	return ctx
 }

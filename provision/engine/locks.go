@@ -104,11 +104,10 @@ func (e *Engine) Locks(ctx context.Context, stack string) ([]Lock, error) {
 	case e.backendDir != "":
 		return fileLocks(e.backendDir, stack)
 	case isPostgres(e.cfg.Backend):
-		db, table, err := openPostgres(e.cfg.Backend)
+		db, table, err := e.postgres()
 		if err != nil {
 			return nil, err
 		}
-		defer db.Close()
 		return pgLocks(ctx, db, table, pgKeyPrefix(e.cfg.Backend), stack)
 	}
 	return nil, nil
@@ -124,11 +123,10 @@ func (e *Engine) removeLock(ctx context.Context, l Lock) error {
 		_ = os.Remove(l.Key + ".attrs") // the blob store's metadata sidecar, if any
 		return nil
 	case isPostgres(e.cfg.Backend):
-		db, table, err := openPostgres(e.cfg.Backend)
+		db, table, err := e.postgres()
 		if err != nil {
 			return err
 		}
-		defer db.Close()
 		_, err = db.ExecContext(ctx, "DELETE FROM "+table+" WHERE key = $1", l.Key) //nolint:gosec // table is checked by openPostgres
 		return err
 	}
@@ -241,6 +239,20 @@ func openPostgres(backend string) (*sql.DB, string, error) {
 	return db, table, nil
 }
 
+// postgres is the engine's connection pool to its postgres:// backend,
+// opened on first use (a connection is made per query when idle ones are
+// gone).
+func (e *Engine) postgres() (*sql.DB, string, error) {
+	e.pgOnce.Do(func() {
+		e.pgDB, e.pgTable, e.pgErr = openPostgres(e.cfg.Backend)
+		if e.pgErr == nil {
+			e.pgDB.SetMaxIdleConns(1)
+			e.pgDB.SetConnMaxIdleTime(time.Minute)
+		}
+	})
+	return e.pgDB, e.pgTable, e.pgErr
+}
+
 // pgKeyPrefix is what the DIY backend puts before its keys: the URL's path
 // (the database name), as an object store's bucket prefix.
 func pgKeyPrefix(backend string) string {
@@ -290,4 +302,20 @@ func pgLocks(ctx context.Context, db *sql.DB, table, keyPrefix, stack string) ([
 		out = append(out, l)
 	}
 	return out, rows.Err()
+}
+
+// pgStackExists looks up the stack's checkpoint row (plain or gzipped) in
+// a postgres backend's table.
+func (e *Engine) pgStackExists(ctx context.Context, stack string) (bool, error) {
+	db, table, err := e.postgres()
+	if err != nil {
+		return false, err
+	}
+	base := pgKeyPrefix(e.cfg.Backend) + path.Join(".pulumi", "stacks", ProjectName, stack+".json")
+	var n int
+	err = db.QueryRowContext(ctx, "SELECT count(*) FROM "+table+" WHERE key = $1 OR key = $2", base, base+".gz").Scan(&n) //nolint:gosec // table is checked by openPostgres
+	if err != nil {
+		return false, err
+	}
+	return n > 0, nil
 }

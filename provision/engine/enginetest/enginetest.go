@@ -76,6 +76,13 @@ func PulumiRoot(tb testing.TB) string {
 // serves the test binary as the provider plugin.
 func NewEngine(tb testing.TB, log *slog.Logger) (*engine.Engine, string) {
 	tb.Helper()
+	return NewEngineWith(tb, log, engine.Config{})
+}
+
+// NewEngineWith is NewEngine with cfg's Backend and Passphrase (the rest
+// is filled in as NewEngine does).
+func NewEngineWith(tb testing.TB, log *slog.Logger, cfg engine.Config) (*engine.Engine, string) {
+	tb.Helper()
 	root := PulumiRoot(tb)
 	stateDir := filepath.Join(tb.TempDir(), "state")
 	exe, err := os.Executable()
@@ -88,6 +95,8 @@ func NewEngine(tb testing.TB, log *slog.Logger) (*engine.Engine, string) {
 	e, err := engine.New(context.Background(), engine.Config{
 		PulumiRoot:       root,
 		StateDir:         stateDir,
+		Backend:          cfg.Backend,
+		Passphrase:       cfg.Passphrase,
 		PluginExecutable: exe,
 		Log:              log,
 	})
