@@ -143,6 +143,8 @@ const (
 	GuardrailNetwork     ControlID = "SP-ADM-004"
 	GuardrailsEnforced   ControlID = "SP-ADM-005"
 
+	StateSecretsVault ControlID = "SP-STATE-001"
+
 	ExceptionsCurrent      ControlID = "SP-EXC-001"
 	ExceptionsExplained    ControlID = "SP-EXC-002"
 	ExceptionsKnownControl ControlID = "SP-EXC-003"
@@ -447,6 +449,11 @@ var Controls = sortControls([]Control{
 	{ID: GuardrailsEnforced, Title: "Guardrails deny, not only warn", Severity: SeverityHigh, Where: ByReview, Field: "spec.guardrails.mode",
 		Refs: nsa("Pod security"), Rationale: "In warn mode every guardrail admits what it exists to stop.",
 		Remediation: "Set spec.guardrails.mode: deny and give the few objects that must differ a justified, expiring exception."},
+
+	// State.
+	{ID: StateSecretsVault, Title: "Production state secrets are encrypted by Vault, not only a passphrase", Severity: SeverityMedium, Where: ByReview, Field: "spec.state.secretsProvider",
+		Refs: nsa("Secrets"), Rationale: "The state holds the cluster's secrets (Vault accessors, credentials of resources). A passphrase kept in a file on a laptop or in CI is one copy away from every secret in it, and losing it loses them; a Vault Transit key never leaves Vault, every decryption is audited and access is revoked centrally.",
+		Remediation: "Set spec.state.secretsProvider: vault, then run secprov state rekey --cluster NAME --to vault for a cluster that exists."},
 
 	// Exceptions and changes.
 	{ID: ExceptionsCurrent, Title: "Exceptions have not expired", Severity: SeverityHigh, Where: ByReview, Field: "spec.exceptions",

@@ -190,6 +190,7 @@ var Fields = func() []FieldSupport {
 		same("spec.images.allowedRegistries", Support{Rendered: ids(GuardrailImages), Verified: ids(GuardrailImages), Reviewed: ids(GuardrailImages)}),
 		same("spec.images.requireDigest", Support{Rendered: ids(GuardrailImages), Verified: ids(GuardrailImages), Reviewed: ids(GuardrailImages)}),
 		same("spec.guardrails.mode", Support{By: "hardening/guardrails.go: every guardrail's binding denies, or warns and audits", Verified: ids(GuardrailImages, GuardrailPodSecurity, GuardrailRBAC, GuardrailNetwork), Reviewed: ids(GuardrailsEnforced)}),
+		same("spec.state.secretsProvider", Support{By: "provision/statesecrets.go: the stack's secrets provider, a Transit key and a narrow token in the cluster's Vault for vault", Reviewed: ids(StateSecretsVault)}),
 		same("spec.exceptions[].control", Support{By: "hardening/guardrails.go: that control's guardrail warns instead of denying; verify reports its failures as excepted", Reviewed: ids(ExceptionsKnownControl)}),
 		same("spec.exceptions[].justification", Support{By: "hardening/verify/verify.go: quoted in the excepted result and the guardrail's warning", Reviewed: ids(ExceptionsExplained)}),
 		same("spec.exceptions[].expires", Support{By: "blueprints/exceptions.go: an expired exception weakens nothing (ActiveException)", Reviewed: ids(ExceptionsCurrent)}),

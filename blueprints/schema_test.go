@@ -109,6 +109,7 @@ func schemaExtras() map[string]map[string]any {
 		"spec.rbac.admins[]":                  {"pattern": subjectRef.String()},
 		"spec.images.allowedRegistries[]":     {"pattern": registryPattern.String(), "maxLength": 255},
 		"spec.guardrails.mode":                {"enum": []string{v1alpha1.GuardrailsDeny, v1alpha1.GuardrailsWarn}},
+		"spec.state.secretsProvider":          {"enum": []string{v1alpha1.StateSecretsPassphrase, v1alpha1.StateSecretsVault}},
 		"spec.exceptions[].control":           {"pattern": controlID.String()},
 		"spec.exceptions[].expires":           {"pattern": `^[0-9]{4}-[0-9]{2}-[0-9]{2}$`, "format": "date"},
 	}
@@ -137,6 +138,7 @@ var schemaDefaults = map[string]any{
 	"spec.podSecurity.warn":             v1alpha1.PSSRestricted,
 	"spec.podSecurity.exemptNamespaces": []string{"kube-system"},
 	"spec.guardrails.mode":              v1alpha1.GuardrailsDeny,
+	"spec.state.secretsProvider":        v1alpha1.StateSecretsPassphrase,
 }
 
 // schemaRequired lists, per object path, the fields the loader rejects a

@@ -208,6 +208,7 @@ func validate(bp *Blueprint) ErrorList {
 
 	validateImages(v, s)
 	v.oneOf("spec.guardrails.mode", s.Guardrails.Mode, v1alpha1.GuardrailsDeny, v1alpha1.GuardrailsWarn)
+	v.oneOf("spec.state.secretsProvider", s.State.SecretsProvider, v1alpha1.StateSecretsPassphrase, v1alpha1.StateSecretsVault)
 
 	seenCtl := map[string]bool{}
 	for i, e := range s.Exceptions {

@@ -46,7 +46,10 @@ type Config struct {
 	// VaultBinary runs the local Vault for blueprints without
 	// spec.vault.address; empty when none is needed.
 	VaultBinary string
-	Log         *slog.Logger
+	// StateSecrets overrides every blueprint's spec.state.secretsProvider
+	// when set (passphrase or vault).
+	StateSecrets string
+	Log          *slog.Logger
 	// Tweak may change a component's flags before they are declared; tests
 	// use it to build a cluster with one control removed.
 	Tweak func(cluster, component string, flags hardening.Flags) hardening.Flags
@@ -118,6 +121,9 @@ func (p *Provisioner) Plan(ctx context.Context, bps []*blueprints.Blueprint, onE
 		if err != nil {
 			return ClusterResult{Cluster: bp.Name(), Err: err}
 		}
+		if err := p.useStateSecrets(ctx, bp); err != nil {
+			return ClusterResult{Cluster: bp.Name(), Err: err}
+		}
 		plan, err := p.cfg.Engine.Preview(ctx, bp.Name(), prog, engine.Options{OnEvent: clusterEvents(bp.Name(), onEvent)})
 		return ClusterResult{Cluster: bp.Name(), Plan: plan, Err: err}
 	})
@@ -128,6 +134,9 @@ func (p *Provisioner) Up(ctx context.Context, bps []*blueprints.Blueprint, onEve
 	return p.each(ctx, bps, func(ctx context.Context, bp *blueprints.Blueprint) ClusterResult {
 		prog, err := p.program(ctx, bp)
 		if err != nil {
+			return ClusterResult{Cluster: bp.Name(), Err: err}
+		}
+		if err := p.useStateSecrets(ctx, bp); err != nil {
 			return ClusterResult{Cluster: bp.Name(), Err: err}
 		}
 		res, err := p.cfg.Engine.Up(ctx, bp.Name(), prog, engine.Options{OnEvent: clusterEvents(bp.Name(), onEvent)})
@@ -162,9 +171,17 @@ func (p *Provisioner) Down(ctx context.Context, names []string, onEvent func(Clu
 			continue
 		}
 		wg.Go(func() {
+			secrets, _, serr := p.cfg.Engine.StackSecrets(name)
+			if serr != nil {
+				out[i] = ClusterResult{Cluster: name, Err: serr}
+				return
+			}
 			res, err := p.cfg.Engine.Destroy(ctx, name, engine.Options{OnEvent: clusterEvents(name, onEvent)})
 			if err == nil {
 				err = p.cfg.Engine.RemoveStack(ctx, name, false)
+			}
+			if err == nil {
+				err = p.deleteStateSecrets(ctx, name, secrets)
 			}
 			if errors.Is(err, engine.ErrNoStack) {
 				if _, statErr := os.Stat(dir); statErr != nil {
@@ -259,7 +276,13 @@ func (p *Provisioner) vaultAccess(ctx context.Context, bp *blueprints.Blueprint)
 	if !NeedsVault(bp.Spec) {
 		return nil, nil
 	}
-	if addr := bp.Spec.Vault.Address; addr != "" {
+	return p.vaultFor(ctx, bp.Spec)
+}
+
+// vaultFor is the Vault of a cluster: the operator's at spec.vault.address,
+// else the local Vault.
+func (p *Provisioner) vaultFor(ctx context.Context, spec v1alpha1.Spec) (*vault.Access, error) {
+	if addr := spec.Vault.Address; addr != "" {
 		// The CA path is captured now: the KMS plugin runs with a minimal
 		// environment and must be told explicitly.
 		a := vault.Access{Address: addr, CAFile: os.Getenv(vault.EnvCACert)}

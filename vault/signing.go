@@ -67,13 +67,40 @@ func (s *Setup) EnsureEvidenceToken(ctx context.Context, n Names, tokenFile stri
 	if n.SigningKey == "" || tokenFile == "" {
 		return errors.New("vault: evidence token: no signing key or token file given")
 	}
-	if err := s.putPolicy(ctx, n.EvidencePolicy(), EvidencePolicy(n)); err != nil {
+	return s.ensureRoleToken(ctx, n.evidenceToken(), tokenFile)
+}
+
+// DeleteEvidenceToken revokes the token in tokenFile, removes the file,
+// the token role and the policy.
+func (s *Setup) DeleteEvidenceToken(ctx context.Context, n Names, tokenFile string) error {
+	return s.deleteRoleToken(ctx, n.evidenceToken(), tokenFile)
+}
+
+func (n Names) evidenceToken() roleToken {
+	return roleToken{what: "evidence", cluster: n.Cluster, policy: n.EvidencePolicy(), policyText: EvidencePolicy(n),
+		role: n.EvidenceTokenRole(), period: EvidenceTokenPeriod}
+}
+
+// roleToken is a periodic orphan token minted from a token role that
+// allows one policy: the evidence signer's and the state encrypter's.
+type roleToken struct {
+	what, cluster      string
+	policy, policyText string
+	role               string
+	period             time.Duration
+}
+
+// ensureRoleToken writes t's policy and token role and makes sure
+// tokenFile holds a live token of that role (minting one if not, and
+// revoking the one it replaces).
+func (s *Setup) ensureRoleToken(ctx context.Context, t roleToken, tokenFile string) error {
+	if err := s.putPolicy(ctx, t.policy, t.policyText); err != nil {
 		return err
 	}
-	rp := "auth/token/roles/" + n.EvidenceTokenRole()
-	if _, err := s.write(ctx, "write token role "+n.EvidenceTokenRole(), rp, "create/update", map[string]any{
-		"allowed_policies": []string{n.EvidencePolicy()}, "orphan": true, "renewable": true,
-		"token_period": int(EvidenceTokenPeriod.Seconds()), "token_type": "service",
+	rp := "auth/token/roles/" + t.role
+	if _, err := s.write(ctx, "write token role "+t.role, rp, "create/update", map[string]any{
+		"allowed_policies": []string{t.policy}, "orphan": true, "renewable": true,
+		"token_period": int(t.period.Seconds()), "token_type": "service",
 	}); err != nil {
 		return err
 	}
@@ -81,46 +108,46 @@ func (s *Setup) EnsureEvidenceToken(ctx context.Context, n Names, tokenFile stri
 	if err != nil {
 		return err
 	}
-	if ok && cur.Role == n.EvidenceTokenRole() && slices.Contains(cur.Policies, n.EvidencePolicy()) {
+	if ok && cur.Role == t.role && slices.Contains(cur.Policies, t.policy) {
 		return nil
 	}
 	sec, err := s.c.Auth().Token().CreateWithRoleWithContext(ctx, &api.TokenCreateRequest{
-		Policies: []string{n.EvidencePolicy()}, DisplayName: n.EvidenceTokenRole(),
-		Metadata: map[string]string{"secprov-cluster": n.Cluster},
-	}, n.EvidenceTokenRole())
+		Policies: []string{t.policy}, DisplayName: t.role,
+		Metadata: map[string]string{"secprov-cluster": t.cluster},
+	}, t.role)
 	if err != nil {
-		return s.fail("mint evidence token from role "+n.EvidenceTokenRole(), "auth/token/create/"+n.EvidenceTokenRole(), "update", err)
+		return s.fail("mint "+t.what+" token from role "+t.role, "auth/token/create/"+t.role, "update", err)
 	}
 	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
-		return fmt.Errorf("vault %s: no evidence token minted", s.c.Address())
+		return fmt.Errorf("vault %s: no %s token minted", s.c.Address(), t.what)
 	}
 	if err := writeSecretFile(tokenFile, []byte(sec.Auth.ClientToken+"\n")); err != nil {
 		_ = s.RevokeAccessor(context.WithoutCancel(ctx), sec.Auth.Accessor)
-		return fmt.Errorf("evidence token file %s: %w", tokenFile, err)
+		return fmt.Errorf("%s token file %s: %w", t.what, tokenFile, err)
 	}
-	if ok && cur.Role == n.EvidenceTokenRole() {
+	if ok && cur.Role == t.role {
 		_ = s.RevokeAccessor(ctx, cur.Accessor)
 	}
-	s.log.Info("minted vault evidence token", "role", n.EvidenceTokenRole(), "file", tokenFile)
+	s.log.Info("minted vault "+t.what+" token", "role", t.role, "file", tokenFile)
 	return nil
 }
 
-// DeleteEvidenceToken revokes the token in tokenFile, removes the file,
-// the token role and the policy.
-func (s *Setup) DeleteEvidenceToken(ctx context.Context, n Names, tokenFile string) error {
+// deleteRoleToken revokes the token in tokenFile, removes the file, the
+// token role and the policy.
+func (s *Setup) deleteRoleToken(ctx context.Context, t roleToken, tokenFile string) error {
 	cur, ok, err := s.fileToken(ctx, tokenFile)
 	if err != nil {
 		return err
 	}
-	if ok && cur.Role == n.EvidenceTokenRole() {
+	if ok && cur.Role == t.role {
 		if err := s.RevokeAccessor(ctx, cur.Accessor); err != nil {
 			return err
 		}
 	}
-	if err := s.delete(ctx, "delete token role "+n.EvidenceTokenRole(), "auth/token/roles/"+n.EvidenceTokenRole()); err != nil {
+	if err := s.delete(ctx, "delete token role "+t.role, "auth/token/roles/"+t.role); err != nil {
 		return err
 	}
-	if err := s.deletePolicy(ctx, n.EvidencePolicy()); err != nil {
+	if err := s.deletePolicy(ctx, t.policy); err != nil {
 		return err
 	}
 	if err := os.Remove(tokenFile); err != nil && !errors.Is(err, os.ErrNotExist) {

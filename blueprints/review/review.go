@@ -134,6 +134,7 @@ func ruleSet() []rule {
 		{id: blueprints.VaultSecrets, one: ruleVault},
 		{id: blueprints.GuardrailImages, one: ruleImages},
 		{id: blueprints.GuardrailsEnforced, one: ruleGuardrailsMode},
+		{id: blueprints.StateSecretsVault, one: ruleStateSecrets},
 	}
 }
 

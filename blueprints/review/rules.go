@@ -360,3 +360,12 @@ func ruleGuardrailsMode(_ *env, b *blueprints.Blueprint, out *emitter) {
 	}
 	out.add(b, "spec.guardrails.mode", sev, "guardrails only warn (mode: warn): forbidden changes are admitted")
 }
+
+// ruleStateSecrets: production state whose secrets only a passphrase
+// protects.
+func ruleStateSecrets(_ *env, b *blueprints.Blueprint, out *emitter) {
+	if !isProdEnv(b.Spec.Environment) || b.Spec.State.SecretsProvider != v1alpha1.StateSecretsPassphrase {
+		return
+	}
+	out.add(b, "spec.state.secretsProvider", 0, "the state secrets of production cluster %q are encrypted only with a passphrase (secretsProvider: passphrase): whoever copies the passphrase file reads them, and losing it loses them", b.Name())
+}

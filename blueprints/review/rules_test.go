@@ -94,6 +94,11 @@ func ruleCases() []ruleCase {
 		{rule: "SP-ADM-005", name: "warn in test", edits: map[string][]edit{T: {{"mode: deny ", "mode: warn "}}},
 			want: []w{{"SP-ADM-005", T, "spec.guardrails.mode", med}}},
 		{rule: "SP-ADM-005", name: "deny", edits: map[string][]edit{T: {{"mode: deny ", "mode: deny "}}}},
+		{rule: "SP-STATE-001", name: "prod state with a passphrase", edits: map[string][]edit{P: {{"secretsProvider: vault ", "secretsProvider: passphrase "}}}, msg: "encrypted only with a passphrase",
+			want: []w{{"SP-STATE-001", P, "spec.state.secretsProvider", med}}},
+		{rule: "SP-STATE-001", name: "prod state without the field", edits: map[string][]edit{P: {{"  state:\n    secretsProvider: vault ", "  # "}}}, msg: "secretsProvider: passphrase",
+			want: []w{{"SP-STATE-001", P, "spec.state.secretsProvider", med}}},
+		{rule: "SP-STATE-001", name: "test state with a passphrase", edits: map[string][]edit{T: {{"exceptions: []", "state: {secretsProvider: passphrase}\n  exceptions: []"}}}},
 		{rule: "SP-VAULT-001", name: "disabled", edits: map[string][]edit{T: {{"vault:\n", "vault:\n    enabled: false\n"}}},
 			want: []w{{"SP-VAULT-001", T, "spec.vault.enabled", high}}},
 		{rule: "SP-VAULT-001", name: "explicitly enabled", edits: map[string][]edit{T: {{"vault:\n", "vault:\n    enabled: true\n"}}}},
@@ -184,7 +189,7 @@ func ruleCases() []ruleCase {
 			T: {{"kvMount: kv-shop-test", "kvMount: kv-shop-prod"}, {`address: ""`, `address: "https://vault.test.example.com"`}}}},
 		{rule: "SP-ISO-002", name: "same environment may share", edits: map[string][]edit{
 			T: {{"environment: test ", "environment: prod "}, {"env: test", "env: prod"}, {"kvMount: kv-shop-test", "kvMount: kv-shop-prod"},
-				{"requireDigest: false", "requireDigest: true "}}}},
+				{"requireDigest: false", "requireDigest: true "}, {"exceptions: []", "state: {secretsProvider: vault}\n  exceptions: []"}}}},
 
 		{rule: "SP-ISO-003", name: "same pod CIDR", edits: map[string][]edit{T: {{"podCIDR: 10.65.0.0/16", "podCIDR: 10.64.0.0/16"}}}, msg: "podCIDR 10.64.0.0/16 overlaps podCIDR 10.64.0.0/16",
 			want: []w{{"SP-ISO-003", T, "spec.network.podCIDR", high}}},

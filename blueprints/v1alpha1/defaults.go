@@ -71,6 +71,7 @@ func SetDefaults(b *Blueprint) {
 
 	setBool(&s.Images.RequireDigest, IsProd(s.Environment))
 	setString(&s.Guardrails.Mode, GuardrailsDeny)
+	setString(&s.State.SecretsProvider, StateSecretsPassphrase)
 }
 
 // IsProd reports whether env names production (prod or production, in

@@ -63,6 +63,8 @@ type Spec struct {
 	// it was created: image provenance, Pod Security labels, RBAC and
 	// network policy.
 	Guardrails Guardrails `yaml:"guardrails" json:"guardrails"`
+	// State says how secprov keeps this cluster's state.
+	State State `yaml:"state" json:"state"`
 	// Exceptions weaken a control on purpose. Each names the review rule /
 	// control ID, why, and when the exception expires. Review reports them.
 	Exceptions []Exception `yaml:"exceptions,omitempty" json:"exceptions,omitempty"`
@@ -311,6 +313,25 @@ type Images struct {
 	// RequireDigest admits only images pinned by digest (@sha256:…).
 	// Default true for environment prod, false elsewhere.
 	RequireDigest *bool `yaml:"requireDigest,omitempty" json:"requireDigest,omitempty"`
+}
+
+// State secrets providers.
+const (
+	StateSecretsPassphrase = "passphrase"
+	StateSecretsVault      = "vault"
+)
+
+// State configures the cluster's state (the Pulumi stack secprov keeps
+// it in; the backend itself is chosen per run with --state, since one
+// backend holds many clusters).
+type State struct {
+	// SecretsProvider encrypts the secrets in the cluster's state:
+	// passphrase (default: SECPROV_PASSPHRASE, or one generated and kept
+	// 0600 in the state directory) or vault (a Transit key of this cluster
+	// in the cluster's Vault, used through a token that can only encrypt
+	// and decrypt with it). Move an existing cluster between them with
+	// secprov state rekey.
+	SecretsProvider string `yaml:"secretsProvider" json:"secretsProvider"`
 }
 
 // Guardrail modes.

@@ -21,10 +21,12 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -81,6 +83,9 @@ type Engine struct {
 	backendDir string // the file backend's directory, "" for other backends
 	log        *slog.Logger
 
+	secretsMu sync.Mutex
+	secrets   []string // Vault tokens the engine was given, redacted from its output
+
 	pgOnce  sync.Once // the postgres backend's pool, see postgres()
 	pgDB    *sql.DB
 	pgTable string
@@ -113,6 +118,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		pluginDir: filepath.Join(stateDir, "plugins"),
 		workRoot:  filepath.Join(stateDir, "workspaces"),
 		log:       cfg.Log,
+	}
+	if err := checkBackendURL(e.cfg.Backend); err != nil {
+		return nil, err
 	}
 	if e.cfg.Backend == "" {
 		e.backendDir = defaultBackendDir(stateDir)
@@ -237,13 +245,26 @@ func (e *Engine) workspaceOptions(stack string) ([]auto.LocalWorkspaceOption, er
 	if err := os.Chmod(projFile, 0o600); err != nil {
 		return nil, fmt.Errorf("preparing the workspace for stack %q: %w", stack, err)
 	}
+	env := e.env()
+	sec, _, err := e.stackSecrets(stack)
+	if err != nil {
+		return nil, err
+	}
+	if sec.IsVault() {
+		venv, err := vaultEnv(sec)
+		if err != nil {
+			return nil, fmt.Errorf("stack %q: %w", stack, err)
+		}
+		e.remember(venv["VAULT_SERVER_TOKEN"])
+		maps.Copy(env, venv)
+	}
 	return []auto.LocalWorkspaceOption{
 		auto.WorkDir(dir),
 		auto.Pulumi(e.cmd),
 		auto.PulumiHome(e.home),
 		auto.Project(e.project()),
-		auto.EnvVars(e.env()),
-		auto.SecretsProvider("passphrase"),
+		auto.EnvVars(env),
+		auto.SecretsProvider(sec.provider()),
 	}, nil
 }
 
@@ -404,6 +425,32 @@ func redactURL(s string) string {
 	if err != nil || u.User == nil {
 		return s
 	}
-	u.User = url.User("****")
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "REDACTED")
+	}
 	return u.String()
+}
+
+// backendSchemes are the backend URL schemes the pinned engine serves.
+var backendSchemes = []string{"file", "s3", "gs", "azblob", "postgres", "postgresql", "https", "http"}
+
+// checkBackendURL refuses a backend URL the engine would misread: an
+// unknown scheme (a typo like postgress://) would otherwise be taken for
+// a Pulumi Cloud URL and fail asking for an access token.
+func checkBackendURL(backend string) error {
+	if backend == "" {
+		return nil
+	}
+	u, err := url.Parse(backend)
+	if err != nil {
+		return fmt.Errorf("state backend URL %s: %w", redactURL(backend), err)
+	}
+	if !slices.Contains(backendSchemes, strings.ToLower(u.Scheme)) {
+		return fmt.Errorf("state backend URL %s: scheme %q is not a Pulumi backend: use file://DIR, s3://BUCKET, gs://BUCKET, azblob://CONTAINER, postgres://USER@HOST:PORT/DB or https:// (Pulumi Cloud)",
+			redactURL(backend), u.Scheme)
+	}
+	if u.Scheme != "file" && u.Host == "" {
+		return fmt.Errorf("state backend URL %s names no host or bucket", redactURL(backend))
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -28,7 +29,11 @@ type Error struct {
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s of stack %q failed", e.Op, e.Stack)
+	if e.Stack == "" {
+		fmt.Fprintf(&b, "%s failed", e.Op)
+	} else {
+		fmt.Fprintf(&b, "%s of stack %q failed", e.Op, e.Stack)
+	}
 	switch len(e.Diags) {
 	case 0:
 	case 1:
@@ -101,7 +106,7 @@ func (e *Engine) wrap(op, stack string, autoErr error, diags []Diag, hint string
 		specific = append(specific, Diag{Message: first})
 	}
 	if hint == "" {
-		hint = hintFor(op, stack, specific)
+		hint = hintFor(op, stack, redactURL(e.cfg.Backend), specific)
 	}
 	return &Error{Op: op, Stack: stack, Diags: specific, Hint: hint, err: redactedError{autoErr, redact}}
 }
@@ -124,17 +129,31 @@ func stderrErrors(text string) []string {
 }
 
 // hintFor recognises the failures users can fix themselves.
-func hintFor(op, stack string, diags []Diag) string {
+func hintFor(op, stack, backend string, diags []Diag) string {
 	all := ""
 	for _, d := range diags {
 		all += d.Message + "\n"
 	}
+	vaultErr := strings.Contains(all, "Vault") || strings.Contains(all, "/v1/") || strings.Contains(all, "hashivault")
 	switch {
+	case strings.Contains(all, "Vault is sealed"):
+		return fmt.Sprintf("The Vault whose Transit key encrypts the state secrets of %q is sealed: unseal it (secprov up unseals its local Vault), then run again. Nothing was changed.", stack)
+	case vaultErr && (strings.Contains(all, "permission denied") || strings.Contains(all, "Code: 403")):
+		return fmt.Sprintf("Vault refused the token that encrypts the state secrets of %q (revoked, lapsed or without the key's policy): `secprov up` mints a new one; for a hashivault:// key you manage, set VAULT_TOKEN. Nothing was changed.", stack)
+	case vaultErr && (strings.Contains(all, "connection refused") || strings.Contains(all, "no such host") || strings.Contains(all, "i/o timeout")):
+		return fmt.Sprintf("The Vault that encrypts the state secrets of %q cannot be reached: start it (secprov up starts its local Vault) or check its address, then run again. Nothing was changed.", stack)
+	case strings.Contains(all, "password authentication failed"), strings.Contains(all, "InvalidAccessKeyId"), strings.Contains(all, "SignatureDoesNotMatch"):
+		return fmt.Sprintf("The state backend %s refused the credentials: fix the user and password in the URL (or PGPASSWORD), or the AWS credentials, then run again. Nothing was changed.", backend)
+	case strings.Contains(all, "get credentials"), strings.Contains(all, "no EC2 IMDS role"):
+		return fmt.Sprintf("No credentials for the state backend %s: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), then run again. Nothing was changed.", backend)
+	case strings.Contains(all, "connection refused"), strings.Contains(all, "no such host"), strings.Contains(all, "i/o timeout"),
+		strings.Contains(all, "failed to ping"):
+		return fmt.Sprintf("The state backend %s cannot be reached: check that it runs and that the URL's host and port are right, then run again. Nothing was changed.", backend)
 	case strings.Contains(all, "incorrect passphrase"), strings.Contains(all, "passphrase must be set"),
 		strings.Contains(all, "failed to decrypt"):
 		return fmt.Sprintf("The state of %q was encrypted with another passphrase: set %s to the passphrase used when the stack was created (or restore the state dir's passphrase file).", stack, EnvPassphrase)
 	case strings.Contains(all, "currently locked"):
-		return fmt.Sprintf("Another secprov (or pulumi) run holds the stack's lock: wait for it to finish. If it died, `secprov up` clears locks of dead processes on this host; `secprov state unlock --cluster %s` clears others.", stack)
+		return fmt.Sprintf("Another secprov (or pulumi) run holds the stack's lock: wait for it to finish. If it died, clear its lock with `secprov state unlock --cluster %s`.", stack)
 	case strings.Contains(all, "has a problem"):
 		return "A resource's inputs were rejected (the property is named above): fix the blueprint value it comes from, then run again. Nothing was changed."
 	case strings.Contains(all, "no resource plugin"), strings.Contains(all, "could not find plugin"),
@@ -151,14 +170,26 @@ func hintFor(op, stack string, diags []Diag) string {
 	}
 }
 
-// redactor hides the passphrase in any text that leaves the engine.
+// redactor hides the passphrase and the state's Vault tokens in any text
+// that leaves the engine.
 func (e *Engine) redactor() func(string) string {
-	p := e.cfg.Passphrase.Reveal()
-	return func(s string) string {
-		if p == "" {
-			return s
+	secrets := e.secretValues()
+	backend, shown := e.cfg.Backend, redactURL(e.cfg.Backend)
+	if u, err := url.Parse(backend); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && len(pw) >= 6 {
+			secrets = append(secrets, pw, url.QueryEscape(pw))
 		}
-		return strings.ReplaceAll(s, p, "[redacted]")
+	}
+	return func(s string) string {
+		if backend != shown {
+			s = strings.ReplaceAll(s, backend, shown)
+		}
+		for _, p := range secrets {
+			if p != "" {
+				s = strings.ReplaceAll(s, p, "[redacted]")
+			}
+		}
+		return s
 	}
 }
 

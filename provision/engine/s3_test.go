@@ -4,8 +4,8 @@ package engine_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"io"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"

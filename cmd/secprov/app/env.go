@@ -26,11 +26,30 @@ import (
 
 // stateFlags select where secprov keeps its state.
 type stateFlags struct {
-	backend string
+	backend         string
+	secretsProvider string
 }
 
 func (f *stateFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.backend, "state", "", "Pulumi backend URL for stack state (file://, s3://, gs://, azblob://, https://api.pulumi.com); default $"+engine.EnvState+", else a file backend in the state directory")
+	cmd.Flags().StringVar(&f.backend, "state", "", "Pulumi backend URL for stack state (file://, s3://, gs://, azblob://, postgres://, https://api.pulumi.com); default $"+engine.EnvState+", else a file backend in the state directory")
+}
+
+// registerSecrets adds --secrets-provider (up and plan).
+func (f *stateFlags) registerSecrets(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.secretsProvider, "secrets-provider", "", "encrypt the secrets of new clusters' state with passphrase, vault (a Transit key per cluster in its Vault) or hashivault://KEY?engine=MOUNT (your key; VAULT_ADDR and VAULT_TOKEN), overriding spec.state.secretsProvider; move an existing cluster with secprov state rekey")
+	completeValues(cmd, "secrets-provider", "passphrase", "vault")
+}
+
+// checkSecretsProvider refuses an unknown --secrets-provider before anything runs.
+func (f *stateFlags) checkSecretsProvider() error {
+	switch p := f.secretsProvider; {
+	case p == "", p == v1alpha1.StateSecretsPassphrase, p == v1alpha1.StateSecretsVault:
+		return nil
+	case strings.HasPrefix(p, "hashivault://") && len(p) > len("hashivault://"):
+		return nil
+	default:
+		return usageErr(fmt.Errorf("--secrets-provider %q: use passphrase, vault or hashivault://KEY?engine=MOUNT", p))
+	}
 }
 
 // backendURL is the backend the flags select: --state, else $SECPROV_STATE,
@@ -182,7 +201,7 @@ func openEnv(ctx context.Context, s Streams, root *rootFlags, sf *stateFlags, pr
 	}
 	return &env{stateDir: stateDir, eng: eng,
 		prov: provision.New(provision.Config{StateDir: stateDir, Engine: eng, Providers: reg, Binaries: bins,
-			VaultBinary: tools["vault"].Bin["vault"], Log: log})}, nil
+			VaultBinary: tools["vault"].Bin["vault"], StateSecrets: sf.secretsProvider, Log: log})}, nil
 }
 
 // stepPrinter prints engine progress as a step list: one line per finished

@@ -39,6 +39,9 @@ func newPlanCommand(s Streams, root *rootFlags) *cobra.Command {
 			if err != nil {
 				return usageErr(err)
 			}
+			if err := flags.checkSecretsProvider(); err != nil {
+				return err
+			}
 			e, err := openEnv(cmd.Context(), s, root, &flags.stateFlags, types...)
 			if err != nil {
 				return err
@@ -83,6 +86,7 @@ func newPlanCommand(s Streams, root *rootFlags) *cobra.Command {
 	}
 	flags.blueprintFlags.register(cmd)
 	flags.stateFlags.register(cmd)
+	flags.stateFlags.registerSecrets(cmd)
 	cmd.Flags().StringVarP(&flags.output, "output", "o", "text", "output format: text or json")
 	completeValues(cmd, "output", "text", "json")
 	return cmd

@@ -3,9 +3,12 @@ package app
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"secprov.dev/secprov/provision"
+	"secprov.dev/secprov/provision/engine"
 	"secprov.dev/secprov/provision/paths"
 )
 
@@ -16,7 +19,108 @@ func newStateCommand(s Streams, root *rootFlags) *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	cmd.AddCommand(newStateUnlockCommand(s, root))
+	cmd.AddCommand(newStateRekeyCommand(s, root))
 	return cmd
+}
+
+type stateRekeyFlags struct {
+	cluster string
+	to      string
+	output  string
+	stateFlags
+}
+
+func newStateRekeyCommand(s Streams, root *rootFlags) *cobra.Command {
+	flags := &stateRekeyFlags{}
+	cmd := &cobra.Command{
+		Use:   "rekey",
+		Short: "Move a cluster's state secrets between a passphrase and Vault Transit",
+		Long: `Re-encrypt the secrets in a cluster's state with another secrets provider:
+--to vault makes (or reuses) a Transit key for the cluster in its Vault
+and a token that can only encrypt and decrypt with it; --to passphrase
+goes back to SECPROV_PASSPHRASE (or the generated passphrase file);
+--to hashivault://KEY?engine=MOUNT uses a key you manage (with VAULT_ADDR
+and VAULT_TOKEN).
+
+The engine decrypts every secret with the current provider and writes the
+state once, encrypted with the new one: an error leaves it as it was.
+Set spec.state.secretsProvider to match, or the next up refuses the
+mismatch. Moving away from vault keeps the Vault key: the backend's
+history and backups of the state were encrypted with it; down removes it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if flags.cluster == "" || flags.to == "" {
+				return usageErr(errors.New("--cluster and --to are required (see secprov status)"))
+			}
+			if err := checkOutput(flags.output, "text", "json"); err != nil {
+				return err
+			}
+			flags.secretsProvider = flags.to
+			if err := flags.checkSecretsProvider(); err != nil {
+				return err
+			}
+			if err := checkClusterNames([]string{flags.cluster}); err != nil {
+				return err
+			}
+			stateDir, err := paths.StateDir()
+			if err != nil {
+				return err
+			}
+			rec, err := provision.Record(stateDir, flags.cluster)
+			if err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			spec, err := rec.DecodeSpec()
+			if err != nil {
+				return err
+			}
+			e, err := openEnv(cmd.Context(), s, root, &flags.stateFlags)
+			if err != nil {
+				return err
+			}
+			from, err := e.eng.StateProvider(cmd.Context(), flags.cluster)
+			if err != nil {
+				return err
+			}
+			to, err := e.prov.StateSecretsFor(cmd.Context(), flags.cluster, spec, flags.to)
+			if err != nil {
+				return err
+			}
+			if err := e.eng.Rekey(cmd.Context(), flags.cluster, to); err != nil {
+				return err
+			}
+			after, err := e.eng.StateProvider(cmd.Context(), flags.cluster)
+			if err != nil {
+				return err
+			}
+			if flags.output == "json" {
+				return writeJSON(s.Out, map[string]string{"cluster": flags.cluster, "from": from, "to": after})
+			}
+			fmt.Fprintf(s.Out, "✓ the state secrets of %s were encrypted with %s and now with %s\n", flags.cluster, describeSecrets(from), describeSecrets(after))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&flags.cluster, "cluster", "", "cluster whose state to re-encrypt")
+	completeClusters(cmd, "cluster")
+	cmd.Flags().StringVar(&flags.to, "to", "", "new secrets provider: vault, passphrase or hashivault://KEY?engine=MOUNT")
+	completeValues(cmd, "to", "vault", "passphrase")
+	cmd.Flags().StringVarP(&flags.output, "output", "o", "text", "output format: text or json")
+	completeValues(cmd, "output", "text", "json")
+	flags.stateFlags.register(cmd)
+	return cmd
+}
+
+// describeSecrets names a Pulumi secrets provider for people.
+func describeSecrets(p string) string {
+	switch {
+	case p == engine.PassphraseProvider:
+		return "a passphrase"
+	case strings.HasPrefix(p, "hashivault://"):
+		return "Vault Transit (" + p + ")"
+	case p == "":
+		return "nothing yet (no state)"
+	}
+	return p
 }
 
 type stateUnlockFlags struct {

@@ -50,6 +50,9 @@ Blueprint errors stop it before anything is created.`,
 			if err != nil {
 				return usageErr(fmt.Errorf("nothing was changed: %w", err))
 			}
+			if err := flags.checkSecretsProvider(); err != nil {
+				return err
+			}
 			e, err := openEnv(ctx, s, root, &flags.stateFlags, types...)
 			if err != nil {
 				return err
@@ -122,6 +125,7 @@ Blueprint errors stop it before anything is created.`,
 	}
 	flags.blueprintFlags.register(cmd)
 	flags.stateFlags.register(cmd)
+	flags.stateFlags.registerSecrets(cmd)
 	flags.verifyOpts.register(cmd)
 	cmd.Flags().StringVarP(&flags.output, "output", "o", "text", "output format: text or json (progress always goes to stderr)")
 	completeValues(cmd, "output", "text", "json")
