@@ -461,7 +461,7 @@ func BackendStatus(ctx context.Context, eng *engine.Engine, stateDir string) ([]
 		cs := ClusterStatus{Name: s.Name, Components: []cluster.Component{}}
 		st, err := eng.State(ctx, s.Name)
 		if err != nil {
-			cs.Problem = fmt.Sprintf("state in %s unreadable: %v", eng.Backend(), err)
+			cs.Problem = fmt.Sprintf("state in %s unreadable: %v", eng.BackendShown(), err)
 			out = append(out, cs)
 			continue
 		}

@@ -155,6 +155,10 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 // Backend is the backend URL in use.
 func (e *Engine) Backend() string { return e.cfg.Backend }
 
+// BackendShown is the backend URL with its password replaced, for
+// messages.
+func (e *Engine) BackendShown() string { return redactURL(e.cfg.Backend) }
+
 // linkPlugin makes plugins/pulumi-resource-secprov point at the provider
 // binary. The engine finds it there through the project's
 // plugins.providers setting, so it never searches PATH or downloads.

@@ -106,7 +106,9 @@ func (e *Engine) wrap(op, stack string, autoErr error, diags []Diag, hint string
 		specific = append(specific, Diag{Message: first})
 	}
 	if hint == "" {
-		hint = hintFor(op, stack, redactURL(e.cfg.Backend), specific)
+		// The whole output too: a Vault error's detail ("Code: 503 …
+		// Vault is sealed") follows its "error:" line.
+		hint = hintFor(op, stack, redactURL(e.cfg.Backend), append(specific, Diag{Message: redact(autoErr.Error())}))
 	}
 	return &Error{Op: op, Stack: stack, Diags: specific, Hint: hint, err: redactedError{autoErr, redact}}
 }

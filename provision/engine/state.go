@@ -1,9 +1,19 @@
 package engine
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
@@ -41,16 +51,26 @@ func (e *Engine) State(ctx context.Context, stack string) (*StackState, error) {
 	if err != nil {
 		return nil, err
 	}
+	var raw json.RawMessage
 	dep, err := s.Export(ctx)
 	if err != nil {
-		return nil, e.wrap("reading the state", stack, err, nil, "")
+		// The engine opens the stack's secrets provider even to export
+		// without secrets; from a state directory that cannot reach the
+		// stack's Vault, read the checkpoint itself (file and postgres
+		// backends): State never decrypts.
+		var rerr error
+		if raw, rerr = e.rawDeployment(ctx, stack); rerr != nil || raw == nil {
+			return nil, e.wrap("reading the state", stack, err, nil, "")
+		}
+	} else {
+		raw = dep.Deployment
 	}
 	st := &StackState{Stack: stack}
-	if len(dep.Deployment) == 0 {
+	if len(raw) == 0 {
 		return st, nil
 	}
 	var d apitype.DeploymentV3
-	if err := json.Unmarshal(dep.Deployment, &d); err != nil {
+	if err := json.Unmarshal(raw, &d); err != nil {
 		return nil, fmt.Errorf("reading the state of stack %q: %w", stack, err)
 	}
 	for _, r := range d.Resources {
@@ -98,4 +118,67 @@ func hideSecrets(m map[string]any) map[string]any {
 		out[k] = walk(v)
 	}
 	return out
+}
+
+// rawDeployment reads the stack's latest deployment straight from a file
+// or postgres backend's checkpoint (nil for other backends).
+func (e *Engine) rawDeployment(ctx context.Context, stack string) (json.RawMessage, error) {
+	var blob []byte
+	switch {
+	case e.backendDir != "":
+		base := filepath.Join(e.backendDir, ".pulumi", "stacks", ProjectName, stack+".json")
+		b, err := os.ReadFile(base)
+		if errors.Is(err, fs.ErrNotExist) {
+			if b, err = os.ReadFile(base + ".gz"); err == nil {
+				b, err = gunzip(b)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		blob = b
+	case isPostgres(e.cfg.Backend):
+		db, table, err := e.postgres()
+		if err != nil {
+			return nil, err
+		}
+		base := pgKeyPrefix(e.cfg.Backend) + path.Join(".pulumi", "stacks", ProjectName, stack+".json")
+		var key, data string
+		err = db.QueryRowContext(ctx, "SELECT key, data FROM "+table+" WHERE key = $1 OR key = $2 ORDER BY key LIMIT 1", base, base+".gz").Scan(&key, &data) //nolint:gosec // table is checked by openPostgres
+		if err != nil {
+			return nil, err
+		}
+		var row struct{ Data string }
+		if err := json.Unmarshal([]byte(data), &row); err != nil {
+			return nil, err
+		}
+		if blob, err = base64.StdEncoding.DecodeString(row.Data); err != nil {
+			return nil, err
+		}
+		if strings.HasSuffix(key, ".gz") {
+			if blob, err = gunzip(blob); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		return nil, nil
+	}
+	var cp struct {
+		Checkpoint struct {
+			Latest json.RawMessage `json:"latest"`
+		} `json:"checkpoint"`
+	}
+	if err := json.Unmarshal(blob, &cp); err != nil {
+		return nil, err
+	}
+	return cp.Checkpoint.Latest, nil
+}
+
+func gunzip(b []byte) ([]byte, error) {
+	r, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
 }
