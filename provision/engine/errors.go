@@ -108,7 +108,7 @@ func (e *Engine) wrap(op, stack string, autoErr error, diags []Diag, hint string
 	if hint == "" {
 		// The whole output too: a Vault error's detail ("Code: 503 …
 		// Vault is sealed") follows its "error:" line.
-		hint = hintFor(op, stack, redactURL(e.cfg.Backend), append(specific, Diag{Message: redact(autoErr.Error())}))
+		hint = hintFor(op, stack, redactURL(e.cfg.Backend), specific, redact(autoErr.Error()))
 	}
 	return &Error{Op: op, Stack: stack, Diags: specific, Hint: hint, err: redactedError{autoErr, redact}}
 }
@@ -131,12 +131,17 @@ func stderrErrors(text string) []string {
 }
 
 // hintFor recognises the failures users can fix themselves.
-func hintFor(op, stack, backend string, diags []Diag) string {
+// full is the engine's whole output: a Vault error's detail follows its
+// "error:" line, so the Vault and backend cases look there too.
+func hintFor(op, stack, backend string, diags []Diag, full string) string {
 	all := ""
 	for _, d := range diags {
 		all += d.Message + "\n"
 	}
-	vaultErr := strings.Contains(all, "Vault") || strings.Contains(all, "/v1/") || strings.Contains(all, "hashivault")
+	vaultErr := strings.Contains(all, "secrets manager") || strings.Contains(all, "hashivault") || strings.Contains(all, "keeper")
+	if vaultErr {
+		all += full
+	}
 	switch {
 	case strings.Contains(all, "Vault is sealed"):
 		return fmt.Sprintf("The Vault whose Transit key encrypts the state secrets of %q is sealed: unseal it (secprov up unseals its local Vault), then run again. Nothing was changed.", stack)

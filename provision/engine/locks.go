@@ -248,9 +248,47 @@ func (e *Engine) postgres() (*sql.DB, string, error) {
 		if e.pgErr == nil {
 			e.pgDB.SetMaxIdleConns(1)
 			e.pgDB.SetConnMaxIdleTime(time.Minute)
+			e.ensurePgTable()
 		}
 	})
 	return e.pgDB, e.pgTable, e.pgErr
+}
+
+// ensurePgTable creates the DIY backend's table (its own schema) under an
+// advisory lock when it is missing. Two engines starting on a fresh
+// database (prod and test brought up together) would otherwise race in
+// CREATE TABLE IF NOT EXISTS, and one fails with a duplicate key in
+// pg_type. A failure here is left to the engine to report.
+func (e *Engine) ensurePgTable() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var exists bool
+	if err := e.pgDB.QueryRowContext(ctx, "SELECT to_regclass($1) IS NOT NULL", e.pgTable).Scan(&exists); err != nil || exists {
+		return
+	}
+	tx, err := e.pgDB.BeginTx(ctx, nil)
+	if err != nil {
+		return
+	}
+	defer func() { _ = tx.Rollback() }()
+	t := e.pgTable
+	for _, q := range []string{
+		"SELECT pg_advisory_xact_lock(hashtext('secprov-state-table:' || $1))",
+		"CREATE TABLE IF NOT EXISTS " + t + " (key TEXT PRIMARY KEY, data JSON NOT NULL, updated_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now())",
+		"CREATE INDEX IF NOT EXISTS " + t + "_key_prefix_idx ON " + t + " (key text_pattern_ops)",
+	} {
+		var args []any
+		if strings.Contains(q, "$1") {
+			args = []any{t}
+		}
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil { //nolint:gosec // t is checked by openPostgres
+			e.log.Debug("creating the postgres backend's table", "err", err)
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		e.log.Debug("creating the postgres backend's table", "err", err)
+	}
 }
 
 // pgKeyPrefix is what the DIY backend puts before its keys: the URL's path
