@@ -11,6 +11,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -307,3 +308,60 @@ func TestPostgresLockMatrix(t *testing.T) {
 }
 
 func emptyRun(*pulumi.Context) error { return nil }
+
+// TestPostgresBackendFaults: a wrong password, a port nobody listens on
+// and a misspelt scheme each stop the engine with an error that names the
+// backend (its password redacted) and what to do, and create nothing.
+func TestPostgresBackendFaults(t *testing.T) {
+	root := enginetest.PulumiRoot(t)
+	pg := pgtest.Start(t)
+	ctx := context.Background()
+	u, err := url.Parse(pg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, _ := u.User.Password()
+	wrong := *u
+	wrong.User = url.UserPassword(u.User.Username(), "not-the-password-"+pw[:4])
+	closed := *u
+	closed.Host = "127.0.0.1:1"
+	for _, tc := range []struct {
+		name, backend string
+		want          []string
+	}{
+		{"wrong password", wrong.String(), []string{"refused the credentials", "REDACTED@127.0.0.1"}},
+		{"nothing listening", closed.String(), []string{"cannot be reached", "127.0.0.1:1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, _ := pgEngine(t, root, tc.backend, "faults passphrase")
+			_, err := e.ListStacks(ctx)
+			if err == nil {
+				t.Fatal("listing stacks succeeded")
+			}
+			_, uerr := e.Up(ctx, "prod", emptyRun, engine.Options{})
+			for _, err := range []error{err, uerr} {
+				if err == nil {
+					t.Fatal("up succeeded")
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error lacks %q:\n%v", w, err)
+					}
+				}
+				if strings.Contains(err.Error(), pw) || strings.Contains(err.Error(), "not-the-password") {
+					t.Errorf("error shows a password:\n%v", err)
+				}
+			}
+			t.Logf("%s: %v", tc.name, uerr)
+		})
+	}
+	if rows := pg.Psql(t, "secprov", "select count(*) from pg_tables where tablename = 'pulumi_state'"); strings.TrimSpace(rows) != "0" {
+		t.Errorf("a failed run created the state table")
+	}
+	exe, _ := os.Executable()
+	_, err = engine.New(ctx, engine.Config{PulumiRoot: root, StateDir: t.TempDir(), PluginExecutable: exe,
+		Backend: strings.Replace(pg.URL, "postgres://", "postgress://", 1), Passphrase: engine.NewPassphrase("x")})
+	if err == nil || !strings.Contains(err.Error(), `scheme "postgress" is not a Pulumi backend`) || strings.Contains(err.Error(), pw) {
+		t.Errorf("a misspelt scheme: %v", err)
+	}
+}

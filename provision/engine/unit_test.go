@@ -390,3 +390,55 @@ func TestResourceHelper(t *testing.T) {
 		t.Errorf("a secret output lost its secretness in the program")
 	}
 }
+
+func TestCheckBackendURL(t *testing.T) {
+	for _, tc := range []struct {
+		url, want string
+	}{
+		{"", ""},
+		{"file:///var/lib/secprov", ""},
+		{"postgres://u:pw@db.example.com:5432/secprov?sslmode=require", ""},
+		{"postgresql://db.example.com/secprov", ""},
+		{"s3://bucket?region=eu-west-1", ""},
+		{"gs://bucket", ""},
+		{"azblob://container", ""},
+		{"https://api.pulumi.com", ""},
+		{"postgress://u:topsecret@db/x", `scheme "postgress" is not a Pulumi backend`},
+		{"s4://bucket", `scheme "s4"`},
+		{"/var/lib/secprov", `scheme ""`},
+		{"postgres:///secprov", "names no host or bucket"},
+		{"s3://", "names no host or bucket"},
+	} {
+		err := checkBackendURL(tc.url)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q refused: %v", tc.url, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%q: %v, want an error containing %q", tc.url, err, tc.want)
+		case err != nil && strings.Contains(err.Error(), "topsecret"):
+			t.Errorf("the error shows the URL's password: %v", err)
+		}
+	}
+}
+
+// The backend URL's password never reaches an error, however the engine
+// quotes the URL.
+func TestBackendPasswordRedacted(t *testing.T) {
+	const url = "postgres://secprov:s3cr3t-pw%21@127.0.0.1:1/db?sslmode=disable"
+	e := &Engine{cfg: Config{Backend: url, Passphrase: NewPassphrase("a-passphrase")}}
+	autoErr := errors.New(`failed: exit status 255` + "\nstderr: error: unable to open state database \"" + url + "\": failed to ping PostgreSQL: dial tcp 127.0.0.1:1: connect: connection refused (password s3cr3t-pw!)\n")
+	msg := e.wrap("listing stacks", "", autoErr, nil, "").Error()
+	for _, leak := range []string{"s3cr3t", "%21"} {
+		if strings.Contains(msg, leak) {
+			t.Errorf("error shows the password (%q):\n%s", leak, msg)
+		}
+	}
+	for _, want := range []string{"postgres://secprov:REDACTED@127.0.0.1:1/db", "cannot be reached", "Nothing was changed"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q:\n%s", want, msg)
+		}
+	}
+	if strings.HasPrefix(msg, "listing stacks of stack") {
+		t.Errorf("error names an empty stack:\n%s", msg)
+	}
+}
