@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +96,54 @@ func TestSharedStateInPostgres(t *testing.T) {
 			t.Errorf("verify of %s, state in PostgreSQL:\n%s", name, r)
 		}
 	}
+	// prod's state secrets are Vault's (examples/prod.yaml): no secret
+	// of the clusters in the database, in clear or in the DIY backend's
+	// base64 rows.
+	rows := pg.Psql(t, "secprov", "select key || ' ' || convert_from(decode(data->>'data', 'base64'), 'UTF8') from pulumi_state where key not like '%.gz'")
+	if !strings.Contains(rows, `"hashivault://shop-prod?engine=secprov-state"`) {
+		t.Errorf("prod's checkpoint in PostgreSQL does not name its Vault secrets provider")
+	}
+	dump := pg.Dump(t)
+	for _, f := range []string{"state-tokens/shop-prod", "clusters/shop-prod/vault/kms-token", "clusters/shop-test/vault/kms-token", "vault/root-token", "passphrase"} {
+		b, err := os.ReadFile(filepath.Join(a.dir, f))
+		if err != nil {
+			continue // the shared passphrase comes from the environment
+		}
+		if secret := strings.TrimSpace(string(b)); secret != "" && (strings.Contains(rows, secret) || strings.Contains(dump, secret)) {
+			t.Errorf("the database holds the secret of %s", f)
+		}
+	}
+	if strings.Contains(rows+dump, "e2e-shared-state-passphrase") {
+		t.Errorf("the database holds the passphrase")
+	}
+
+	// rekey through the CLI, the state in PostgreSQL: to the passphrase,
+	// up refuses the blueprint's vault until it is moved back.
+	if r := a.exec("state", "rekey", "--cluster", "shop-prod", "--to", "passphrase"); r.code != 0 || !strings.Contains(r.stdout, "now with a passphrase") {
+		t.Errorf("state rekey --to passphrase:\n%s", r)
+	}
+	if r := a.exec("up", "-f", "blueprints/examples/prod.yaml", "--no-verify"); r.code == 0 || !strings.Contains(r.stderr, "secprov state rekey --cluster shop-prod --to vault") {
+		t.Errorf("up of a vault blueprint on passphrase state:\n%s", r)
+	}
+	if r := a.exec("state", "rekey", "--cluster", "shop-prod", "--to", "vault", "-o", "json"); r.code != 0 || !strings.Contains(r.stdout, `"to": "hashivault://shop-prod?engine=secprov-state"`) {
+		t.Errorf("state rekey --to vault:\n%s", r)
+	}
+
+	// Faults, from the second state directory: nothing is created and no
+	// password is shown.
+	bad := strings.Replace(pg.URL, "@", "x@", 1) // a wrong password
+	r = b.exec("up", "-f", "blueprints/examples/test.yaml", "--no-verify", "--state", bad)
+	if r.code == 0 || !strings.Contains(r.stderr, "refused the credentials") || strings.Contains(r.stderr, pg.Password) {
+		t.Errorf("up with a wrong database password:\n%s", r)
+	}
+	if _, err := os.Stat(b.clusterDir("shop-test")); !os.IsNotExist(err) {
+		t.Errorf("up with a wrong password left a cluster directory: %v", err)
+	}
+	r = b.exec("status", "--state", strings.Replace(pg.URL, "postgres://", "postgress://", 1))
+	if r.code != 2 || !strings.Contains(r.stderr, `scheme "postgress" is not a Pulumi backend`) || strings.Contains(r.stderr, pg.Password) {
+		t.Errorf("status with a misspelt backend scheme:\n%s", r)
+	}
+
 	if r := a.exec("plan", "-f", "blueprints/examples/prod.yaml", "-o", "json"); r.code != 0 {
 		t.Errorf("plan on PostgreSQL state:\n%s", r)
 	} else {

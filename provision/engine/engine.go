@@ -119,7 +119,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		workRoot:  filepath.Join(stateDir, "workspaces"),
 		log:       cfg.Log,
 	}
-	if err := checkBackendURL(e.cfg.Backend); err != nil {
+	if err := CheckBackendURL(e.cfg.Backend); err != nil {
 		return nil, err
 	}
 	if e.cfg.Backend == "" {
@@ -438,10 +438,10 @@ func redactURL(s string) string {
 // backendSchemes are the backend URL schemes the pinned engine serves.
 var backendSchemes = []string{"file", "s3", "gs", "azblob", "postgres", "postgresql", "https", "http"}
 
-// checkBackendURL refuses a backend URL the engine would misread: an
+// CheckBackendURL refuses a backend URL the engine would misread: an
 // unknown scheme (a typo like postgress://) would otherwise be taken for
 // a Pulumi Cloud URL and fail asking for an access token.
-func checkBackendURL(backend string) error {
+func CheckBackendURL(backend string) error {
 	if backend == "" {
 		return nil
 	}

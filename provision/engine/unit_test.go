@@ -409,7 +409,7 @@ func TestCheckBackendURL(t *testing.T) {
 		{"postgres:///secprov", "names no host or bucket"},
 		{"s3://", "names no host or bucket"},
 	} {
-		err := checkBackendURL(tc.url)
+		err := CheckBackendURL(tc.url)
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%q refused: %v", tc.url, err)

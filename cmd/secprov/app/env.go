@@ -161,6 +161,9 @@ type env struct {
 // openEnv ensures the toolchain the given provider types need (with
 // progress on stderr) and opens the engine.
 func openEnv(ctx context.Context, s Streams, root *rootFlags, sf *stateFlags, providerTypes ...string) (*env, error) {
+	if err := engine.CheckBackendURL(sf.backendURL()); err != nil {
+		return nil, usageErr(err)
+	}
 	stateDir, err := paths.StateDir()
 	if err != nil {
 		return nil, err
