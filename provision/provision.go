@@ -172,6 +172,9 @@ func (p *Provisioner) Down(ctx context.Context, names []string, onEvent func(Clu
 		}
 		wg.Go(func() {
 			secrets, _, serr := p.cfg.Engine.StackSecrets(name)
+			if serr == nil {
+				serr = p.refreshStateToken(ctx, name, secrets)
+			}
 			if serr != nil {
 				out[i] = ClusterResult{Cluster: name, Err: serr}
 				return
@@ -182,6 +185,9 @@ func (p *Provisioner) Down(ctx context.Context, names []string, onEvent func(Clu
 			}
 			if err == nil {
 				err = p.deleteStateSecrets(ctx, name, secrets)
+				if r := secrets.Retired; err == nil && r != nil {
+					err = p.deleteStateSecrets(ctx, name, *r)
+				}
 			}
 			if errors.Is(err, engine.ErrNoStack) {
 				if _, statErr := os.Stat(dir); statErr != nil {

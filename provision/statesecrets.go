@@ -91,21 +91,45 @@ func (p *Provisioner) StateSecretsFor(ctx context.Context, name string, spec v1a
 	return engine.StackSecrets{}, fmt.Errorf("unknown secrets provider %q: use passphrase, vault or hashivault://KEY?engine=MOUNT", provider)
 }
 
-// deleteStateSecrets removes the state key and token of a cluster whose
-// stack is gone (ss is how it was encrypted).
-func (p *Provisioner) deleteStateSecrets(ctx context.Context, name string, ss engine.StackSecrets) error {
-	if !ss.IsVault() {
-		return nil
-	}
+// stateVaultSetup is an administrative Vault session for the Vault that
+// holds a stack's state key (ss): the local Vault, or the operator's with
+// their VAULT_TOKEN.
+func (p *Provisioner) stateVaultSetup(ctx context.Context, ss engine.StackSecrets) (*vault.Setup, error) {
 	va := &vault.Access{Address: ss.VaultAddress, CAFile: ss.VaultCACert}
 	if local, err := p.localVault(ctx); err == nil && local.Address == ss.VaultAddress {
 		va = local
 	}
-	s, err := vault.NewSetup(ctx, *va, p.cfg.Log)
+	return vault.NewSetup(ctx, *va, p.cfg.Log)
+}
+
+// refreshStateToken renews (or re-mints) the state token of a secprov-made
+// key before down destroys the stack, which needs it to decrypt.
+func (p *Provisioner) refreshStateToken(ctx context.Context, name string, ss engine.StackSecrets) error {
+	if !ss.IsVault() || ss.TokenFile == "" {
+		return nil // passphrase, or an operator's hashivault:// key with their token
+	}
+	s, err := p.stateVaultSetup(ctx, ss)
+	if err != nil {
+		return fmt.Errorf("the Vault that encrypts the state of %s: %w", name, err)
+	}
+	if err := s.EnsureStateSecrets(ctx, vault.Names{Cluster: name}, ss.TokenFile); err != nil {
+		return fmt.Errorf("the Vault that encrypts the state of %s: %w", name, err)
+	}
+	return nil
+}
+
+// deleteStateSecrets removes the state key and token of a cluster whose
+// stack is gone (ss is how it was encrypted). An operator's own
+// hashivault:// key is theirs and stays.
+func (p *Provisioner) deleteStateSecrets(ctx context.Context, name string, ss engine.StackSecrets) error {
+	if !ss.IsVault() || ss.TokenFile == "" {
+		return nil
+	}
+	s, err := p.stateVaultSetup(ctx, ss)
 	if err != nil {
 		return fmt.Errorf("removing the state key of %s from Vault: %w", name, err)
 	}
-	if err := s.DeleteStateSecrets(ctx, vault.Names{Cluster: name}, StateTokenFile(p.cfg.StateDir, name)); err != nil {
+	if err := s.DeleteStateSecrets(ctx, vault.Names{Cluster: name}, ss.TokenFile); err != nil {
 		return fmt.Errorf("removing the state key of %s from Vault: %w", name, err)
 	}
 	return nil

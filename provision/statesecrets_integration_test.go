@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"secprov.dev/secprov/blueprints"
 	"secprov.dev/secprov/blueprints/v1alpha1"
 	"secprov.dev/secprov/provision"
 	"secprov.dev/secprov/provision/engine"
@@ -23,8 +24,9 @@ import (
 // against the real local Vault and Pulumi engine. up makes the key and a
 // token that can use only that key; the stack's secrets provider is
 // Vault's; rekey moves it to the passphrase and back; with Vault sealed an
-// engine operation fails naming Vault and what to do; down removes the
-// key, the token and its policy.
+// engine operation fails naming Vault and what to do; down, its token
+// file lost, mints one to decrypt and then removes the key, the token and
+// its policy.
 func TestStateSecretsInVault(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster and the local Vault")
@@ -142,6 +144,11 @@ func TestStateSecretsInVault(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A lost (or lapsed) token does not block down: it mints a new one
+	// to decrypt the state, then removes everything.
+	if err := os.Remove(tokenFile); err != nil {
+		t.Fatal(err)
+	}
 	downAll(t, p, bps)
 	if _, err := os.Stat(tokenFile); !os.IsNotExist(err) {
 		t.Errorf("down left the state token file: %v", err)
@@ -157,6 +164,42 @@ func TestStateSecretsInVault(t *testing.T) {
 	if pol, _ := root.Sys().GetPolicy(n.StatePolicy()); pol != "" {
 		t.Errorf("down left the state policy %s", n.StatePolicy())
 	}
+
+	// A cluster moved to the passphrase keeps its retired Vault key (the
+	// backend's history is encrypted with it) until down deletes it.
+	mustUp(t, p, bps)
+	if err := eng.Rekey(ctx, bp.Name(), pp); err != nil {
+		t.Fatalf("rekey to passphrase: %v", err)
+	}
+	cur, _, err := eng.StackSecrets(bp.Name())
+	if err != nil || cur.Retired == nil || cur.Retired.Provider != n.StateSecretsURL() {
+		t.Fatalf("after rekey to passphrase the record is %+v, %v; want the Vault key retired", cur, err)
+	}
+	if r := p.Up(ctx, noVaultState(bps), nil)[0]; r.Err != nil {
+		t.Fatalf("up on passphrase state: %v", r.Err)
+	}
+	if cur, _, _ = eng.StackSecrets(bp.Name()); cur.Retired == nil {
+		t.Fatalf("up forgot the retired Vault key: %+v", cur)
+	}
+	downAll(t, p, bps)
+	if admin, err = (&vaultserver.Server{Dir: vaultserver.DirIn(stateDir), Binary: localtest.VaultBinary(t)}).Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	root, _ = admin.Client(ctx)
+	if s, err := root.Logical().Read(vault.StateMount + "/keys/" + n.StateKey()); err != nil || s != nil {
+		t.Errorf("down left the retired state key: %v, %v", s, err)
+	}
+}
+
+// noVaultState is bps with passphrase state secrets.
+func noVaultState(bps []*blueprints.Blueprint) []*blueprints.Blueprint {
+	out := make([]*blueprints.Blueprint, len(bps))
+	for i, bp := range bps {
+		c := *bp
+		c.Spec.State.SecretsProvider = v1alpha1.StateSecretsPassphrase
+		out[i] = &c
+	}
+	return out
 }
 
 func mustPassphrase(t *testing.T, stateDir string) string {

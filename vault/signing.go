@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -109,6 +110,11 @@ func (s *Setup) ensureRoleToken(ctx context.Context, t roleToken, tokenFile stri
 		return err
 	}
 	if ok && cur.Role == t.role && slices.Contains(cur.Policies, t.policy) {
+		// Using a periodic token does not extend it: renew it, so it
+		// lasts a whole period from every run that ensures it.
+		if err := s.renewFileToken(ctx, tokenFile); err != nil {
+			s.log.Warn("renewing the vault "+t.what+" token", "file", tokenFile, "err", err)
+		}
 		return nil
 	}
 	sec, err := s.c.Auth().Token().CreateWithRoleWithContext(ctx, &api.TokenCreateRequest{
@@ -167,4 +173,20 @@ func (s *Setup) EvidenceTokenLive(ctx context.Context, n Names, tokenFile string
 		return false, err
 	}
 	return cur.Role == n.EvidenceTokenRole() && slices.Contains(cur.Policies, n.EvidencePolicy()), nil
+}
+
+// renewFileToken renews the token in path with that token itself
+// (renew-self is in every token's default policy).
+func (s *Setup) renewFileToken(ctx context.Context, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	c, err := s.c.Clone()
+	if err != nil {
+		return err
+	}
+	c.SetToken(strings.TrimSpace(string(b)))
+	_, err = c.Auth().Token().RenewSelfWithContext(ctx, 0)
+	return err
 }

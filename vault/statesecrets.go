@@ -13,9 +13,9 @@ import (
 // teardown and its state's key never touch each other's mount.
 const StateMount = "secprov-state"
 
-// StateTokenPeriod is the state token's period: every secprov command on
-// the cluster renews it (the engine uses it), `up` mints a new one when it
-// has lapsed.
+// StateTokenPeriod is the state token's period: `up` and `down` renew it
+// (and mint a new one when it has lapsed), so it lasts a period from the
+// last of them.
 const StateTokenPeriod = 30 * 24 * time.Hour
 
 // StateKey is the transit key that wraps the cluster's state data key.

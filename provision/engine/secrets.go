@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -41,6 +42,10 @@ type StackSecrets struct {
 	VaultAddress string `json:"vaultAddress,omitempty"`
 	VaultCACert  string `json:"vaultCACert,omitempty"`
 	TokenFile    string `json:"tokenFile,omitempty"`
+	// Retired is the secprov-made Vault key the stack was moved away from
+	// by Rekey: the backend's history and backups are still encrypted
+	// with it, so it is kept until the cluster is deleted.
+	Retired *StackSecrets `json:"retired,omitempty"`
 }
 
 // IsVault reports whether the provider is Vault Transit.
@@ -112,8 +117,13 @@ func (e *Engine) UseSecrets(ctx context.Context, stack string, want StackSecrets
 	if err := checkStackName(stack); err != nil {
 		return err
 	}
-	if cur, ok, err := e.StackSecrets(stack); err == nil && ok && cur == want {
-		return nil // recorded by this state directory, unchanged
+	if cur, ok, err := e.StackSecrets(stack); err == nil && ok {
+		if cur.Retired != nil && cur.Retired.Provider != want.Provider {
+			want.Retired = cur.Retired // still to be deleted with the cluster
+		}
+		if reflect.DeepEqual(cur, want) {
+			return nil // recorded by this state directory, unchanged
+		}
 	}
 	exists, sure := e.stackExists(ctx, stack)
 	if !sure {
@@ -225,6 +235,16 @@ func (e *Engine) Rekey(ctx context.Context, stack string, to StackSecrets) error
 		e.remember(env["VAULT_SERVER_TOKEN"])
 		if err := s.Workspace().SetEnvVars(env); err != nil {
 			return err
+		}
+	}
+	if cur, ok, _ := e.stackSecrets(stack); ok {
+		switch {
+		case cur.IsVault() && cur.TokenFile != "" && cur.Provider != to.Provider:
+			retired := cur
+			retired.Retired = nil
+			to.Retired = &retired
+		case cur.Retired != nil && cur.Retired.Provider != to.Provider:
+			to.Retired = cur.Retired
 		}
 	}
 	if err := s.ChangeSecretsProvider(ctx, to.provider(), opts); err != nil {
