@@ -81,9 +81,21 @@ func TestSharedStateInPostgres(t *testing.T) {
 	}
 
 	r = b.exec("status", "-o", "json")
-	for _, name := range []string{"shop-prod", "shop-test"} {
-		if !strings.Contains(r.stdout, `"`+name+`"`) {
-			t.Errorf("status -o json from a second state directory lacks %s:\n%s", name, r)
+	var st struct {
+		Clusters []struct{ Name, Environment, Provider, StateSecrets string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, r)
+	}
+	seen := map[string]string{}
+	for _, c := range st.Clusters {
+		seen[c.Name] = c.Environment + " " + c.Provider + " " + c.StateSecrets
+	}
+	// prod's state secrets are Vault's (examples/prod.yaml), test's a
+	// passphrase; the second directory reads that from the checkpoint.
+	for name, want := range map[string]string{"shop-prod": "prod local vault", "shop-test": "test local passphrase"} {
+		if seen[name] != want {
+			t.Errorf("status -o json from a second state directory: %s is %q, want %q\n%s", name, seen[name], want, r.stdout)
 		}
 	}
 	r = b.exec("status")

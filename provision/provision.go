@@ -410,6 +410,9 @@ type ClusterStatus struct {
 	Components   []cluster.Component `json:"components"`
 	Healthy      bool                `json:"healthy"`
 	Problem      string              `json:"problem,omitempty"`
+	// StateSecrets says what encrypts the secrets in the cluster's state:
+	// passphrase or vault ("" when this state directory has no record).
+	StateSecrets string `json:"stateSecrets,omitempty"`
 }
 
 // Status reports every cluster of the state root through its provider.
@@ -421,6 +424,9 @@ func Status(ctx context.Context, providers *cluster.Registry, stateDir string) (
 	out := []ClusterStatus{}
 	for _, d := range dirs {
 		cs := ClusterStatus{Name: filepath.Base(d), Kubeconfig: paths.NewLayout(d).AdminKubeconfig(), Healthy: true, Components: []cluster.Component{}}
+		if ss, ok, err := engine.RecordedSecrets(stateDir, cs.Name); err == nil && ok {
+			cs.StateSecrets = ss.Kind()
+		}
 		rec, err := cluster.ReadRecord(d)
 		if err == nil {
 			cs.Environment, cs.Provider, cs.APIServerURL, cs.Kubeconfig = rec.Environment, rec.ProviderType(), rec.APIServerURL, rec.Kubeconfig
@@ -470,6 +476,10 @@ func BackendStatus(ctx context.Context, eng *engine.Engine, stateDir string) ([]
 			cs.Problem = fmt.Sprintf("state in %s unreadable: %v", eng.BackendShown(), err)
 			out = append(out, cs)
 			continue
+		}
+		cs.StateSecrets = engine.StackSecrets{Provider: st.SecretsProvider}.Kind()
+		if st.SecretsProvider == "" {
+			cs.StateSecrets = ""
 		}
 		for _, r := range st.Resources {
 			if r.Type != cluster.RecordType {

@@ -51,6 +51,14 @@ type StackSecrets struct {
 // IsVault reports whether the provider is Vault Transit.
 func (s StackSecrets) IsVault() bool { return strings.HasPrefix(s.Provider, "hashivault://") }
 
+// Kind is "vault" or "passphrase", for status.
+func (s StackSecrets) Kind() string {
+	if s.IsVault() {
+		return "vault"
+	}
+	return PassphraseProvider
+}
+
 // String names the provider for messages.
 func (s StackSecrets) String() string {
 	if s.IsVault() {
@@ -82,7 +90,20 @@ func (e *Engine) StackSecrets(stack string) (StackSecrets, bool, error) {
 }
 
 func (e *Engine) stackSecrets(stack string) (StackSecrets, bool, error) {
-	b, err := os.ReadFile(e.secretsFile(stack))
+	return readStackSecrets(e.secretsFile(stack), stack)
+}
+
+// RecordedSecrets is StackSecrets without an engine: how the state of a
+// stack made from stateDir is encrypted, as recorded there (for status).
+func RecordedSecrets(stateDir, stack string) (StackSecrets, bool, error) {
+	if err := checkStackName(stack); err != nil {
+		return StackSecrets{}, false, err
+	}
+	return readStackSecrets(filepath.Join(stateDir, "workspaces", stack, "secrets.json"), stack)
+}
+
+func readStackSecrets(file, stack string) (StackSecrets, bool, error) {
+	b, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return StackSecrets{Provider: PassphraseProvider}, false, nil
 	}
@@ -91,7 +112,7 @@ func (e *Engine) stackSecrets(stack string) (StackSecrets, bool, error) {
 	}
 	var s StackSecrets
 	if err := json.Unmarshal(b, &s); err != nil {
-		return StackSecrets{}, false, fmt.Errorf("%s is unreadable (%v): remove it and run `secprov state rekey` for %s", e.secretsFile(stack), err, stack)
+		return StackSecrets{}, false, fmt.Errorf("%s is unreadable (%v): remove it and run `secprov state rekey` for %s", file, err, stack)
 	}
 	return s, true, nil
 }
@@ -161,26 +182,34 @@ func (e *Engine) stackProvider(ctx context.Context, stack string) (string, bool,
 	if err != nil {
 		return "", false, e.wrap("reading the state", stack, err, nil, "")
 	}
+	p := secretsProviderOf(dep.Deployment)
+	return p, p != "", nil
+}
+
+// secretsProviderOf reads a deployment's secrets provider: "passphrase",
+// the URL of a cloud provider (hashivault://…), or its type; "" when the
+// deployment names none.
+func secretsProviderOf(deployment json.RawMessage) string {
 	var d struct {
 		SecretsProviders *struct {
 			Type  string          `json:"type"`
 			State json.RawMessage `json:"state"`
 		} `json:"secrets_providers"`
 	}
-	if len(dep.Deployment) == 0 || json.Unmarshal(dep.Deployment, &d) != nil || d.SecretsProviders == nil {
-		return "", false, nil
+	if len(deployment) == 0 || json.Unmarshal(deployment, &d) != nil || d.SecretsProviders == nil {
+		return ""
 	}
 	if d.SecretsProviders.Type == PassphraseProvider {
-		return PassphraseProvider, true, nil
+		return PassphraseProvider
 	}
 	var st struct {
 		URL string `json:"url"`
 	}
 	_ = json.Unmarshal(d.SecretsProviders.State, &st)
 	if st.URL == "" {
-		return d.SecretsProviders.Type, true, nil
+		return d.SecretsProviders.Type
 	}
-	return st.URL, true, nil
+	return st.URL
 }
 
 func providerKind(p string) string {

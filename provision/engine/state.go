@@ -27,6 +27,9 @@ type StackState struct {
 	Resources []StateResource
 	// Pending are operations an interrupted run left unfinished.
 	Pending []PendingOp
+	// SecretsProvider is what the checkpoint says encrypts its secrets:
+	// "passphrase" or a hashivault:// URL ("" when it says nothing).
+	SecretsProvider string
 }
 
 // StateResource is one recorded resource.
@@ -73,6 +76,7 @@ func (e *Engine) State(ctx context.Context, stack string) (*StackState, error) {
 	if err := json.Unmarshal(raw, &d); err != nil {
 		return nil, fmt.Errorf("reading the state of stack %q: %w", stack, err)
 	}
+	st.SecretsProvider = secretsProviderOf(raw)
 	for _, r := range d.Resources {
 		if internalType(string(r.Type)) {
 			continue

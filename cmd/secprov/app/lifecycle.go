@@ -250,7 +250,7 @@ func newStatusCommand(s Streams, root *rootFlags) *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "CLUSTER\tENV\tPROVIDER\tAPI SERVER\tCOMPONENTS")
+			fmt.Fprintln(tw, "CLUSTER\tENV\tPROVIDER\tSTATE SECRETS\tAPI SERVER\tCOMPONENTS")
 			for _, c := range sts {
 				var comps []string
 				for _, cp := range c.Components {
@@ -263,7 +263,11 @@ func newStatusCommand(s Streams, root *rootFlags) *cobra.Command {
 				if c.Problem != "" && len(comps) == 0 {
 					comps = []string{"✗ " + c.Problem}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, c.Environment, c.Provider, c.APIServerURL, strings.Join(comps, "  "))
+				secrets := c.StateSecrets
+				if secrets == "" {
+					secrets = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Environment, c.Provider, secrets, c.APIServerURL, strings.Join(comps, "  "))
 			}
 			return tw.Flush()
 		},
