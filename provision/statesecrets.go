@@ -30,19 +30,14 @@ func StateTokenFile(stateDir, name string) string {
 	return filepath.Join(stateDir, "state-tokens", name)
 }
 
-// StateSecretsProvider is the provider bp's state asks for: the override
-// (secprov's --secrets-provider) when set, else the blueprint's.
-func StateSecretsProvider(bp *blueprints.Blueprint, override string) string {
-	if override != "" {
-		return override
-	}
-	return bp.Spec.State.SecretsProvider
-}
-
 // useStateSecrets tells the engine how bp's stack encrypts its secrets,
 // making the Vault key and token first for vault.
 func (p *Provisioner) useStateSecrets(ctx context.Context, bp *blueprints.Blueprint) error {
-	ss, err := p.StateSecretsFor(ctx, bp.Name(), bp.Spec, StateSecretsProvider(bp, p.cfg.StateSecrets))
+	want := bp.Spec.State.SecretsProvider
+	if p.cfg.StateSecrets != "" { // secprov's --secrets-provider
+		want = p.cfg.StateSecrets
+	}
+	ss, err := p.StateSecretsFor(ctx, bp.Name(), bp.Spec, want)
 	if err != nil {
 		return err
 	}

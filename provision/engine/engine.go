@@ -24,6 +24,7 @@ import (
 	"maps"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -371,8 +372,19 @@ func StackAbsent(stateDir, backend, stack string) bool {
 
 func defaultBackendDir(stateDir string) string { return filepath.Join(stateDir, "pulumi") }
 
+// stackFile is the checkpoint of a stack in a file backend (".gz" added
+// when the backend gzips).
+func stackFile(backendDir, stack string) string {
+	return filepath.Join(backendDir, ".pulumi", "stacks", ProjectName, stack+".json")
+}
+
+// pgStackKey is the same checkpoint's key in a postgres backend's table.
+func pgStackKey(backend, stack string) string {
+	return pgKeyPrefix(backend) + path.Join(".pulumi", "stacks", ProjectName, stack+".json")
+}
+
 func stackFileAbsent(backendDir, stack string) bool {
-	base := filepath.Join(backendDir, ".pulumi", "stacks", ProjectName, stack+".json")
+	base := stackFile(backendDir, stack)
 	for _, p := range []string{base, base + ".gz"} {
 		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
 			return false

@@ -324,11 +324,7 @@ func pgLocks(ctx context.Context, db *sql.DB, table, keyPrefix, stack string) ([
 		if !(len(rel) == 4 && rel[1] == ProjectName && rel[2] == stack) && !(len(rel) == 2 && rel[0] == stack) {
 			continue
 		}
-		var blob struct{ Data string }
-		if err := json.Unmarshal([]byte(data), &blob); err != nil {
-			return out, fmt.Errorf("lock %s of stack %q is unreadable: %w", key, stack, err)
-		}
-		raw, err := base64.StdEncoding.DecodeString(blob.Data)
+		raw, err := pgBlob(data)
 		if err != nil {
 			return out, fmt.Errorf("lock %s of stack %q is unreadable: %w", key, stack, err)
 		}
@@ -349,11 +345,21 @@ func (e *Engine) pgStackExists(ctx context.Context, stack string) (bool, error) 
 	if err != nil {
 		return false, err
 	}
-	base := pgKeyPrefix(e.cfg.Backend) + path.Join(".pulumi", "stacks", ProjectName, stack+".json")
+	base := pgStackKey(e.cfg.Backend, stack)
 	var n int
 	err = db.QueryRowContext(ctx, "SELECT count(*) FROM "+table+" WHERE key = $1 OR key = $2", base, base+".gz").Scan(&n) //nolint:gosec // table is checked by openPostgres
 	if err != nil {
 		return false, err
 	}
 	return n > 0, nil
+}
+
+// pgBlob decodes one row of the DIY postgres backend, which stores each
+// blob as {"data": base64}.
+func pgBlob(data string) ([]byte, error) {
+	var row struct{ Data string }
+	if err := json.Unmarshal([]byte(data), &row); err != nil {
+		return nil, err
+	}
+	return base64.StdEncoding.DecodeString(row.Data)
 }

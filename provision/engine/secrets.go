@@ -52,12 +52,7 @@ type StackSecrets struct {
 func (s StackSecrets) IsVault() bool { return strings.HasPrefix(s.Provider, "hashivault://") }
 
 // Kind is "vault" or "passphrase", for status.
-func (s StackSecrets) Kind() string {
-	if s.IsVault() {
-		return "vault"
-	}
-	return PassphraseProvider
-}
+func (s StackSecrets) Kind() string { return providerKind(s.provider()) }
 
 // String names the provider for messages.
 func (s StackSecrets) String() string {
@@ -161,7 +156,7 @@ func (e *Engine) UseSecrets(ctx context.Context, stack string, want StackSecrets
 				to = "passphrase"
 			}
 			return fmt.Errorf("the state of %q is encrypted with %s but secprov was asked for %s: move it with `secprov state rekey --cluster %s --to %s` (or ask for what it has)",
-				stack, describeProvider(cur), want, stack, to)
+				stack, DescribeProvider(cur), want, stack, to)
 		}
 	}
 	return e.setStackSecrets(stack, want)
@@ -219,12 +214,15 @@ func providerKind(p string) string {
 	return p
 }
 
-func describeProvider(p string) string {
-	if providerKind(p) == "vault" {
+// DescribeProvider names a Pulumi secrets provider for people.
+func DescribeProvider(p string) string {
+	switch {
+	case providerKind(p) == "vault":
 		return "Vault Transit (" + p + ")"
-	}
-	if p == PassphraseProvider {
+	case p == PassphraseProvider:
 		return "a passphrase"
+	case p == "":
+		return "nothing yet (no state)"
 	}
 	return p
 }

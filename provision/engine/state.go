@@ -4,15 +4,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"path"
-	"path/filepath"
 	"strings"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
@@ -130,7 +127,7 @@ func (e *Engine) rawDeployment(ctx context.Context, stack string) (json.RawMessa
 	var blob []byte
 	switch {
 	case e.backendDir != "":
-		base := filepath.Join(e.backendDir, ".pulumi", "stacks", ProjectName, stack+".json")
+		base := stackFile(e.backendDir, stack)
 		b, err := os.ReadFile(base)
 		if errors.Is(err, fs.ErrNotExist) {
 			if b, err = os.ReadFile(base + ".gz"); err == nil {
@@ -146,17 +143,13 @@ func (e *Engine) rawDeployment(ctx context.Context, stack string) (json.RawMessa
 		if err != nil {
 			return nil, err
 		}
-		base := pgKeyPrefix(e.cfg.Backend) + path.Join(".pulumi", "stacks", ProjectName, stack+".json")
+		base := pgStackKey(e.cfg.Backend, stack)
 		var key, data string
 		err = db.QueryRowContext(ctx, "SELECT key, data FROM "+table+" WHERE key = $1 OR key = $2 ORDER BY key LIMIT 1", base, base+".gz").Scan(&key, &data) //nolint:gosec // table is checked by openPostgres
 		if err != nil {
 			return nil, err
 		}
-		var row struct{ Data string }
-		if err := json.Unmarshal([]byte(data), &row); err != nil {
-			return nil, err
-		}
-		if blob, err = base64.StdEncoding.DecodeString(row.Data); err != nil {
+		if blob, err = pgBlob(data); err != nil {
 			return nil, err
 		}
 		if strings.HasSuffix(key, ".gz") {

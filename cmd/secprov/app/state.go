@@ -3,7 +3,6 @@ package app
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -96,7 +95,7 @@ history and backups of the state were encrypted with it; down removes it.`,
 			if flags.output == "json" {
 				return writeJSON(s.Out, map[string]string{"cluster": flags.cluster, "from": from, "to": after})
 			}
-			fmt.Fprintf(s.Out, "✓ the state secrets of %s were encrypted with %s and now with %s\n", flags.cluster, describeSecrets(from), describeSecrets(after))
+			fmt.Fprintf(s.Out, "✓ the state secrets of %s were encrypted with %s and now with %s\n", flags.cluster, engine.DescribeProvider(from), engine.DescribeProvider(after))
 			return nil
 		},
 	}
@@ -108,19 +107,6 @@ history and backups of the state were encrypted with it; down removes it.`,
 	completeValues(cmd, "output", "text", "json")
 	flags.stateFlags.register(cmd)
 	return cmd
-}
-
-// describeSecrets names a Pulumi secrets provider for people.
-func describeSecrets(p string) string {
-	switch {
-	case p == engine.PassphraseProvider:
-		return "a passphrase"
-	case strings.HasPrefix(p, "hashivault://"):
-		return "Vault Transit (" + p + ")"
-	case p == "":
-		return "nothing yet (no state)"
-	}
-	return p
 }
 
 type stateUnlockFlags struct {
